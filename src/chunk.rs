@@ -1,0 +1,209 @@
+//! Iteration results, and the chunks that carry them from runners to the engine.
+//!
+//! At a million iterations per second nothing per iteration may allocate, so a chunk keeps its
+//! records in one vector and all of their atomic actions in another: a record points at its
+//! actions by range, and an action names itself by an index into the workload's action-name
+//! table. Errors and scenario output are rare and boxed.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Index into a workload's table of atomic action names.
+pub type ActionId = u16;
+
+/// One timed atomic action. Actions of an iteration are stored in pre-order (a parent before
+/// its children), with `depth` giving the nesting: Rally's tree, flattened.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ActionSpan {
+    pub name: ActionId,
+    pub depth: u8,
+    pub failed: bool,
+    /// Wall-clock Unix seconds.
+    pub started_at: f64,
+    pub finished_at: f64,
+}
+
+impl ActionSpan {
+    pub fn duration(&self) -> f64 {
+        self.finished_at - self.started_at
+    }
+}
+
+/// Rally's error triple: exception class, message, details (a traceback in Rally).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationError {
+    pub etype: String,
+    pub message: String,
+    pub details: String,
+}
+
+impl IterationError {
+    pub fn new(etype: impl Into<String>, message: impl Into<String>) -> IterationError {
+        IterationError {
+            etype: etype.into(),
+            message: message.into(),
+            details: String::new(),
+        }
+    }
+
+    /// What Rally records when an iteration overruns the runner's `timeout`.
+    pub fn timeout() -> IterationError {
+        IterationError::new(
+            "ThreadTimeoutException",
+            "Iteration interrupted due to timeout.",
+        )
+    }
+}
+
+/// Scenario output charts (`Dummy.dummy_output`, hooks): Rally's `{additive, complete}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub additive: Vec<serde_json::Value>,
+    pub complete: Vec<serde_json::Value>,
+}
+
+/// One iteration's result: Rally's record plus the global iteration number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationRecord {
+    /// Global, 1-based.
+    pub iteration: u64,
+    /// Wall-clock Unix seconds at the start of the timed block.
+    pub timestamp: f64,
+    /// Seconds, excluding `idle_duration`.
+    pub duration: f64,
+    pub idle_duration: f64,
+    /// For open-model runners (`rps`): how late the iteration started after its scheduled
+    /// start, in seconds. Latency from the schedule is `duration + lateness`, which is what a
+    /// stalled target really costs its users (no coordinated omission). Zero elsewhere.
+    pub lateness: f64,
+    pub error: Option<Box<IterationError>>,
+    pub output: Option<Box<Output>>,
+    /// Range into the chunk's `actions`.
+    pub actions: Range<u32>,
+}
+
+impl IterationRecord {
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+/// A batch of iteration results from one runner instance, sorted by timestamp.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Which runner instance produced it: "local", or an agent's name.
+    pub source: Arc<str>,
+    pub records: Vec<IterationRecord>,
+    pub actions: Vec<ActionSpan>,
+}
+
+impl Chunk {
+    pub fn new(source: Arc<str>) -> Chunk {
+        Chunk {
+            source,
+            records: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The atomic actions of one record.
+    pub fn actions_of(&self, record: &IterationRecord) -> &[ActionSpan] {
+        &self.actions[record.actions.start as usize..record.actions.end as usize]
+    }
+
+    /// Sort records by timestamp (stable, so equal timestamps keep their order). Records
+    /// from one slot are already in order; a chunk merged from several slots is not.
+    pub fn sort_by_timestamp(&mut self) {
+        if self
+            .records
+            .windows(2)
+            .all(|w| w[0].timestamp <= w[1].timestamp)
+        {
+            return;
+        }
+        self.records
+            .sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+    }
+
+    /// Move all records of `other` into this chunk.
+    pub fn append(&mut self, other: &mut Chunk) {
+        let offset = self.actions.len() as u32;
+        self.actions.append(&mut other.actions);
+        self.records.extend(other.records.drain(..).map(|mut r| {
+            r.actions = r.actions.start + offset..r.actions.end + offset;
+            r
+        }));
+    }
+}
+
+/// When a chunk is handed on: whichever of the two limits is reached first.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkLimits {
+    pub max_records: usize,
+    pub max_age: std::time::Duration,
+}
+
+impl Default for ChunkLimits {
+    fn default() -> ChunkLimits {
+        ChunkLimits {
+            max_records: 1000,
+            max_age: std::time::Duration::from_millis(250),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(iteration: u64, timestamp: f64, actions: Range<u32>) -> IterationRecord {
+        IterationRecord {
+            iteration,
+            timestamp,
+            duration: 0.1,
+            idle_duration: 0.0,
+            lateness: 0.0,
+            error: None,
+            output: None,
+            actions,
+        }
+    }
+
+    fn span(name: ActionId) -> ActionSpan {
+        ActionSpan {
+            name,
+            depth: 0,
+            failed: false,
+            started_at: 0.0,
+            finished_at: 1.0,
+        }
+    }
+
+    #[test]
+    fn append_rebases_action_ranges() {
+        let mut a = Chunk::new("x".into());
+        a.actions.push(span(0));
+        a.records.push(record(1, 1.0, 0..1));
+        let mut b = Chunk::new("x".into());
+        b.actions.push(span(5));
+        b.actions.push(span(6));
+        b.records.push(record(2, 0.5, 0..2));
+        a.append(&mut b);
+        assert!(b.is_empty());
+        let names: Vec<_> = a.actions_of(&a.records[1]).iter().map(|s| s.name).collect();
+        assert_eq!(names, vec![5, 6]);
+        a.sort_by_timestamp();
+        assert_eq!(a.records[0].iteration, 2);
+        assert_eq!(a.actions_of(&a.records[0]).len(), 2);
+    }
+}

@@ -1,0 +1,360 @@
+//! The TaskEngine: runs a task's workloads in order, consumes their result chunks, checks the
+//! SLA live, and publishes one stream of events for the front ends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::chunk::{Chunk, ChunkLimits};
+use crate::clock::Clock;
+use crate::events::{Event, Figures, Progress, SlaSnapshot, TaskStatus, WorkloadInfo, WorkloadReport};
+use crate::hook::HookExecutor;
+use crate::runner::{LocalRunner, RunJob, Runner};
+use crate::scenario::Scenario;
+use crate::sla::{self, CriterionStatus, IterationSample, SlaChecker};
+use crate::stats::{Metric, WorkloadStats};
+use crate::task::{SubtaskSpec, TaskSpec, WorkloadSpec};
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Stop everything the first time any SLA criterion fails (Rally's flag).
+    pub abort_on_sla_failure: bool,
+    pub limits: ChunkLimits,
+    /// How often progress and SLA snapshots are published.
+    pub interval: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            abort_on_sla_failure: false,
+            limits: ChunkLimits::default(),
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the remaining workloads were skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    Sla,
+    User,
+}
+
+/// How the whole task ended.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    pub uuid: String,
+    pub status: TaskStatus,
+    pub pass_sla: bool,
+    pub abort: Option<Abort>,
+    pub workloads: Vec<WorkloadReport>,
+}
+
+pub struct TaskEngine {
+    spec: TaskSpec,
+    options: EngineOptions,
+    events: broadcast::Sender<Event>,
+    stop: CancellationToken,
+    uuid: String,
+}
+
+impl TaskEngine {
+    pub fn new(spec: TaskSpec, options: EngineOptions) -> TaskEngine {
+        let (events, _) = broadcast::channel(4096);
+        TaskEngine {
+            spec,
+            options,
+            events,
+            stop: CancellationToken::new(),
+            uuid: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    pub fn uuid(&self) -> &str {
+        &self.uuid
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Cancel it to stop the task as a user would: no new iterations anywhere, in-flight
+    /// ones finish and are recorded, remaining workloads are skipped.
+    pub fn stopper(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    fn publish(&self, event: Event) {
+        // No subscriber is fine: events are for whoever watches.
+        let _ = self.events.send(event);
+    }
+
+    fn infos(&self) -> Vec<WorkloadInfo> {
+        let count = self.spec.workloads().count();
+        self.spec
+            .workloads()
+            .enumerate()
+            .map(|(index, (s, w))| WorkloadInfo {
+                index,
+                count,
+                subtask: s.title.clone(),
+                position: w.position,
+                scenario: w.scenario.name.clone(),
+                runner: w.runner.describe(),
+                total: w.runner.total_iterations(),
+            })
+            .collect()
+    }
+
+    pub async fn run(&self) -> TaskOutcome {
+        let infos = self.infos();
+        self.publish(Event::TaskStarted {
+            uuid: self.uuid.clone(),
+            title: self.spec.title.clone(),
+            workloads: infos.clone(),
+        });
+        let mut reports = Vec::new();
+        let mut abort = None;
+        for ((subtask, workload), info) in self.spec.workloads().zip(infos) {
+            if abort.is_some() || self.stop.is_cancelled() {
+                abort.get_or_insert(Abort::User);
+                break;
+            }
+            let (report, this_abort) = self.run_workload(info, subtask, workload).await;
+            abort = abort.or(this_abort);
+            self.publish(Event::WorkloadFinished(Box::new(report.clone())));
+            reports.push(report);
+        }
+        let pass_sla = reports.iter().all(|r| r.pass_sla);
+        let status = if abort.is_some() { TaskStatus::Aborted } else { TaskStatus::Finished };
+        self.publish(Event::TaskFinished {
+            uuid: self.uuid.clone(),
+            status,
+            pass_sla,
+        });
+        TaskOutcome {
+            uuid: self.uuid.clone(),
+            status,
+            pass_sla,
+            abort,
+            workloads: reports,
+        }
+    }
+
+    async fn run_workload(&self, info: WorkloadInfo, _subtask: &SubtaskSpec, w: &WorkloadSpec) -> (WorkloadReport, Option<Abort>) {
+        let started = Instant::now();
+        self.publish(Event::WorkloadStarted(info.clone()));
+        let scenario = Arc::new(Scenario::new(w.scenario.kind.clone()));
+        let mut consumer = Consumer::new(&self.options, &info, scenario.action_names.clone(), &w.sla);
+
+        // Contexts: set up in order; a failure cleans up what was set up and fails the
+        // workload, and the task goes on with the next one.
+        let mut contexts = w.contexts.clone();
+        contexts.sort_by_key(|c| c.order());
+        let mut set_up = Vec::new();
+        let mut failure = None;
+        for c in &contexts {
+            let setup = c.setup();
+            if let Some(e) = setup.error {
+                failure = Some(format!("Unable to setup context '{}': '{}'", c.name, e));
+                break;
+            }
+            set_up.push(c);
+        }
+
+        let mut abort = None;
+        if failure.is_none() {
+            let hooks = HookExecutor::start(w.hooks.clone());
+            let workload_stop = self.stop.child_token();
+            let (tx, rx) = mpsc::channel::<Chunk>(256);
+            let job = RunJob {
+                scenario: scenario.clone(),
+                source: Arc::from("local"),
+                chunks: tx,
+                stop: workload_stop.clone(),
+                on_iteration: hooks.iteration_listener(),
+                limits: self.options.limits,
+                clock: Clock::new(),
+            };
+            let runner = LocalRunner { spec: w.runner.clone() };
+            let (run_result, ()) = tokio::join!(runner.run(job), consumer.consume(rx, &workload_stop, |e| self.publish(e)));
+            if let Err(e) = run_result {
+                failure = Some(e.to_string());
+            }
+            consumer.hooks = hooks.finish().await;
+            abort = if consumer.aborted_on_sla {
+                Some(Abort::Sla)
+            } else if self.stop.is_cancelled() {
+                Some(Abort::User)
+            } else {
+                None
+            };
+        }
+        for c in set_up.iter().rev() {
+            if let Some(e) = c.cleanup().error {
+                self.publish(Event::Log { level: "warning".into(), message: format!("cleanup of context '{}' failed: {e}", c.name) });
+            }
+        }
+        let report = consumer.report(info, started.elapsed().as_secs_f64(), abort, failure);
+        (report, abort)
+    }
+}
+
+/// Figures over one publishing interval.
+struct Interval {
+    metric: Metric,
+}
+
+impl Interval {
+    fn new() -> Interval {
+        Interval { metric: Metric::default() }
+    }
+
+    fn figures(&mut self, seconds: f64, total: &Metric, failures: u64) -> Figures {
+        let m = &self.metric;
+        let f = Figures {
+            iterations: total.count,
+            failures,
+            rate: if seconds > 0.0 { m.count as f64 / seconds } else { 0.0 },
+            p50: m.quantile(0.5),
+            p95: m.quantile(0.95),
+            p99: m.quantile(0.99),
+            max: (m.count > 0).then_some(m.max),
+            p95_total: total.quantile(0.95),
+        };
+        self.metric = Metric::default();
+        f
+    }
+}
+
+/// Consumes a workload's chunks: statistics, SLA, and what the front ends see.
+struct Consumer {
+    index: usize,
+    abort_on_sla: bool,
+    interval: Duration,
+    stats: WorkloadStats,
+    names: Arc<[String]>,
+    sla: Result<SlaChecker, String>,
+    aborted_on_sla: bool,
+    recent: Interval,
+    hooks: Vec<crate::hook::HookResult>,
+    total: Option<u64>,
+}
+
+impl Consumer {
+    fn new(options: &EngineOptions, info: &WorkloadInfo, names: Arc<[String]>, sla: &serde_json::Map<String, serde_json::Value>) -> Consumer {
+        Consumer {
+            index: info.index,
+            abort_on_sla: options.abort_on_sla_failure,
+            interval: options.interval,
+            stats: WorkloadStats::new(names.clone()),
+            names,
+            sla: SlaChecker::from_config(sla).map_err(|e| e.to_string()),
+            aborted_on_sla: false,
+            recent: Interval::new(),
+            hooks: Vec::new(),
+            total: info.total,
+        }
+    }
+
+    async fn consume(&mut self, mut rx: mpsc::Receiver<Chunk>, stop: &CancellationToken, publish: impl Fn(Event)) {
+        let started = Instant::now();
+        let mut tick = tokio::time::interval_at((started + self.interval).into(), self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_tick = started;
+        loop {
+            tokio::select! {
+                chunk = rx.recv() => match chunk {
+                    Some(chunk) => {
+                        if self.ingest(&chunk) && self.abort_on_sla && !self.aborted_on_sla {
+                            self.aborted_on_sla = true;
+                            stop.cancel();
+                            publish(Event::Stopping { reason: "SLA failure".into() });
+                        }
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.publish_snapshot(now.duration_since(last_tick).as_secs_f64(), now.duration_since(started).as_secs_f64(), &publish);
+                    last_tick = now;
+                }
+            }
+        }
+        let now = Instant::now();
+        self.publish_snapshot(now.duration_since(last_tick).as_secs_f64(), now.duration_since(started).as_secs_f64(), &publish);
+    }
+
+    /// Account for a chunk; true when an SLA criterion failed on the data so far.
+    fn ingest(&mut self, chunk: &Chunk) -> bool {
+        let mut sla_failed = false;
+        let mut tops: Vec<(&str, f64)> = Vec::with_capacity(8);
+        for record in &chunk.records {
+            let actions = chunk.actions_of(record);
+            self.stats.add(record, actions);
+            self.recent.metric.add(record.duration, record.error.is_none());
+            if let Ok(checker) = &mut self.sla {
+                tops.clear();
+                for a in actions.iter().filter(|a| a.depth == 0) {
+                    tops.push((self.names.get(a.name as usize).map_or("", String::as_str), a.duration()));
+                }
+                let sample = IterationSample { duration: record.duration, failed: record.error.is_some(), top_level_actions: &tops };
+                sla_failed |= !checker.add(&sample);
+            }
+        }
+        sla_failed
+    }
+
+    fn sla_rows(&self) -> Vec<CriterionStatus> {
+        match &self.sla {
+            Ok(checker) => checker.results(),
+            Err(e) => vec![sla::something_went_wrong(e)],
+        }
+    }
+
+    fn publish_snapshot(&mut self, seconds: f64, elapsed: f64, publish: &impl Fn(Event)) {
+        let all = self.recent.figures(seconds, &self.stats.duration, self.stats.failures);
+        publish(Event::Progress(Progress {
+            workload: self.index,
+            elapsed,
+            total: self.total,
+            all: all.clone(),
+            sources: vec![("local".into(), all)],
+        }));
+        let rows = self.sla_rows();
+        publish(Event::Sla(SlaSnapshot {
+            workload: self.index,
+            total: rows.clone(),
+            sources: vec![("local".into(), rows)],
+        }));
+    }
+
+    fn report(self, info: WorkloadInfo, full_duration: f64, abort: Option<Abort>, failure: Option<String>) -> WorkloadReport {
+        let mut sla = self.sla_rows();
+        match abort {
+            Some(Abort::Sla) => sla.push(sla::aborted_on_sla()),
+            Some(Abort::User) => sla.push(sla::aborted_manually()),
+            None => {}
+        }
+        if let Some(f) = &failure {
+            sla.push(sla::something_went_wrong(f));
+        }
+        let pass_sla = sla.iter().all(|r| r.success);
+        WorkloadReport {
+            info,
+            stats: self.stats.table(),
+            pass_sla,
+            iterations: self.stats.iterations,
+            failures: self.stats.failures,
+            load_duration: self.stats.load_duration(),
+            full_duration,
+            start_time: (self.stats.iterations > 0).then_some(self.stats.first_timestamp),
+            hooks: self.hooks,
+            sources: vec![("local".into(), self.stats.iterations, self.stats.failures)],
+            sla,
+        }
+    }
+}

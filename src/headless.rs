@@ -1,0 +1,218 @@
+//! The headless front end (`--no-tui`): one progress line per interval, then Rally's
+//! `task detailed` tables for each workload, for CI logs.
+
+use std::io::Write;
+
+use tokio::sync::broadcast;
+
+use crate::events::{Event, Progress, WorkloadReport};
+use crate::sla::CriterionStatus;
+use crate::stats::{StatsRow, StatsTable};
+
+/// Print events until the task finishes (or the engine goes away).
+pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl Write) {
+    let mut sla_ok: Option<bool> = None;
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                let _ = writeln!(out, "(missed {n} events)");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        };
+        let text = match &event {
+            Event::TaskStarted { uuid, title, workloads } => {
+                format!("Task {uuid}: {title} ({} workload{})\n", workloads.len(), if workloads.len() == 1 { "" } else { "s" })
+            }
+            Event::WorkloadStarted(info) => {
+                sla_ok = None;
+                format!(
+                    "\n=== Workload {}/{}: {} [{}] {} — {}\n",
+                    info.index + 1,
+                    info.count,
+                    info.subtask,
+                    info.position,
+                    info.scenario,
+                    info.runner
+                )
+            }
+            Event::Progress(p) => progress_line(p, sla_ok),
+            Event::Sla(s) => {
+                sla_ok = Some(s.total.iter().all(|c| c.success));
+                continue;
+            }
+            Event::Stopping { reason } => format!("Stopping: {reason}; no new iterations start, in-flight ones finish\n"),
+            Event::WorkloadFinished(report) => workload_summary(report),
+            Event::TaskFinished { uuid, status, pass_sla } => {
+                let text = format!(
+                    "\nTask {uuid} {}: SLA {}\n",
+                    status.as_str(),
+                    if *pass_sla { "passed" } else { "failed" }
+                );
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+                break;
+            }
+            Event::Log { level, message } => format!("{level}: {message}\n"),
+        };
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.3}s"))
+}
+
+/// `[   3.0s] 1234/5000 iterations | 412.3/s | p95 0.105s | failures 0 (0.0%) | SLA ok`
+pub fn progress_line(p: &Progress, sla_ok: Option<bool>) -> String {
+    let a = &p.all;
+    let done = match p.total {
+        Some(t) => format!("{}/{t}", a.iterations),
+        None => a.iterations.to_string(),
+    };
+    let pct = if a.iterations > 0 { a.failures as f64 * 100.0 / a.iterations as f64 } else { 0.0 };
+    let sla = match sla_ok {
+        Some(true) => "SLA ok",
+        Some(false) => "SLA FAILING",
+        None => "SLA -",
+    };
+    format!(
+        "[{:>7.1}s] {done} iterations | {:.1}/s | p95 {} | failures {} ({pct:.1}%) | {sla} | agents {}\n",
+        p.elapsed,
+        a.rate,
+        secs(a.p95_total),
+        a.failures,
+        p.sources.len()
+    )
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".into(), |v| format!("{v:.3}"))
+}
+
+/// An ASCII table with a title row, like the prettytable output Rally prints.
+pub fn ascii_table(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(cols) {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let inner: usize = width.iter().map(|w| w + 3).sum::<usize>() - 1;
+    let rule = |fill: char| {
+        let mut s = String::from("+");
+        for w in &width {
+            s.push_str(&fill.to_string().repeat(w + 2));
+            s.push('+');
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = String::new();
+    if !title.is_empty() {
+        out.push_str(&format!("+{}+\n", "-".repeat(inner)));
+        out.push_str(&format!("|{:^inner$}|\n", title));
+    }
+    out.push_str(&rule('-'));
+    let line = |cells: &[String]| {
+        let mut s = String::from("|");
+        for (i, w) in width.iter().enumerate() {
+            let c = cells.get(i).map_or("", String::as_str);
+            s.push_str(&format!(" {c:<w$} |"));
+        }
+        s.push('\n');
+        s
+    };
+    out.push_str(&line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>()));
+    out.push_str(&rule('-'));
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out.push_str(&rule('-'));
+    out
+}
+
+fn stats_rows(row: &StatsRow, depth: usize, out: &mut Vec<Vec<String>>) {
+    let name = if depth == 0 { row.name.clone() } else { format!("{} -> {}", " ".repeat((depth - 1) * 2), row.name) };
+    out.push(vec![
+        name,
+        cell(row.min),
+        cell(row.median),
+        cell(row.p90),
+        cell(row.p95),
+        cell(row.max),
+        cell(row.avg),
+        row.success.map_or_else(|| "n/a".into(), |s| format!("{s:.1}%")),
+        row.count.to_string(),
+    ]);
+    for c in &row.children {
+        stats_rows(c, depth + 1, out);
+    }
+}
+
+/// Rally's "Response Times (sec)" table.
+pub fn response_times(table: &StatsTable) -> String {
+    let mut rows = Vec::new();
+    for a in &table.atomics {
+        stats_rows(a, 0, &mut rows);
+    }
+    stats_rows(&table.total, 0, &mut rows);
+    ascii_table(
+        "Response Times (sec)",
+        &["Action", "Min (sec)", "Median (sec)", "90%ile (sec)", "95%ile (sec)", "Max (sec)", "Avg (sec)", "Success", "Count"],
+        &rows,
+    )
+}
+
+/// The SLA table: criterion, detail, PASS/FAIL.
+pub fn sla_table(rows: &[CriterionStatus]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|c| vec![c.criterion.clone(), c.detail.replace('\n', " "), if c.success { "PASS" } else { "FAIL" }.to_string()])
+        .collect();
+    ascii_table("", &["Criterion", "Detail", "Status"], &rows)
+}
+
+/// What `rally task detailed` shows for one workload.
+pub fn workload_summary(r: &WorkloadReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\n{} [{}] {}: {} iterations, {} failed\n",
+        r.info.subtask, r.info.position, r.info.scenario, r.iterations, r.failures
+    ));
+    out.push_str(&response_times(&r.stats));
+    let rate = if r.load_duration > 0.0 { r.iterations as f64 / r.load_duration } else { 0.0 };
+    out.push_str(&format!(
+        "Load duration: {:.6} s ({rate:.1} iterations/s)\nFull duration: {:.6} s\n",
+        r.load_duration, r.full_duration
+    ));
+    for h in &r.hooks {
+        let summary: Vec<String> = h.summary.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        out.push_str(&format!(
+            "Hook {}: {}\n",
+            h.config["action"]["sys_call"].as_str().unwrap_or("?"),
+            if summary.is_empty() { "never fired".to_string() } else { summary.join(", ") }
+        ));
+    }
+    if !r.sla.is_empty() {
+        out.push_str("SLA:\n");
+        out.push_str(&sla_table(&r.sla));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_layout() {
+        let t = ascii_table("T", &["a", "bb"], &[vec!["xxx".into(), "y".into()]]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "{t}");
+        assert!(t.contains("| xxx | y  |"));
+    }
+}

@@ -1,0 +1,177 @@
+//! The `rally-tui` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use rally_tui::engine::{Abort, EngineOptions, TaskEngine};
+use rally_tui::headless;
+use rally_tui::task::TaskSource;
+
+/// Exit codes (SPEC §9).
+mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const SLA_FAILED: u8 = 2;
+    pub const STOPPED: u8 = 3;
+    /// Invalid task file or arguments (EX_USAGE); no load was started.
+    pub const USAGE: u8 = 64;
+}
+
+#[derive(Parser)]
+#[command(name = "rally-tui", version, about = "Run Rally task files from one process or many agents, with live SLA checks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a task file and print its results.
+    Run(RunArgs),
+    /// Check a task file without running anything.
+    Validate(TaskArgs),
+}
+
+#[derive(Args)]
+struct TaskArgs {
+    /// Task file (YAML or JSON, Rally format v1 or v2, a Jinja2 template); `-` reads stdin.
+    file: PathBuf,
+    /// Template arguments: YAML/JSON mapping, or `key=value,key=value`. Overrides --task-args-file.
+    #[arg(long)]
+    task_args: Option<String>,
+    /// File with template arguments (YAML or JSON mapping).
+    #[arg(long)]
+    task_args_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    task: TaskArgs,
+    /// Print progress lines and tables instead of the terminal UI (for CI).
+    #[arg(long)]
+    no_tui: bool,
+    /// Stop all load the first time any SLA criterion fails, and skip the remaining workloads.
+    #[arg(long)]
+    abort_on_sla_failure: bool,
+}
+
+impl TaskArgs {
+    fn source(&self) -> TaskSource {
+        TaskSource {
+            file: self.file.clone(),
+            args: self.task_args.clone(),
+            args_file: self.task_args_file.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Validate(args) => match args.source().load() {
+            Ok(spec) => {
+                let workloads = spec.workloads().count();
+                println!(
+                    "Input Task is valid :) ({} subtask{}, {workloads} workload{}, format v{})",
+                    spec.subtasks.len(),
+                    if spec.subtasks.len() == 1 { "" } else { "s" },
+                    if workloads == 1 { "" } else { "s" },
+                    spec.version
+                );
+                Ok(exit::OK)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(exit::USAGE)
+            }
+        },
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let spec = match args.task.source().load() {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let options = EngineOptions {
+            abort_on_sla_failure: args.abort_on_sla_failure,
+            ..EngineOptions::default()
+        };
+        let engine = TaskEngine::new(spec, options);
+        let printer = tokio::spawn(headless::print_events(engine.subscribe(), std::io::stdout()));
+        let stopper = engine.stopper();
+        tokio::spawn(async move {
+            let mut signals = 0;
+            loop {
+                wait_for_signal().await;
+                signals += 1;
+                if signals == 1 {
+                    eprintln!("Stopping: no new iterations start; in-flight ones finish. Press Ctrl-C again to quit now.");
+                    stopper.cancel();
+                } else {
+                    std::process::exit(i32::from(exit::STOPPED));
+                }
+            }
+        });
+        let outcome = engine.run().await;
+        let _ = printer.await;
+        Ok(match outcome.abort {
+            Some(Abort::User) => exit::STOPPED,
+            _ if !outcome.pass_sla => exit::SLA_FAILED,
+            _ => exit::OK,
+        })
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,277 @@
+//! Runners: how many iterations run, how many at once, and when.
+//!
+//! `constant`, `constant_for_duration` and `serial` are closed models (a fixed number of
+//! slots, each starting its next iteration when the last one ends); `rps` is an open model
+//! (iterations start on a schedule whatever the target's latency). Iterations run as tokio
+//! tasks in this process; results leave each runner as [`Chunk`](crate::chunk::Chunk)s.
+
+mod closed;
+mod open;
+pub mod schedule;
+mod slot;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::chunk::{Chunk, ChunkLimits};
+use crate::clock::Clock;
+use crate::scenario::Scenario;
+use crate::task::check::{self, Checked, PluginError, list};
+use crate::task::node::Node;
+
+pub use schedule::Rate;
+
+/// The runners we know, for messages.
+pub const RUNNERS: &[&str] = &["constant", "constant_for_duration", "rps", "serial"];
+
+pub fn is_unknown(name: &str) -> bool {
+    !RUNNERS.contains(&name)
+}
+
+/// A validated runner configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunnerSpec {
+    Constant {
+        times: u64,
+        concurrency: u64,
+        timeout: Option<f64>,
+    },
+    ConstantForDuration {
+        duration: f64,
+        concurrency: u64,
+        timeout: Option<f64>,
+    },
+    Rps {
+        times: u64,
+        rate: Rate,
+        timeout: Option<f64>,
+        max_concurrency: u64,
+    },
+    Serial {
+        times: u64,
+    },
+}
+
+/// Rally's `check_constant` message, kept word for word.
+const CONCURRENCY_ABOVE_TIMES: &str = "Parameter 'concurrency' means a number of parallel executions of iterations. Parameter 'times' means total number of iteration executions. It is redundant (and restricted) to have number of parallel iterations bigger then total number of iterations.";
+
+fn timeout(cfg: &Node, rule: &str, ok: impl Fn(f64) -> bool) -> Checked<Option<f64>> {
+    Ok(check::number(cfg, "timeout", rule, ok)?.filter(|t| *t > 0.0))
+}
+
+impl RunnerSpec {
+    /// What Rally runs when a workload names no runner: one iteration.
+    pub fn default_serial() -> RunnerSpec {
+        RunnerSpec::Serial { times: 1 }
+    }
+
+    /// Check a runner section. In format v1 the section also holds `type`.
+    pub fn from_config(name: &str, cfg: &Node, v1: bool) -> Checked<RunnerSpec> {
+        let with_type = |keys: &[&'static str]| -> Vec<&'static str> {
+            let mut k = keys.to_vec();
+            if v1 {
+                k.push("type");
+            }
+            k
+        };
+        let count = |key: &str| -> Checked<Option<u64>> {
+            Ok(check::int_at_least(cfg, key, 1)?.map(|v| v as u64))
+        };
+        match name {
+            "constant" => {
+                check::mapping(cfg, &with_type(&["times", "concurrency", "timeout", "max_cpu_count"]))?;
+                let times = count("times")?.unwrap_or(1);
+                let concurrency = count("concurrency")?.unwrap_or(1);
+                count("max_cpu_count")?;
+                if concurrency > times {
+                    return Err(PluginError::new("concurrency", format!("{CONCURRENCY_ABOVE_TIMES} (concurrency {concurrency} > times {times})")));
+                }
+                Ok(RunnerSpec::Constant {
+                    times,
+                    concurrency,
+                    timeout: timeout(cfg, "a number of seconds >= 0", |t| t >= 0.0)?,
+                })
+            }
+            "constant_for_duration" => {
+                check::mapping(cfg, &with_type(&["duration", "concurrency", "timeout"]))?;
+                let duration = check::required(
+                    check::number(cfg, "duration", "a number of seconds >= 0", |d| d >= 0.0)?,
+                    "duration",
+                    "seconds to keep starting iterations",
+                )?;
+                Ok(RunnerSpec::ConstantForDuration {
+                    duration,
+                    concurrency: count("concurrency")?.unwrap_or(1),
+                    timeout: Some(timeout(cfg, "a number of seconds >= 1", |t| t >= 1.0)?.unwrap_or(600.0)),
+                })
+            }
+            "rps" => {
+                check::mapping(cfg, &with_type(&["times", "rps", "timeout", "max_concurrency", "max_cpu_count"]))?;
+                let times = check::required(count("times")?, "times", "the number of iterations, an integer >= 1")?;
+                let rate_node = check::required(cfg.get("rps"), "rps", "a rate > 0 or a ramp {start, end, step, duration}")?;
+                let rate = Rate::from_config(rate_node).map_err(|e| {
+                    PluginError::new(if e.subpath.is_empty() { "rps".to_string() } else { format!("rps.{}", e.subpath) }, e.message)
+                })?;
+                count("max_cpu_count")?;
+                Ok(RunnerSpec::Rps {
+                    times,
+                    rate,
+                    timeout: timeout(cfg, "a number of seconds >= 0", |t| t >= 0.0)?,
+                    max_concurrency: count("max_concurrency")?.unwrap_or(times),
+                })
+            }
+            "serial" => {
+                // Rally's serial schema allows other keys, so that `constant` can be renamed
+                // to `serial` and nothing else; they are ignored.
+                if cfg.as_map().is_none() {
+                    return Err(PluginError::new("", format!("must be a mapping, got {}", cfg.type_name())));
+                }
+                Ok(RunnerSpec::Serial { times: count("times")?.unwrap_or(1) })
+            }
+            _ => Err(PluginError::new("", format!("unknown runner '{name}'; available: {}", list(RUNNERS)))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunnerSpec::Constant { .. } => "constant",
+            RunnerSpec::ConstantForDuration { .. } => "constant_for_duration",
+            RunnerSpec::Rps { .. } => "rps",
+            RunnerSpec::Serial { .. } => "serial",
+        }
+    }
+
+    /// How many iterations will run, when that is known in advance.
+    pub fn total_iterations(&self) -> Option<u64> {
+        match self {
+            RunnerSpec::Constant { times, .. } | RunnerSpec::Rps { times, .. } | RunnerSpec::Serial { times } => Some(*times),
+            RunnerSpec::ConstantForDuration { .. } => None,
+        }
+    }
+
+    /// The configuration in Rally's v2 shape (`{"constant": {...}}` body), for the record.
+    pub fn config_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let mut v = match self {
+            RunnerSpec::Constant { times, concurrency, timeout } => json!({"times": times, "concurrency": concurrency, "timeout": timeout}),
+            RunnerSpec::ConstantForDuration { duration, concurrency, timeout } => json!({"duration": duration, "concurrency": concurrency, "timeout": timeout}),
+            RunnerSpec::Rps { times, rate, timeout, max_concurrency } => json!({"times": times, "rps": rate.config_json(), "timeout": timeout, "max_concurrency": max_concurrency}),
+            RunnerSpec::Serial { times } => json!({"times": times}),
+        };
+        if let Some(m) = v.as_object_mut() {
+            m.retain(|_, v| !v.is_null());
+        }
+        v
+    }
+
+    /// A one-line description for headers: `constant (times 20, concurrency 5)`.
+    pub fn describe(&self) -> String {
+        let body = self
+            .config_json()
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        format!("{} ({body})", self.name())
+    }
+}
+
+/// Called at the start of every iteration with its number (Rally's iteration event), for
+/// hooks. Runners call it only when it is set.
+pub type IterationListener = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Everything a runner needs for one workload.
+#[derive(Clone)]
+pub struct RunJob {
+    pub scenario: Arc<Scenario>,
+    /// Which runner instance this is: "local", or an agent's name.
+    pub source: Arc<str>,
+    pub chunks: mpsc::Sender<Chunk>,
+    /// Cancelled to stop starting iterations; iterations in flight finish.
+    pub stop: CancellationToken,
+    pub on_iteration: Option<IterationListener>,
+    pub limits: ChunkLimits,
+    pub clock: Clock,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("the result consumer went away")]
+    ConsumerGone,
+}
+
+pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RunnerError>> + Send + 'a>>;
+
+/// How the engine drives any runner, local or distributed.
+pub trait Runner: Send + Sync {
+    /// Run the workload to completion or until `job.stop` is cancelled, sending every
+    /// result as a chunk before returning.
+    fn run(&self, job: RunJob) -> RunFuture<'_>;
+}
+
+/// The runners that run iterations in this process.
+pub struct LocalRunner {
+    pub spec: RunnerSpec,
+}
+
+impl Runner for LocalRunner {
+    fn run(&self, job: RunJob) -> RunFuture<'_> {
+        Box::pin(async move {
+            match &self.spec {
+                RunnerSpec::Constant { times, concurrency, timeout } => {
+                    closed::run(job, closed::Plan::Times(*times), *concurrency, *timeout).await
+                }
+                RunnerSpec::Serial { times } => closed::run(job, closed::Plan::Times(*times), 1, None).await,
+                RunnerSpec::ConstantForDuration { duration, concurrency, timeout } => {
+                    closed::run(job, closed::Plan::Duration(*duration), *concurrency, *timeout).await
+                }
+                RunnerSpec::Rps { times, rate, timeout, max_concurrency } => {
+                    open::run(job, *times, rate.clone(), *max_concurrency, *timeout).await
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, yaml: &str) -> Checked<RunnerSpec> {
+        RunnerSpec::from_config(name, &Node::parse(yaml).unwrap(), false)
+    }
+
+    #[test]
+    fn rally_defaults_and_limits() {
+        assert_eq!(spec("constant", "{}").unwrap(), RunnerSpec::Constant { times: 1, concurrency: 1, timeout: None });
+        let e = spec("constant", "{times: 2, concurrency: 3}").unwrap_err();
+        assert!(e.message.starts_with("Parameter 'concurrency' means"), "{e}");
+        assert_eq!(spec("constant", "{times: 0}").unwrap_err().subpath, "times");
+        assert_eq!(spec("constant", "{times: 1.5}").unwrap_err().subpath, "times");
+        assert_eq!(spec("constant", "{times: true}").unwrap_err().subpath, "times");
+        assert_eq!(spec("constant", "{foo: 1}").unwrap_err().subpath, "foo");
+        assert_eq!(
+            spec("constant_for_duration", "{duration: 1}").unwrap(),
+            RunnerSpec::ConstantForDuration { duration: 1.0, concurrency: 1, timeout: Some(600.0) }
+        );
+        assert_eq!(spec("constant_for_duration", "{}").unwrap_err().subpath, "duration");
+        assert_eq!(spec("serial", "{times: 3, concurrency: 9}").unwrap(), RunnerSpec::Serial { times: 3 });
+        assert!(spec("nope", "{}").unwrap_err().message.contains("unknown runner 'nope'"));
+        assert!(RunnerSpec::from_config("constant", &Node::parse("{type: constant, times: 2}").unwrap(), true).is_ok());
+    }
+
+    #[test]
+    fn rps_validation_vectors_from_rally() {
+        for ok in ["{times: 6, rps: {start: 1, end: 3, step: 1}}", "{times: 55, rps: {start: 1, end: 10, step: 1}}",
+                   "{times: 1, rps: {start: 1, end: 2, step: 1}}", "{times: 1, rps: 100, max_concurrency: 50, max_cpu_count: 8, timeout: 1}"] {
+            assert!(spec("rps", ok).is_ok(), "{ok}");
+        }
+        for (bad, path) in [("{times: 1, rps: {start: 2, end: 1, step: 1}}", "rps.end"), ("{times: 1, rps: {start: 2, end: 1, step: 3}}", "rps.end"),
+                            ("{rps: 0.000001}", "times"), ("{times: 1, rps: 0}", "rps"), ("{times: 1, rps: 1, foo: 1}", "foo")] {
+            assert_eq!(spec("rps", bad).unwrap_err().subpath, path, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The open-model `rps` runner: iterations start on schedule, each as its own tokio task,
+//! up to `max_concurrency` at once.
+//!
+//! When every slot is busy the next iteration waits for one and starts late; its lateness is
+//! recorded so that latency from the schedule, not just from the actual start, is known.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::chunk::Chunk;
+use crate::scenario::SlotState;
+
+use super::schedule::Rate;
+use super::slot::{SlotBatch, seed};
+use super::{RunJob, RunnerError};
+
+pub async fn run(job: RunJob, times: u64, rate: Rate, max_concurrency: u64, timeout: Option<f64>) -> Result<(), RunnerError> {
+    let timeout = timeout.map(Duration::from_secs_f64);
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Chunk>();
+    let collector = tokio::spawn(collect(job.clone(), done_rx));
+
+    // Idle slots come back through this channel; LIFO reuse keeps the hot connections warm.
+    let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<(SlotState, SlotBatch)>();
+    let mut idle: Vec<(SlotState, SlotBatch)> = Vec::new();
+    let mut created = 0u64;
+    let t0 = Instant::now();
+
+    for k in 1..=times {
+        let due = t0 + rate.start_of(k);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = job.stop.cancelled() => break,
+        }
+        while let Ok(slot) = idle_rx.try_recv() {
+            idle.push(slot);
+        }
+        let slot = match idle.pop() {
+            Some(slot) => slot,
+            None if created < max_concurrency => {
+                created += 1;
+                (SlotState::new(seed(created)), SlotBatch::new(&job))
+            }
+            None => tokio::select! {
+                slot = idle_rx.recv() => match slot {
+                    Some(slot) => slot,
+                    None => break,
+                },
+                _ = job.stop.cancelled() => break,
+            },
+        };
+        if job.stop.is_cancelled() {
+            break;
+        }
+        if let Some(listener) = &job.on_iteration {
+            listener(k);
+        }
+        let (scenario, idle_tx, done_tx) = (job.scenario.clone(), idle_tx.clone(), done_tx.clone());
+        tokio::spawn(async move {
+            let (mut state, mut batch) = slot;
+            batch.run_one(&scenario, &mut state, k, timeout, Some(due)).await;
+            if let Some(chunk) = batch.take() {
+                let _ = done_tx.send(chunk);
+            }
+            let _ = idle_tx.send((state, batch));
+        });
+    }
+    drop(done_tx);
+    drop(idle_tx);
+    // In-flight iterations hold senders; the collector ends when the last one is done.
+    collector.await.unwrap_or(Err(RunnerError::ConsumerGone))
+}
+
+/// Gather the one-record chunks of single iterations into timestamp-sorted chunks.
+async fn collect(job: RunJob, mut done: mpsc::UnboundedReceiver<Chunk>) -> Result<(), RunnerError> {
+    let mut pending = Chunk::new(job.source.clone());
+    let mut tick = tokio::time::interval(job.limits.max_age);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let send = |chunk: Chunk| {
+        let job = &job;
+        async move {
+            let mut chunk = chunk;
+            chunk.sort_by_timestamp();
+            job.chunks.send(chunk).await.map_err(|_| RunnerError::ConsumerGone)
+        }
+    };
+    loop {
+        tokio::select! {
+            next = done.recv() => match next {
+                Some(mut chunk) => {
+                    pending.append(&mut chunk);
+                    if pending.len() >= job.limits.max_records {
+                        send(std::mem::replace(&mut pending, Chunk::new(job.source.clone()))).await?;
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                if !pending.is_empty() {
+                    send(std::mem::replace(&mut pending, Chunk::new(job.source.clone()))).await?;
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        send(pending).await?;
+    }
+    Ok(())
+}

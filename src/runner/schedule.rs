@@ -1,0 +1,154 @@
+//! When the `rps` runner starts each iteration.
+//!
+//! Rally paces by comparing the cumulative average rate with the target and then bursts to
+//! catch up, and its ramp starts one step low and climbs twice as fast as configured. Here the
+//! schedule is the exact inverse of the integrated rate: iteration `k` starts when `k - 1`
+//! iterations' worth of rate has elapsed, so a ramp ramps linearly and no iteration ever
+//! starts before its time.
+
+use std::time::Duration;
+
+use crate::task::check::{self, Checked, PluginError};
+use crate::task::node::Node;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rate {
+    /// Iterations per second, for the whole workload.
+    Fixed(f64),
+    /// Starts at `start`/s, grows by `step`/s every `duration` seconds, up to `end`/s.
+    Ramp {
+        start: f64,
+        end: f64,
+        step: f64,
+        duration: f64,
+    },
+}
+
+impl Rate {
+    pub fn from_config(node: &Node) -> Checked<Rate> {
+        if node.as_map().is_none() {
+            return match node.as_f64() {
+                Some(r) if r > 0.0 && r.is_finite() => Ok(Rate::Fixed(r)),
+                _ => Err(PluginError::new(
+                    "",
+                    format!(
+                        "must be a number > 0 or a ramp {{start, end, step, duration}}, got {}",
+                        check::describe(node)
+                    ),
+                )),
+            };
+        }
+        check::mapping(node, &["start", "end", "step", "duration"])?;
+        let at_least_one = |key: &str| check::number(node, key, "a number >= 1", |v| v >= 1.0);
+        let start = check::required(at_least_one("start")?, "start", "the first rate, a number >= 1")?;
+        let end = check::required(at_least_one("end")?, "end", "the final rate, a number >= 1")?;
+        let step = check::required(at_least_one("step")?, "step", "the rate increase per duration, a number >= 1")?;
+        let duration = at_least_one("duration")?.unwrap_or(1.0);
+        if end < start {
+            return Err(PluginError::new(
+                "end",
+                format!("rps end value must not be less than rps start value ({end} < {start})"),
+            ));
+        }
+        Ok(Rate::Ramp {
+            start,
+            end,
+            step,
+            duration,
+        })
+    }
+
+    pub fn config_json(&self) -> serde_json::Value {
+        match self {
+            Rate::Fixed(r) => serde_json::json!(r),
+            Rate::Ramp {
+                start,
+                end,
+                step,
+                duration,
+            } => serde_json::json!({"start": start, "end": end, "step": step, "duration": duration}),
+        }
+    }
+
+    /// Offset from the run's start at which iteration `k` (1-based) is due.
+    pub fn start_of(&self, k: u64) -> Duration {
+        let n = k.saturating_sub(1) as f64;
+        let seconds = match *self {
+            Rate::Fixed(r) => n / r,
+            Rate::Ramp {
+                start,
+                end,
+                step,
+                duration,
+            } => {
+                // rate(t) = start + slope * t until it reaches `end` at t_end.
+                let slope = step / duration;
+                let t_end = (end - start) / slope;
+                let n_end = start * t_end + slope * t_end * t_end / 2.0;
+                if n <= n_end {
+                    // Solve slope/2 t² + start t - n = 0 for t >= 0.
+                    (2.0 * n) / (start + (start * start + 2.0 * slope * n).sqrt())
+                } else {
+                    t_end + (n - n_end) / end
+                }
+            }
+        };
+        Duration::from_secs_f64(seconds.max(0.0))
+    }
+
+    /// The rate at offset `t` seconds.
+    pub fn at(&self, t: f64) -> f64 {
+        match *self {
+            Rate::Fixed(r) => r,
+            Rate::Ramp {
+                start,
+                end,
+                step,
+                duration,
+            } => (start + step / duration * t).min(end),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_rate_is_evenly_spaced() {
+        let r = Rate::Fixed(3.0);
+        assert_eq!(r.start_of(1), Duration::ZERO);
+        assert!((r.start_of(20).as_secs_f64() - 19.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ramp_integrates_to_the_iteration_count() {
+        let r = Rate::Ramp {
+            start: 1.0,
+            end: 10.0,
+            step: 1.0,
+            duration: 1.0,
+        };
+        // Linear from 1/s to 10/s over 9 s holds 49.5 iterations; then 10/s.
+        let t = |k| r.start_of(k).as_secs_f64();
+        assert_eq!(t(1), 0.0);
+        assert!((t(2) - ((3.0f64).sqrt() - 1.0)).abs() < 1e-9, "{}", t(2));
+        let n_end = 49.5;
+        assert!((t(51) - (9.0 + (50.0 - n_end) / 10.0)).abs() < 1e-9);
+        // Monotonic, and the instantaneous spacing matches the rate.
+        for k in 2..200 {
+            assert!(t(k + 1) > t(k));
+        }
+        let spacing = t(31) - t(30);
+        let rate = r.at(t(30));
+        assert!((1.0 / spacing - rate).abs() / rate < 0.05, "{spacing} {rate}");
+    }
+
+    #[test]
+    fn ramp_respects_its_step_duration() {
+        let slow = Rate::Ramp { start: 1.0, end: 10.0, step: 1.0, duration: 2.0 };
+        let fast = Rate::Ramp { start: 1.0, end: 10.0, step: 1.0, duration: 1.0 };
+        assert!(slow.start_of(20) > fast.start_of(20));
+        assert_eq!(slow.at(2.0), 2.0);
+    }
+}

@@ -1,0 +1,117 @@
+//! Running one iteration in a slot, and batching a slot's results into chunks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::chunk::{Chunk, ChunkLimits, IterationError, IterationRecord};
+use crate::clock::Clock;
+use crate::scenario::{ActionRecorder, Iteration, Scenario, SlotState};
+
+use super::{RunJob, RunnerError};
+
+/// A slot's results since its last chunk was sent.
+pub struct SlotBatch {
+    records: Vec<IterationRecord>,
+    recorder: ActionRecorder,
+    first_done: Option<Instant>,
+    source: Arc<str>,
+    limits: ChunkLimits,
+}
+
+impl SlotBatch {
+    pub fn new(job: &RunJob) -> SlotBatch {
+        SlotBatch {
+            records: Vec::new(),
+            recorder: ActionRecorder::new(job.clock),
+            first_done: None,
+            source: job.source.clone(),
+            limits: job.limits,
+        }
+    }
+
+    /// Run iteration `number` and keep its record. `scheduled` is when an open-model runner
+    /// meant it to start.
+    pub async fn run_one(
+        &mut self,
+        scenario: &Scenario,
+        state: &mut SlotState,
+        number: u64,
+        timeout: Option<Duration>,
+        scheduled: Option<Instant>,
+    ) -> Duration {
+        let first_action = self.recorder.len();
+        let start = Instant::now();
+        let mut it = Iteration {
+            number,
+            actions: &mut self.recorder,
+            output: None,
+            idle: 0.0,
+        };
+        let result = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, scenario.run(state, &mut it)).await {
+                Ok(r) => r,
+                Err(_) => Err(IterationError::timeout()),
+            },
+            None => scenario.run(state, &mut it).await,
+        };
+        let (output, idle) = (it.output.take(), it.idle);
+        let end = Instant::now();
+        if result.is_err() {
+            self.recorder.abandon_open(end);
+        }
+        let elapsed = end.duration_since(start);
+        let clock: &Clock = self.recorder.clock();
+        self.records.push(IterationRecord {
+            iteration: number,
+            timestamp: clock.wall(start),
+            duration: (elapsed.as_secs_f64() - idle).max(0.0),
+            idle_duration: idle,
+            lateness: scheduled.map_or(0.0, |s| start.saturating_duration_since(s).as_secs_f64()),
+            error: result.err().map(Box::new),
+            output,
+            actions: first_action..self.recorder.len(),
+        });
+        self.first_done.get_or_insert(end);
+        elapsed
+    }
+
+    /// Whether to send now: the chunk is full, or its oldest record would otherwise wait
+    /// longer than the age limit (judged by how long the last iteration took, so that slow
+    /// iterations are sent one by one and fast ones in batches).
+    pub fn due(&self, last: Duration) -> bool {
+        match self.first_done {
+            None => false,
+            Some(first) => {
+                self.records.len() >= self.limits.max_records
+                    || first.elapsed() + last >= self.limits.max_age
+            }
+        }
+    }
+
+    pub fn take(&mut self) -> Option<Chunk> {
+        if self.records.is_empty() {
+            return None;
+        }
+        self.first_done = None;
+        Some(Chunk {
+            source: self.source.clone(),
+            records: std::mem::take(&mut self.records),
+            actions: std::mem::take(&mut self.recorder.spans),
+        })
+    }
+
+    pub async fn flush(&mut self, job: &RunJob) -> Result<(), RunnerError> {
+        match self.take() {
+            Some(chunk) => job.chunks.send(chunk).await.map_err(|_| RunnerError::ConsumerGone),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A per-slot seed, so slots draw different random numbers.
+pub fn seed(slot: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ slot.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}

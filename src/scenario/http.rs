@@ -1,0 +1,335 @@
+//! HTTP/1.1 over raw hyper connections, one keep-alive connection per slot and host, and the
+//! `Http.request` scenario built on it.
+//!
+//! A connection pool would add bookkeeping per request and hide which user a connection
+//! belongs to; like oha and wrk, each concurrency slot holds its own connection and opens a
+//! new one when the server closes it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderName, HeaderValue, HOST, LOCATION};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::SlotState;
+use crate::chunk::IterationError;
+use crate::task::check::{self, Checked, PluginError};
+use crate::task::node::Node;
+
+/// Where a request goes: the parts of an `http://` URL we need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// `host` or `host:port`, for the Host header and connection reuse.
+    pub authority: String,
+    /// Path and query, the request-target of an origin-form request.
+    pub uri: Uri,
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("invalid URL '{url}': {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "'{url}': https is not supported yet (plain http:// only)"
+                ));
+            }
+            _ => return Err(format!("invalid URL '{url}': it must start with http://")),
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("invalid URL '{url}': no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(80);
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_else(|| host.clone());
+        let path = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let path = if path.is_empty() { "/".to_string() } else { path };
+        let uri: Uri = path
+            .parse()
+            .map_err(|e| format!("invalid URL '{url}': {e}"))?;
+        Ok(Target {
+            host,
+            port,
+            authority,
+            uri,
+        })
+    }
+
+    /// Resolve a redirect's `Location` against this target.
+    pub fn join(&self, location: &str) -> Result<Target, String> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            Target::parse(location)
+        } else if location.starts_with('/') {
+            Target::parse(&format!("http://{}{location}", self.authority))
+        } else {
+            let path = self.uri.path();
+            let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+            Target::parse(&format!("http://{}{dir}{location}", self.authority))
+        }
+    }
+}
+
+/// Why a request produced no response.
+#[derive(Debug)]
+pub enum HttpFailure {
+    Connect { target: String, error: std::io::Error },
+    Protocol(hyper::Error),
+}
+
+/// A response, reduced to what scenarios check.
+pub struct Response {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body_bytes: u64,
+}
+
+/// The keep-alive connections of one slot, by authority.
+#[derive(Default)]
+pub struct Connections {
+    open: Vec<(String, SendRequest<Full<Bytes>>)>,
+}
+
+impl Connections {
+    async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, HttpFailure> {
+        let failure = |error| HttpFailure::Connect {
+            target: format!("{}:{}", target.host, target.port),
+            error,
+        };
+        let stream = TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(failure)?;
+        stream.set_nodelay(true).map_err(failure)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(HttpFailure::Protocol)?;
+        tokio::spawn(async move {
+            // Ends when the server closes or the sender is dropped; errors show up on the
+            // sender's next request.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    /// Send a request built by `build`, reusing this slot's connection to the target. A
+    /// reused connection that the server had already closed is replaced and the request
+    /// sent again once.
+    pub async fn send(
+        &mut self,
+        target: &Target,
+        build: impl Fn() -> Request<Full<Bytes>>,
+    ) -> Result<Response, HttpFailure> {
+        let position = self.open.iter().position(|(a, _)| *a == target.authority);
+        let (mut sender, reused) = match position {
+            Some(i) => {
+                let (_, mut s) = self.open.swap_remove(i);
+                if s.ready().await.is_ok() {
+                    (s, true)
+                } else {
+                    (Self::connect(target).await?, false)
+                }
+            }
+            None => (Self::connect(target).await?, false),
+        };
+        let response = match sender.send_request(build()).await {
+            Ok(r) => r,
+            Err(e) if reused && (e.is_canceled() || e.is_incomplete_message() || e.is_closed()) => {
+                sender = Self::connect(target).await?;
+                sender.send_request(build()).await.map_err(HttpFailure::Protocol)?
+            }
+            Err(e) => return Err(HttpFailure::Protocol(e)),
+        };
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = response.into_body();
+        let mut body_bytes = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(HttpFailure::Protocol)?;
+            if let Some(data) = frame.data_ref() {
+                body_bytes += data.len() as u64;
+            }
+        }
+        self.open.push((target.authority.clone(), sender));
+        Ok(Response {
+            status,
+            location,
+            body_bytes,
+        })
+    }
+}
+
+/// `Http.request`: one request per iteration, for real load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRequestScenario {
+    pub method: Method,
+    pub target: Target,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    pub status_code: u16,
+    pub timeout: Duration,
+}
+
+impl HttpRequestScenario {
+    pub fn from_config(args: &Node) -> Checked<HttpRequestScenario> {
+        check::mapping(args, &["url", "method", "headers", "body", "status_code", "timeout"])?;
+        let url = check::required(check::string(args, "url")?, "url", "an http:// URL")?;
+        let target = Target::parse(&url).map_err(|m| PluginError::new("url", m))?;
+        let method = parse_method(check::string(args, "method")?.as_deref().unwrap_or("GET"))?;
+        let headers = parse_headers(args)?;
+        let body = Bytes::from(check::string(args, "body")?.unwrap_or_default());
+        let status_code = status(args, "status_code")?.unwrap_or(200);
+        let timeout = check::number(args, "timeout", "a number of seconds > 0", |t| t > 0.0)?
+            .unwrap_or(30.0);
+        Ok(HttpRequestScenario {
+            method,
+            target,
+            headers,
+            body,
+            status_code,
+            timeout: Duration::from_secs_f64(timeout),
+        })
+    }
+
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.target.uri.clone();
+        let headers = request.headers_mut();
+        if let Ok(host) = HeaderValue::from_str(&self.target.authority) {
+            headers.insert(HOST, host);
+        }
+        for (k, v) in &self.headers {
+            headers.append(k.clone(), v.clone());
+        }
+        request
+    }
+
+    pub async fn run(&self, slot: &mut SlotState) -> Result<(), IterationError> {
+        let sent = tokio::time::timeout(
+            self.timeout,
+            slot.http.send(&self.target, || self.request()),
+        )
+        .await;
+        match sent {
+            Err(_) => {
+                // The connection may be mid-response: never reuse it.
+                slot.http = Connections::default();
+                Err(IterationError::new(
+                    "Timeout",
+                    format!("no response within {:?}", self.timeout),
+                ))
+            }
+            Ok(Err(failure)) => Err(failure_error(&failure)),
+            Ok(Ok(r)) if r.status.as_u16() != self.status_code => Err(IterationError::new(
+                "UnexpectedStatus",
+                format!(
+                    "Expected HTTP status {} actual {}",
+                    self.status_code,
+                    r.status.as_u16()
+                ),
+            )),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+}
+
+/// An error record for a request that got no response.
+pub fn failure_error(failure: &HttpFailure) -> IterationError {
+    match failure {
+        HttpFailure::Connect { target, error } => IterationError::new(
+            "ConnectionError",
+            format!("Failed to establish a new connection to {target}: {error}"),
+        ),
+        HttpFailure::Protocol(e) => IterationError::new("ConnectionError", format!("HTTP error: {e}")),
+    }
+}
+
+pub fn parse_method(text: &str) -> Checked<Method> {
+    Method::from_bytes(text.to_ascii_uppercase().as_bytes())
+        .map_err(|_| PluginError::new("method", format!("'{text}' is not an HTTP method")))
+}
+
+pub fn status(args: &Node, key: &str) -> Checked<Option<u16>> {
+    match check::int_at_least(args, key, 100)? {
+        Some(s) if s <= 599 => Ok(Some(s as u16)),
+        Some(s) => Err(PluginError::new(key, format!("must be an HTTP status from 100 to 599, got {s}"))),
+        None => Ok(None),
+    }
+}
+
+/// `headers: {Name: value}`.
+pub fn parse_headers(args: &Node) -> Checked<Vec<(HeaderName, HeaderValue)>> {
+    let Some(node) = args.get("headers") else {
+        return Ok(Vec::new());
+    };
+    let Some(entries) = node.as_map() else {
+        return Err(PluginError::new("headers", "must be a mapping of header names to values"));
+    };
+    entries
+        .iter()
+        .map(|(k, v)| {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| PluginError::new(format!("headers.{k}"), "is not a valid header name"))?;
+            let text = match v.as_str() {
+                Some(s) => s.to_string(),
+                None => check::describe(v),
+            };
+            let value = HeaderValue::from_str(&text)
+                .map_err(|_| PluginError::new(format!("headers.{k}"), "is not a valid header value"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("http://127.0.0.1:8080/a/b?x=1").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.authority.as_str()), ("127.0.0.1", 8080, "127.0.0.1:8080"));
+        assert_eq!(t.uri.to_string(), "/a/b?x=1");
+        assert_eq!(Target::parse("http://example.com").unwrap().uri.to_string(), "/");
+        assert!(Target::parse("https://example.com").unwrap_err().contains("https"));
+        assert!(Target::parse("ftp://x").is_err());
+        assert_eq!(t.join("/c").unwrap().uri.to_string(), "/c");
+        assert_eq!(t.join("d").unwrap().uri.to_string(), "/a/d");
+        assert_eq!(t.join("http://h:1/z").unwrap().authority, "h:1");
+    }
+
+    #[test]
+    fn config() {
+        let ok = HttpRequestScenario::from_config(
+            &Node::parse("{url: 'http://localhost:1/x', method: post, headers: {X-A: 1}, body: hi}").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ok.method, Method::POST);
+        assert_eq!(ok.status_code, 200);
+        let e = HttpRequestScenario::from_config(&Node::parse("{method: GET}").unwrap()).unwrap_err();
+        assert_eq!(e.subpath, "url");
+        let e = HttpRequestScenario::from_config(&Node::parse("{url: 'http://x', status_code: 42}").unwrap())
+            .unwrap_err();
+        assert_eq!(e.subpath, "status_code");
+    }
+}

@@ -1,0 +1,176 @@
+//! All criteria of one workload (Rally's `SLAChecker`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{SlaConfigError, SlaError};
+use super::{Criterion, CriterionStatus, IterationSample};
+
+/// The workload's criteria in config order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlaChecker {
+    criteria: Vec<Criterion>,
+}
+
+impl SlaChecker {
+    /// Builds the checker from the task's `sla` object; error subpaths are
+    /// prefixed with the criterion name (`"failure_rate.max"`). An empty
+    /// object yields an empty checker (Rally: `sla: {}` means no criteria;
+    /// the *missing* `sla` default is the caller's business).
+    pub fn from_config(config: &Map<String, Value>) -> Result<SlaChecker, SlaConfigError> {
+        let criteria = config
+            .iter()
+            .map(|(name, value)| {
+                Criterion::from_config(name, value).map_err(|e| e.prefixed(name))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SlaChecker { criteria })
+    }
+
+    /// Feeds one iteration to **every** criterion (no short-circuit, so all
+    /// states stay complete) and returns the AND of their verdicts.
+    #[inline]
+    pub fn add(&mut self, it: &IterationSample) -> bool {
+        let mut ok = true;
+        for c in &mut self.criteria {
+            ok &= c.add(it);
+        }
+        ok
+    }
+
+    /// Merges criteria pairwise. Checks every pair first, so on error `self`
+    /// is left unchanged (Rally requires identical configs too).
+    pub fn merge(&mut self, other: &SlaChecker) -> Result<(), SlaError> {
+        if self.criteria.len() != other.criteria.len() {
+            return Err(SlaError::CriteriaCountMismatch {
+                left: self.criteria.len(),
+                right: other.criteria.len(),
+            });
+        }
+        for (mine, theirs) in self.criteria.iter().zip(&other.criteria) {
+            mine.check_merge(theirs)?;
+        }
+        for (mine, theirs) in self.criteria.iter_mut().zip(&other.criteria) {
+            mine.merge(theirs)?;
+        }
+        Ok(())
+    }
+
+    /// AND of all criteria (true when there are none).
+    pub fn success(&self) -> bool {
+        self.criteria.iter().all(Criterion::success)
+    }
+
+    /// One row per criterion, in config order. Pseudo rows
+    /// ([`crate::sla::aborted_on_sla`], ...) are appended by the caller.
+    pub fn results(&self) -> Vec<CriterionStatus> {
+        self.criteria.iter().map(Criterion::status).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.criteria.is_empty()
+    }
+
+    pub fn criteria(&self) -> &[Criterion] {
+        &self.criteria
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn checker(v: Value) -> Result<SlaChecker, SlaConfigError> {
+        SlaChecker::from_config(v.as_object().unwrap())
+    }
+
+    fn sample(duration: f64, failed: bool) -> IterationSample<'static> {
+        IterationSample {
+            duration,
+            failed,
+            top_level_actions: &[],
+        }
+    }
+
+    #[test]
+    fn error_subpath_is_prefixed() {
+        let err = checker(json!({"failure_rate": {"max": 200}})).unwrap_err();
+        assert_eq!(err.subpath, "failure_rate.max");
+        assert_eq!(
+            err.to_string(),
+            "failure_rate.max: must be a number between 0 and 100, got 200"
+        );
+        let err = checker(json!({"max_avg_duration": -1})).unwrap_err();
+        assert_eq!(err.subpath, "max_avg_duration");
+        let err = checker(json!({"nope": 1})).unwrap_err();
+        assert_eq!(err.subpath, "nope");
+        assert!(err.message.contains("known criteria: failure_rate"));
+    }
+
+    #[test]
+    fn add_updates_all_without_short_circuit() {
+        let mut c = checker(json!({
+            "failure_rate": {"max": 0},
+            "max_seconds_per_iteration": 1.0,
+        }))
+        .unwrap();
+        assert!(c.add(&sample(0.5, false)));
+        // failure_rate fails first; max_seconds must still see the 3 s.
+        assert!(!c.add(&sample(3.0, true)));
+        let rows = c.results();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].criterion, "failure_rate");
+        assert_eq!(
+            rows[1].detail,
+            "Maximum seconds per iteration 3.00s <= 1.00s - Failed"
+        );
+        assert!(!c.success());
+    }
+
+    #[test]
+    fn empty_checker() {
+        let c = checker(json!({})).unwrap();
+        assert!(c.is_empty());
+        assert!(c.success());
+        assert!(c.results().is_empty());
+    }
+
+    #[test]
+    fn merge_checks_everything_first() {
+        let mut a = checker(json!({"max_avg_duration": 1, "failure_rate": {"max": 5}})).unwrap();
+        let mut b = checker(json!({"max_avg_duration": 1, "failure_rate": {"max": 6}})).unwrap();
+        a.add(&sample(0.5, false));
+        b.add(&sample(0.7, false));
+        let before = a.clone();
+        assert!(a.merge(&b).is_err());
+        assert_eq!(a, before, "failed merge leaves self unchanged");
+        let c = checker(json!({"max_avg_duration": 1})).unwrap();
+        assert!(matches!(
+            a.merge(&c),
+            Err(SlaError::CriteriaCountMismatch { left: 2, right: 1 })
+        ));
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let mut c = checker(json!({
+            "failure_rate": {"max": 10},
+            "outliers": {"max": 1},
+            "max_percentile": {"p99": 2},
+            "max_avg_duration_per_atomic": {"x": 1}
+        }))
+        .unwrap();
+        let acts = [("x", 0.25)];
+        for i in 0..50 {
+            c.add(&IterationSample {
+                duration: 0.01 * f64::from(i % 7),
+                failed: i % 11 == 0,
+                top_level_actions: &acts,
+            });
+        }
+        let back: SlaChecker = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.results(), c.results());
+    }
+}

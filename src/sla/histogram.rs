@@ -1,0 +1,139 @@
+//! A duration histogram with fixed bounds that serializes through HDR's V2
+//! format, so percentile state can travel between agents and merge exactly
+//! (counts are integers, merging is bucket-wise addition).
+
+use std::fmt;
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer as HdrDeserializer, Serializer as _, V2Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Lowest discernible value: 1 µs.
+const LOW: u64 = 1;
+/// Highest trackable value: one hour in µs; longer iterations saturate.
+const HIGH: u64 = 3_600_000_000;
+/// 3 significant digits: relative error <= 0.1%.
+const SIGFIG: u8 = 3;
+
+/// Iteration durations in microseconds.
+#[derive(Clone, PartialEq)]
+pub struct DurationHistogram(Histogram<u64>);
+
+impl DurationHistogram {
+    pub fn new() -> Self {
+        // The bounds are constants that HDR accepts (1 <= LOW, HIGH >= 2*LOW,
+        // SIGFIG <= 5): failure here is a programming error.
+        Self(Histogram::new_with_bounds(LOW, HIGH, SIGFIG).expect("constant valid HDR bounds"))
+    }
+
+    /// Seconds to the µs value that is actually recorded (rounded, clamped
+    /// to the trackable range; negative and NaN become 0). Recording the
+    /// clamped value ourselves keeps [`Self::bucket_top_secs`] consistent with
+    /// what the histogram stores.
+    #[inline]
+    pub fn to_micros(seconds: f64) -> u64 {
+        ((seconds * 1e6).round() as u64).min(HIGH)
+    }
+
+    #[inline]
+    pub fn record_micros(&mut self, micros: u64) {
+        self.0.saturating_record(micros);
+    }
+
+    /// The value `value_at_quantile` reports for the bucket holding `micros`,
+    /// in seconds.
+    #[inline]
+    pub fn bucket_top_secs(&self, micros: u64) -> f64 {
+        self.0.highest_equivalent(micros) as f64 / 1e6
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Value at `quantile` (0, 1] in seconds; 0.0 when empty.
+    pub fn value_at_quantile_secs(&self, quantile: f64) -> f64 {
+        self.0.value_at_quantile(quantile) as f64 / 1e6
+    }
+
+    pub fn add(&mut self, other: &Self) -> Result<(), String> {
+        self.0.add(&other.0).map_err(|e| format!("{e:?}"))
+    }
+}
+
+impl Default for DurationHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for DurationHistogram {
+    // The derived Debug would dump ~23k buckets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurationHistogram")
+            .field("len", &self.0.len())
+            .field("min_us", &self.0.min())
+            .field("max_us", &self.0.max())
+            .finish()
+    }
+}
+
+impl Serialize for DurationHistogram {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::new();
+        V2Serializer::new()
+            .serialize(&self.0, &mut bytes)
+            .map_err(|e| serde::ser::Error::custom(format!("HDR V2 serialization: {e:?}")))?;
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationHistogram {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let bytes: Vec<u8> = Vec::deserialize(deserializer)?;
+        let h: Histogram<u64> = HdrDeserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| D::Error::custom(format!("HDR V2 deserialization: {e:?}")))?;
+        // Foreign bounds would break the bucket arithmetic of max_percentile.
+        if (h.low(), h.high(), h.sigfig()) != (LOW, HIGH, SIGFIG) {
+            return Err(D::Error::custom(format!(
+                "histogram bounds ({}, {}, {}) differ from ({LOW}, {HIGH}, {SIGFIG})",
+                h.low(),
+                h.high(),
+                h.sigfig()
+            )));
+        }
+        Ok(Self(h))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_round_trip() {
+        let mut h = DurationHistogram::new();
+        for us in [0, 1, 999, 12_345, 7_000_000, HIGH] {
+            h.record_micros(us);
+        }
+        let json = serde_json::to_string(&h).unwrap();
+        let back: DurationHistogram = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.len(), 6);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(serde_json::from_str::<DurationHistogram>("[1,2,3]").is_err());
+    }
+
+    #[test]
+    fn micros_conversion_clamps() {
+        assert_eq!(DurationHistogram::to_micros(-1.0), 0);
+        assert_eq!(DurationHistogram::to_micros(f64::NAN), 0);
+        assert_eq!(DurationHistogram::to_micros(0.0000015), 2);
+        assert_eq!(DurationHistogram::to_micros(1e9), HIGH);
+    }
+}

@@ -1,0 +1,369 @@
+//! Aggregate statistics of a workload: Rally's "Response Times" table (per atomic action and
+//! in total) and the figures of the live progress line.
+//!
+//! Percentiles come from HDR histograms in microseconds (3 significant digits, so within
+//! 0.1%) instead of Rally's sorted list of every value: memory stays constant however many
+//! iterations run, and histograms merge exactly across agents.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::{ActionSpan, Chunk, IterationRecord};
+
+/// Longest duration a histogram holds exactly: one hour, in microseconds.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// A new histogram of durations in microseconds.
+pub fn duration_histogram() -> Histogram<u64> {
+    // Bounds are constants that hdrhistogram accepts; failure here is a programming error.
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds")
+}
+
+pub fn micros(seconds: f64) -> u64 {
+    (seconds * 1e6).round().clamp(0.0, u64::MAX as f64) as u64
+}
+
+/// Distribution of one measured quantity.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    pub hist: Histogram<u64>,
+    pub count: u64,
+    pub success: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Default for Metric {
+    fn default() -> Metric {
+        Metric {
+            hist: duration_histogram(),
+            count: 0,
+            success: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl Metric {
+    #[inline]
+    pub fn add(&mut self, seconds: f64, success: bool) {
+        self.hist.saturating_record(micros(seconds));
+        self.count += 1;
+        self.success += u64::from(success);
+        self.sum += seconds;
+        self.min = self.min.min(seconds);
+        self.max = self.max.max(seconds);
+    }
+
+    pub fn merge(&mut self, other: &Metric) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.hist.add(&other.hist);
+        self.count += other.count;
+        self.success += other.success;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// Seconds at quantile `q` in [0, 1]; `None` without data.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        (self.count > 0).then(|| {
+            let v = self.hist.value_at_quantile(q) as f64 / 1e6;
+            // The histogram rounds to its buckets; never report outside the exact range.
+            v.clamp(self.min, self.max)
+        })
+    }
+
+    pub fn row(&self, name: String) -> StatsRow {
+        let some = self.count > 0;
+        StatsRow {
+            name,
+            min: some.then_some(self.min),
+            median: self.quantile(0.5),
+            p90: self.quantile(0.9),
+            p95: self.quantile(0.95),
+            max: some.then_some(self.max),
+            avg: some.then(|| self.sum / self.count as f64),
+            success: some.then(|| self.success as f64 * 100.0 / self.count as f64),
+            count: self.count,
+            children: Vec::new(),
+        }
+    }
+}
+
+/// One row of the Response Times table; `None` prints as `n/a`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsRow {
+    pub name: String,
+    pub min: Option<f64>,
+    pub median: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub max: Option<f64>,
+    pub avg: Option<f64>,
+    /// Percent of the counted iterations that succeeded.
+    pub success: Option<f64>,
+    pub count: u64,
+    pub children: Vec<StatsRow>,
+}
+
+/// Rally's `MainStatsTable`: atomic actions (nested) and the `total` row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsTable {
+    pub atomics: Vec<StatsRow>,
+    pub total: StatsRow,
+}
+
+/// Actions deeper than this are not tabulated (Rally processes three levels).
+const TABLE_DEPTH: u8 = 3;
+
+const NO_NAME_ACTION: &str = "<no-name-action>";
+
+struct ActionRow {
+    parent: Option<usize>,
+    name: Option<u16>,
+    children: Vec<usize>,
+    metric: Metric,
+    /// Most times the action ran within one iteration (Rally shows `name (xN)`).
+    max_per_iteration: u32,
+}
+
+/// Per-iteration accumulation of one row.
+#[derive(Clone, Copy)]
+struct Pending {
+    row: usize,
+    sum: f64,
+    count: u32,
+    failed: bool,
+}
+
+/// Everything the engine learns about a workload from its chunks.
+pub struct WorkloadStats {
+    names: std::sync::Arc<[String]>,
+    rows: Vec<ActionRow>,
+    roots: Vec<usize>,
+    pending: Vec<Pending>,
+    pub duration: Metric,
+    pub idle: Metric,
+    /// Latency from the scheduled start (open-model runners): duration + lateness.
+    pub from_schedule: Metric,
+    pub iterations: u64,
+    pub failures: u64,
+    /// Rally's `load_started_at` / `load_finished_at`.
+    pub first_timestamp: f64,
+    pub last_finish: f64,
+}
+
+impl WorkloadStats {
+    pub fn new(names: std::sync::Arc<[String]>) -> WorkloadStats {
+        WorkloadStats {
+            names,
+            rows: Vec::new(),
+            roots: Vec::new(),
+            pending: Vec::new(),
+            duration: Metric::default(),
+            idle: Metric::default(),
+            from_schedule: Metric::default(),
+            iterations: 0,
+            failures: 0,
+            first_timestamp: f64::INFINITY,
+            last_finish: f64::NEG_INFINITY,
+        }
+    }
+
+    pub fn add_chunk(&mut self, chunk: &Chunk) {
+        for record in &chunk.records {
+            self.add(record, chunk.actions_of(record));
+        }
+    }
+
+    #[inline]
+    pub fn add(&mut self, r: &IterationRecord, actions: &[ActionSpan]) {
+        let ok = r.error.is_none();
+        self.iterations += 1;
+        self.failures += u64::from(!ok);
+        self.duration.add(r.duration, ok);
+        self.idle.add(r.idle_duration, ok);
+        if r.lateness > 0.0 {
+            self.from_schedule.add(r.duration + r.lateness, ok);
+        }
+        self.first_timestamp = self.first_timestamp.min(r.timestamp);
+        self.last_finish = self.last_finish.max(r.timestamp + r.duration);
+        if !actions.is_empty() || (!ok && !self.names.is_empty()) {
+            self.add_actions(r, actions);
+        }
+    }
+
+    fn row_for(&mut self, parent: Option<usize>, name: Option<u16>) -> usize {
+        let siblings = match parent {
+            Some(p) => &self.rows[p].children,
+            None => &self.roots,
+        };
+        if let Some(&i) = siblings.iter().find(|&&i| self.rows[i].name == name) {
+            return i;
+        }
+        let i = self.rows.len();
+        self.rows.push(ActionRow {
+            parent,
+            name,
+            children: Vec::new(),
+            metric: Metric::default(),
+            max_per_iteration: 0,
+        });
+        match parent {
+            Some(p) => self.rows[p].children.push(i),
+            None => self.roots.push(i),
+        }
+        i
+    }
+
+    fn add_actions(&mut self, r: &IterationRecord, actions: &[ActionSpan]) {
+        self.pending.clear();
+        let mut at_depth = [0usize; TABLE_DEPTH as usize];
+        let mut any_failed = false;
+        let mut top_sum = 0.0;
+        for span in actions {
+            if span.depth >= TABLE_DEPTH {
+                continue;
+            }
+            let parent = (span.depth > 0).then(|| at_depth[span.depth as usize - 1]);
+            let row = self.row_for(parent, Some(span.name));
+            at_depth[span.depth as usize] = row;
+            any_failed |= span.failed;
+            if span.depth == 0 {
+                top_sum += span.duration();
+            }
+            self.pend(row, span.duration(), span.failed);
+        }
+        if r.error.is_some() && !any_failed {
+            // Rally's pseudo-action for a failure outside every atomic action.
+            let row = self.row_for(None, None);
+            self.pend(row, (r.duration - top_sum).max(0.0), true);
+        }
+        for p in std::mem::take(&mut self.pending) {
+            let row = &mut self.rows[p.row];
+            row.metric.add(p.sum, !p.failed);
+            row.max_per_iteration = row.max_per_iteration.max(p.count);
+        }
+    }
+
+    fn pend(&mut self, row: usize, seconds: f64, failed: bool) {
+        match self.pending.iter_mut().find(|p| p.row == row) {
+            Some(p) => {
+                p.sum += seconds;
+                p.count += 1;
+                p.failed |= failed;
+            }
+            None => self.pending.push(Pending {
+                row,
+                sum: seconds,
+                count: 1,
+                failed,
+            }),
+        }
+    }
+
+    /// Seconds between the first start and the last end (Rally's `load_duration`).
+    pub fn load_duration(&self) -> f64 {
+        if self.iterations == 0 {
+            0.0
+        } else {
+            (self.last_finish - self.first_timestamp).max(0.0)
+        }
+    }
+
+    pub fn table(&self) -> StatsTable {
+        let mut total = self.duration.row("total".into());
+        total.children = vec![
+            self.duration.row("duration".into()),
+            self.idle.row("idle_duration".into()),
+        ];
+        StatsTable {
+            atomics: self.roots.iter().map(|&i| self.action_row(i)).collect(),
+            total,
+        }
+    }
+
+    fn action_row(&self, i: usize) -> StatsRow {
+        let row = &self.rows[i];
+        let mut name = match row.name {
+            Some(id) => self.names.get(id as usize).cloned().unwrap_or_default(),
+            None => NO_NAME_ACTION.to_string(),
+        };
+        if row.max_per_iteration > 1 {
+            name = format!("{name} (x{})", row.max_per_iteration);
+        }
+        let mut out = row.metric.row(name);
+        out.children = row.children.iter().map(|&c| self.action_row(c)).collect();
+        let _ = row.parent;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::IterationError;
+
+    fn span(name: u16, depth: u8, start: f64, end: f64) -> ActionSpan {
+        ActionSpan { name, depth, failed: false, started_at: start, finished_at: end }
+    }
+
+    fn record(duration: f64, error: bool, actions: std::ops::Range<u32>) -> IterationRecord {
+        IterationRecord {
+            iteration: 1,
+            timestamp: 100.0,
+            duration,
+            idle_duration: 0.0,
+            lateness: 0.0,
+            error: error.then(|| Box::new(IterationError::new("E", "m"))),
+            output: None,
+            actions,
+        }
+    }
+
+    #[test]
+    fn nested_rows_and_repeats() {
+        let names: std::sync::Arc<[String]> = vec!["foo".to_string(), "bar".to_string()].into();
+        let mut s = WorkloadStats::new(names);
+        let mut chunk = Chunk::new("local".into());
+        chunk.actions = vec![span(0, 0, 0.0, 1.0), span(1, 1, 0.0, 0.5), span(1, 1, 0.5, 1.0), span(0, 0, 1.0, 2.0)];
+        chunk.records.push(record(2.0, false, 0..4));
+        s.add_chunk(&chunk);
+        let t = s.table();
+        assert_eq!(t.atomics.len(), 1);
+        assert_eq!(t.atomics[0].name, "foo (x2)");
+        assert_eq!(t.atomics[0].avg, Some(2.0));
+        assert_eq!(t.atomics[0].children[0].name, "bar (x2)");
+        assert_eq!(t.total.count, 1);
+        assert_eq!(t.total.children[0].name, "duration");
+    }
+
+    #[test]
+    fn failure_outside_actions_gets_a_pseudo_row() {
+        let names: std::sync::Arc<[String]> = vec!["a".to_string()].into();
+        let mut s = WorkloadStats::new(names);
+        let r = record(1.0, true, 0..0);
+        s.add(&r, &[]);
+        let t = s.table();
+        assert_eq!(t.atomics[0].name, "<no-name-action>");
+        assert_eq!(t.atomics[0].success, Some(0.0));
+        assert_eq!(t.total.success, Some(0.0));
+        assert_eq!(s.failures, 1);
+    }
+
+    #[test]
+    fn percentiles_are_close_and_bounded() {
+        let mut m = Metric::default();
+        for i in 1..=1000 {
+            m.add(i as f64 / 1000.0, true);
+        }
+        let p95 = m.quantile(0.95).unwrap();
+        assert!((p95 - 0.95).abs() / 0.95 < 0.002, "{p95}");
+        assert_eq!(m.quantile(1.0), Some(1.0));
+        assert_eq!(Metric::default().quantile(0.5), None);
+    }
+}
