@@ -216,12 +216,29 @@ impl HookExecutor {
                 }
             });
         }
-        let runner_hooks = hooks.clone();
+        let (runner_hooks, closed) = (hooks.clone(), timer_stop.clone());
         let worker = tokio::spawn(async move {
             let mut running = tokio::task::JoinSet::new();
-            while let Some(f) = fire_rx.recv().await {
+            let mut fire = |f: Firing| {
                 let hook = runner_hooks[f.hook].clone();
                 running.spawn(async move { (f.hook, sys_call(&hook, f.unit, f.value).await) });
+            };
+            // Runners may still hold listeners when the workload ends: stop on `closed`,
+            // after taking what they already sent.
+            loop {
+                tokio::select! {
+                    biased;
+                    f = fire_rx.recv() => match f {
+                        Some(f) => fire(f),
+                        None => break,
+                    },
+                    _ = closed.cancelled() => {
+                        while let Ok(f) = fire_rx.try_recv() {
+                            fire(f);
+                        }
+                        break;
+                    }
+                }
             }
             let mut runs = Vec::new();
             while let Some(r) = running.join_next().await {
@@ -252,7 +269,6 @@ impl HookExecutor {
     /// Stop the clock, wait for running actions, and return each hook's results.
     pub async fn finish(self) -> Vec<HookResult> {
         self.timer_stop.cancel();
-        drop(self.fire_tx);
         let mut runs = self.worker.await.unwrap_or_default();
         runs.sort_by(|a, b| a.1.started_at.total_cmp(&b.1.started_at));
         self.hooks

@@ -20,9 +20,7 @@ impl SlaChecker {
     pub fn from_config(config: &Map<String, Value>) -> Result<SlaChecker, SlaConfigError> {
         let criteria = config
             .iter()
-            .map(|(name, value)| {
-                Criterion::from_config(name, value).map_err(|e| e.prefixed(name))
-            })
+            .map(|(name, value)| Criterion::from_config(name, value).map_err(|e| e.prefixed(name)))
             .collect::<Result<_, _>>()?;
         Ok(SlaChecker { criteria })
     }

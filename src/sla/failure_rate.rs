@@ -74,7 +74,7 @@ impl FailureRate {
     pub fn merge(&mut self, other: &Self) -> Result<(), SlaError> {
         self.check_merge(other)?;
         self.total += other.total;
-        
+        self.errors += other.errors;
         Ok(())
     }
 
@@ -130,7 +130,9 @@ mod tests {
 
     /// Dummy.failure from 5 to 10 each 2 over 20 iterations: 6, 8, 10 fail.
     fn dummy_failure_5_10_2() -> Vec<bool> {
-        (1..=20).map(|i| (5..=10).contains(&i) && i % 2 == 0).collect()
+        (1..=20)
+            .map(|i| (5..=10).contains(&i) && i % 2 == 0)
+            .collect()
     }
 
     #[test]
@@ -181,15 +183,29 @@ mod tests {
     #[test]
     fn config_validation() {
         let ok = FailureRate::from_config(&json!({"min": 10.5})).unwrap();
-        assert_eq!(ok.config, FailureRateConfig { min: 10.5, max: 100.0 });
+        assert_eq!(
+            ok.config,
+            FailureRateConfig {
+                min: 10.5,
+                max: 100.0
+            }
+        );
         assert!(FailureRate::from_config(&json!({"min": 60, "max": 10})).is_ok());
         for (cfg, subpath, needle) in [
-            (json!({"max": 200}), "max", "must be a number between 0 and 100, got 200"),
+            (
+                json!({"max": 200}),
+                "max",
+                "must be a number between 0 and 100, got 200",
+            ),
             (json!({"min": -1}), "min", "got -1"),
             (json!({"max": true}), "max", "got boolean true"),
             (json!({"max": "5"}), "max", "got string \"5\""),
             (json!({}), "", "at least one of the keys min, max"),
-            (json!({"maxx": 1}), "maxx", "unknown key \"maxx\", allowed keys: min, max"),
+            (
+                json!({"maxx": 1}),
+                "maxx",
+                "unknown key \"maxx\", allowed keys: min, max",
+            ),
             (json!(5), "", "must be an object"),
         ] {
             let err = FailureRate::from_config(&cfg).unwrap_err();

@@ -194,8 +194,7 @@ mod tests {
     #[test]
     fn detail_and_semantics() {
         let mut c =
-            MaxAvgDurationPerAtomic::from_config(&json!({"a1": 42, "b": 0.5, "never": 1}))
-                .unwrap();
+            MaxAvgDurationPerAtomic::from_config(&json!({"a1": 42, "b": 0.5, "never": 1})).unwrap();
         assert_eq!(
             c.detail(),
             "Average duration of one iteration for atomic actions:\n\
@@ -252,6 +251,9 @@ mod tests {
         assert_eq!(x.atoms()[1].avg(), 2.0);
         assert!(!x.success());
         let other = MaxAvgDurationPerAtomic::from_config(&json!({"b": 1, "a": 1})).unwrap();
-        assert!(x.merge(&other).is_err(), "config order is part of the config");
+        assert!(
+            x.merge(&other).is_err(),
+            "config order is part of the config"
+        );
     }
 }

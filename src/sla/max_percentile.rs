@@ -54,7 +54,8 @@ pub struct MaxPercentile {
     over: Vec<u64>,
 }
 
-const KEY_RULE: &str = "keys must be \"p\" followed by a percentile in (0, 100], e.g. \"p95\" or \"p99.9\"";
+const KEY_RULE: &str =
+    "keys must be \"p\" followed by a percentile in (0, 100], e.g. \"p95\" or \"p99.9\"";
 
 /// Parses `p<digits>[.<digits>]` into a percentile in (0, 100].
 fn parse_key(key: &str) -> Option<f64> {

@@ -105,10 +105,19 @@ mod tests {
     #[test]
     fn config_validation() {
         assert!(MaxSecondsPerIteration::from_config(&json!(3)).is_ok());
-        for bad in [json!(0), json!(-1.0), json!(true), json!("1"), json!({"max": 1})] {
+        for bad in [
+            json!(0),
+            json!(-1.0),
+            json!(true),
+            json!("1"),
+            json!({"max": 1}),
+        ] {
             let err = MaxSecondsPerIteration::from_config(&bad).unwrap_err();
             assert_eq!(err.subpath, "");
-            assert!(err.message.starts_with("must be a number of seconds greater than 0, got"));
+            assert!(
+                err.message
+                    .starts_with("must be a number of seconds greater than 0, got")
+            );
         }
     }
 }

@@ -69,21 +69,27 @@ fn config_strategy() -> impl Strategy<Value = Value> {
         (0u32..=30, 0u32..=100),
         (1u32..9000, 1u32..6000),
         (1u32..4096, 1u32..4096, 1u32..4096),
-        (0u64..5, 3u64..7, prop::sample::select(vec![0.5, 1.0, 2.0, 3.0])),
+        (
+            0u64..5,
+            3u64..7,
+            prop::sample::select(vec![0.5, 1.0, 2.0, 3.0]),
+        ),
         0u32..2000,
         (1u32..8192, 1u32..8192, 1u32..8192),
     )
-        .prop_map(|(fr, (ms, avg), (la, lb, lc), (omax, omin, sig), deg, (p50, p90, p999))| {
-            json!({
-                "failure_rate": {"min": fr.0, "max": fr.1},
-                "max_seconds_per_iteration": secs(ms),
-                "max_avg_duration": secs(avg),
-                "max_avg_duration_per_atomic": {"a": secs(la), "b": secs(lb), "c": secs(lc)},
-                "outliers": {"max": omax, "min_iterations": omin, "sigmas": sig},
-                "performance_degradation": {"max_degradation": deg},
-                "max_percentile": {"p50": secs(p50), "p90": secs(p90), "p99.9": secs(p999)},
-            })
-        })
+        .prop_map(
+            |(fr, (ms, avg), (la, lb, lc), (omax, omin, sig), deg, (p50, p90, p999))| {
+                json!({
+                    "failure_rate": {"min": fr.0, "max": fr.1},
+                    "max_seconds_per_iteration": secs(ms),
+                    "max_avg_duration": secs(avg),
+                    "max_avg_duration_per_atomic": {"a": secs(la), "b": secs(lb), "c": secs(lc)},
+                    "outliers": {"max": omax, "min_iterations": omin, "sigmas": sig},
+                    "performance_degradation": {"max_degradation": deg},
+                    "max_percentile": {"p50": secs(p50), "p90": secs(p90), "p99.9": secs(p999)},
+                })
+            },
+        )
 }
 
 fn checker(config: &Value) -> SlaChecker {

@@ -268,15 +268,29 @@ mod tests {
                 sigmas: 3.0
             }
         );
-        assert!(Outliers::from_config(&json!({"max": 2, "min_iterations": 10, "sigmas": 1})).is_ok());
+        assert!(
+            Outliers::from_config(&json!({"max": 2, "min_iterations": 10, "sigmas": 1})).is_ok()
+        );
         for (cfg, subpath, needle) in [
-            (json!({"min_iterations": 2}), "min_iterations", "must be an integer >= 3, got 2"),
+            (
+                json!({"min_iterations": 2}),
+                "min_iterations",
+                "must be an integer >= 3, got 2",
+            ),
             (json!({"min_iterations": 3.0}), "min_iterations", "write 3"),
-            (json!({"sigmas": 0}), "sigmas", "must be a number greater than 0, got 0"),
+            (
+                json!({"sigmas": 0}),
+                "sigmas",
+                "must be a number greater than 0, got 0",
+            ),
             (json!({"sigmas": true}), "sigmas", "got boolean true"),
             (json!({"max": -1}), "max", "must be an integer >= 0, got -1"),
             (json!({"max": 1.5}), "max", "got 1.5"),
-            (json!({"maximum": 1}), "maximum", "allowed keys: max, min_iterations, sigmas"),
+            (
+                json!({"maximum": 1}),
+                "maximum",
+                "allowed keys: max, min_iterations, sigmas",
+            ),
             (json!(3), "", "must be an object"),
         ] {
             let err = Outliers::from_config(&cfg).unwrap_err();

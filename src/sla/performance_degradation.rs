@@ -150,10 +150,22 @@ mod tests {
     fn config_validation() {
         assert!(PerformanceDegradation::from_config(&json!({"max_degradation": 0})).is_ok());
         for (cfg, subpath, needle) in [
-            (json!({"max_degradation": -1}), "max_degradation", "must be a number >= 0 (percent), got -1"),
-            (json!({"max_degradation": false}), "max_degradation", "got boolean false"),
+            (
+                json!({"max_degradation": -1}),
+                "max_degradation",
+                "must be a number >= 0 (percent), got -1",
+            ),
+            (
+                json!({"max_degradation": false}),
+                "max_degradation",
+                "got boolean false",
+            ),
             (json!({}), "max_degradation", "is required"),
-            (json!({"max_degradation": 1, "x": 1}), "x", "allowed keys: max_degradation"),
+            (
+                json!({"max_degradation": 1, "x": 1}),
+                "x",
+                "allowed keys: max_degradation",
+            ),
             (json!(10), "", "must be an object"),
         ] {
             let err = PerformanceDegradation::from_config(&cfg).unwrap_err();

@@ -229,7 +229,9 @@ struct Builder {
 
 enum Frame {
     Seq(Mark, usize, Vec<Node>),
-    Map(Mark, usize, Vec<(String, Node)>, Option<(String, Mark)>),
+    /// Entries, the key waiting for its value, and entries from merge keys (`<<`), which
+    /// yield to explicit keys wherever those stand.
+    Map(Mark, usize, Vec<(String, Node)>, Option<(String, Mark)>, Vec<(String, Node)>),
 }
 
 impl Builder {
@@ -287,7 +289,7 @@ impl Builder {
                     None
                 }
                 Event::MappingStart(anchor, _) => {
-                    stack.push(Frame::Map(mark, anchor, Vec::new(), None));
+                    stack.push(Frame::Map(mark, anchor, Vec::new(), None, Vec::new()));
                     None
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
@@ -299,7 +301,12 @@ impl Builder {
                             };
                             (anchor, n)
                         }
-                        Some(Frame::Map(m, anchor, entries, _)) => {
+                        Some(Frame::Map(m, anchor, mut entries, _, merged)) => {
+                            for (k, v) in merged {
+                                if !entries.iter().any(|(e, _)| *e == k) {
+                                    entries.push((k, v));
+                                }
+                            }
                             let n = Node {
                                 mark: m,
                                 value: Value::Map(entries),
@@ -319,7 +326,7 @@ impl Builder {
                 match stack.last_mut() {
                     None => root = Some(node),
                     Some(Frame::Seq(_, _, items)) => items.push(node),
-                    Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
+                    Some(Frame::Map(_, _, entries, pending, merged)) => match pending.take() {
                         None => {
                             let key = match node.value {
                                 Value::Str(s) => s,
@@ -338,7 +345,7 @@ impl Builder {
                         }
                         Some((key, key_mark)) => {
                             if key == "<<" {
-                                merge_into(entries, node)?;
+                                merge_into(merged, node)?;
                             } else if entries.iter().any(|(k, _)| *k == key) {
                                 return Err(SyntaxError {
                                     mark: key_mark,
@@ -359,7 +366,7 @@ impl Builder {
     }
 }
 
-/// Apply a YAML merge key: keys already present win over merged ones.
+/// Collect a YAML merge key's entries; the first mapping that has a key wins.
 fn merge_into(entries: &mut Vec<(String, Node)>, source: Node) -> Result<(), SyntaxError> {
     let maps = match source.value {
         Value::Map(m) => vec![m],
