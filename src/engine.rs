@@ -343,7 +343,10 @@ impl Consumer {
             sla.push(sla::something_went_wrong(f));
         }
         let pass_sla = sla.iter().all(|r| r.success);
+        let mut errors = self.stats.errors.clone();
+        errors.sort_by(|a, b| b.count.cmp(&a.count));
         WorkloadReport {
+            errors,
             info,
             stats: self.stats.table(),
             pass_sla,

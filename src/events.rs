@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::hook::HookResult;
 use crate::sla::CriterionStatus;
-use crate::stats::StatsTable;
+use crate::stats::{ErrorCount, StatsTable};
 
 /// Where a workload sits in the task.
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +73,8 @@ pub struct WorkloadReport {
     pub hooks: Vec<HookResult>,
     /// Per runner instance: name, iterations, failures.
     pub sources: Vec<(String, u64, u64)>,
+    /// The most common errors, most frequent first.
+    pub errors: Vec<ErrorCount>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

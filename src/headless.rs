@@ -189,6 +189,12 @@ pub fn workload_summary(r: &WorkloadReport) -> String {
         "Load duration: {:.6} s ({rate:.1} iterations/s)\nFull duration: {:.6} s\n",
         r.load_duration, r.full_duration
     ));
+    if !r.errors.is_empty() {
+        out.push_str("Errors:\n");
+        for e in &r.errors {
+            out.push_str(&format!("  {:>8} × {}: {}\n", e.count, e.etype, e.message));
+        }
+    }
     for h in &r.hooks {
         let summary: Vec<String> = h.summary.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         out.push_str(&format!(

@@ -155,6 +155,19 @@ pub struct WorkloadStats {
     /// Rally's `load_started_at` / `load_finished_at`.
     pub first_timestamp: f64,
     pub last_finish: f64,
+    /// The most common errors: (type, message, count), at most [`ERROR_KINDS`] kinds.
+    pub errors: Vec<ErrorCount>,
+}
+
+/// How many distinct errors a workload keeps counts of; the rest are only counted as
+/// failures (every one is still in the stored records).
+pub const ERROR_KINDS: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCount {
+    pub etype: String,
+    pub message: String,
+    pub count: u64,
 }
 
 impl WorkloadStats {
@@ -171,6 +184,7 @@ impl WorkloadStats {
             failures: 0,
             first_timestamp: f64::INFINITY,
             last_finish: f64::NEG_INFINITY,
+            errors: Vec::new(),
         }
     }
 
@@ -192,8 +206,23 @@ impl WorkloadStats {
         }
         self.first_timestamp = self.first_timestamp.min(r.timestamp);
         self.last_finish = self.last_finish.max(r.timestamp + r.duration);
+        if let Some(e) = &r.error {
+            self.count_error(&e.etype, &e.message);
+        }
         if !actions.is_empty() || (!ok && !self.names.is_empty()) {
             self.add_actions(r, actions);
+        }
+    }
+
+    fn count_error(&mut self, etype: &str, message: &str) {
+        if let Some(e) = self.errors.iter_mut().find(|e| e.etype == etype && e.message == message) {
+            e.count += 1;
+        } else if self.errors.len() < ERROR_KINDS {
+            self.errors.push(ErrorCount {
+                etype: etype.to_string(),
+                message: message.to_string(),
+                count: 1,
+            });
         }
     }
 

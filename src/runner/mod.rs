@@ -239,6 +239,120 @@ impl Runner for LocalRunner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::IterationRecord;
+    use crate::scenario::{ScenarioKind, ScenarioSpec};
+
+    fn scenario(name: &str, args: &str) -> Arc<Scenario> {
+        let spec = ScenarioSpec::from_config(name, &Node::parse(args).unwrap()).unwrap();
+        Arc::new(Scenario::new(spec.kind))
+    }
+
+    /// Run a runner to completion and return every record, in arrival order.
+    async fn run(spec: RunnerSpec, scenario: Arc<Scenario>, stop: CancellationToken) -> Vec<IterationRecord> {
+        let (tx, mut rx) = mpsc::channel(16);
+        let job = RunJob {
+            scenario,
+            source: Arc::from("local"),
+            chunks: tx,
+            stop,
+            on_iteration: None,
+            limits: ChunkLimits::default(),
+            clock: Clock::new(),
+        };
+        let runner = LocalRunner { spec };
+        let collect = async move {
+            let mut all = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                assert!(chunk.records.windows(2).all(|w| w[0].timestamp <= w[1].timestamp), "chunks are sorted");
+                assert!(chunk.len() <= 1000);
+                all.extend(chunk.records);
+            }
+            all
+        };
+        let (result, records) = tokio::join!(runner.run(job), collect);
+        result.unwrap();
+        records
+    }
+
+    fn numbers(records: &[IterationRecord]) -> Vec<u64> {
+        let mut n: Vec<u64> = records.iter().map(|r| r.iteration).collect();
+        n.sort_unstable();
+        n
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_runners_run_exactly_times_iterations_numbered_from_one() {
+        let noop = scenario("Dummy.dummy", "{}");
+        for spec in [
+            RunnerSpec::Constant { times: 2500, concurrency: 7, timeout: None },
+            RunnerSpec::Serial { times: 17 },
+            RunnerSpec::Constant { times: 3, concurrency: 3, timeout: Some(5.0) },
+        ] {
+            let times = spec.total_iterations().unwrap();
+            let records = run(spec, noop.clone(), CancellationToken::new()).await;
+            assert_eq!(numbers(&records), (1..=times).collect::<Vec<_>>());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn constant_for_duration_starts_at_least_one_per_slot() {
+        let s = scenario("Dummy.dummy", "{sleep: 0.05}");
+        let started = std::time::Instant::now();
+        let records = run(RunnerSpec::ConstantForDuration { duration: 0.0, concurrency: 3, timeout: Some(600.0) }, s.clone(), CancellationToken::new()).await;
+        assert_eq!(numbers(&records), vec![1, 2, 3]);
+        let records = run(RunnerSpec::ConstantForDuration { duration: 0.3, concurrency: 2, timeout: Some(600.0) }, s, CancellationToken::new()).await;
+        assert!(records.len() >= 6 && records.len() <= 16, "{}", records.len());
+        assert!(started.elapsed().as_secs_f64() < 2.0);
+        assert_eq!(numbers(&records), (1..=records.len() as u64).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rps_follows_its_schedule_and_records_lateness() {
+        let noop = scenario("Dummy.dummy", "{}");
+        let records = run(RunnerSpec::Rps { times: 40, rate: Rate::Fixed(200.0), timeout: None, max_concurrency: 40 }, noop, CancellationToken::new()).await;
+        assert_eq!(numbers(&records), (1..=40).collect::<Vec<_>>());
+        let mut by_number = records.clone();
+        by_number.sort_by_key(|r| r.iteration);
+        let t1 = by_number[0].timestamp;
+        for r in &by_number {
+            // Never before its time (1 ms slack for clock reads).
+            assert!(r.timestamp - t1 >= (r.iteration - 1) as f64 / 200.0 - 0.001, "iteration {} early", r.iteration);
+        }
+        // One slot, 50 ms iterations, 100/s: the slot cannot keep up, so starts are late.
+        let slow = scenario("Dummy.dummy", "{sleep: 0.05}");
+        let records = run(RunnerSpec::Rps { times: 8, rate: Rate::Fixed(100.0), timeout: None, max_concurrency: 1 }, slow, CancellationToken::new()).await;
+        let last = records.iter().max_by_key(|r| r.iteration).unwrap();
+        assert!(last.lateness > 0.2, "lateness {}", last.lateness);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_iteration_starts_after_stop() {
+        let s = scenario("Dummy.dummy", "{sleep: 0.02}");
+        for spec in [
+            RunnerSpec::Constant { times: 1_000_000, concurrency: 4, timeout: None },
+            RunnerSpec::Rps { times: 1_000_000, rate: Rate::Fixed(500.0), timeout: None, max_concurrency: 100 },
+        ] {
+            let stop = CancellationToken::new();
+            let stopper = stop.clone();
+            let stopped_at = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                stopper.cancel();
+                crate::clock::unix_now()
+            });
+            let records = run(spec, s.clone(), stop).await;
+            let stopped_at = stopped_at.await.unwrap();
+            assert!(!records.is_empty());
+            let last_start = records.iter().map(|r| r.timestamp).fold(0.0, f64::max);
+            assert!(last_start <= stopped_at + 0.005, "started {:.4}s after the stop", last_start - stopped_at);
+            assert!(records.iter().all(|r| r.error.is_none()), "in-flight iterations finish normally");
+        }
+    }
+
+    #[test]
+    fn scenario_kinds_know_when_they_wait() {
+        let fast = ScenarioSpec::from_config("Dummy.dummy", &Node::parse("{}").unwrap()).unwrap();
+        assert!(matches!(fast.kind, ScenarioKind::Dummy(_)) && !fast.kind.may_wait());
+    }
 
     fn spec(name: &str, yaml: &str) -> Checked<RunnerSpec> {
         RunnerSpec::from_config(name, &Node::parse(yaml).unwrap(), false)

@@ -1,0 +1,6 @@
+//! End-to-end tests: they run the real `rally-tui` binary, against real servers on loopback.
+
+mod invalid;
+mod run;
+mod samples;
+mod support;

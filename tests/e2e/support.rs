@@ -1,0 +1,141 @@
+//! What the end-to-end tests share: the binary, temp files, child processes, a real nginx.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rally-tui"))
+}
+
+/// A `rally-tui` command with a clean environment for the parts we control.
+pub fn rally(args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(args).stdin(Stdio::null());
+    c
+}
+
+/// Run to completion and capture everything.
+pub fn run(args: &[&str]) -> Output {
+    rally(args).output().expect("rally-tui runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Write `text` to `dir/name` and return the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write test file");
+    p
+}
+
+/// A port nobody listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `(iterations, failed)` for each workload, from the headless summary lines
+/// `TITLE [POS] SCENARIO: N iterations, M failed`.
+pub fn workload_counts(out: &str) -> Vec<(u64, u64)> {
+    out.lines()
+        .filter(|l| l.ends_with(" failed") && l.contains(" iterations, "))
+        .filter_map(|l| {
+            let tail = l.rsplit(": ").next()?;
+            let mut words = tail.split_whitespace();
+            let n = words.next()?.parse().ok()?;
+            let f = words.nth(1)?.parse().ok()?;
+            Some((n, f))
+        })
+        .collect()
+}
+
+/// A child process that is killed when the test ends, pass or fail.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real nginx on 127.0.0.1, owned by one test: its own port, prefix and config.
+pub struct Nginx {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    _child: KillOnDrop,
+}
+
+impl Nginx {
+    /// Serves `/` and `/small` (200, 100 bytes), `/missing` (404) and `/redirect` (301 to
+    /// `/small`).
+    pub fn start() -> Nginx {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("html");
+        std::fs::create_dir_all(root.join("logs")).expect("dirs");
+        std::fs::write(root.join("index.html"), "hello\n").expect("index");
+        std::fs::write(root.join("small"), "x".repeat(100)).expect("small");
+        for attempt in 0..5 {
+            let port = free_port();
+            let conf = format!(
+                "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+                   fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+                   keepalive_requests 1000000;\n\
+                   server {{\n    listen 127.0.0.1:{port};\n    root {root};\n\
+                     location = /redirect {{ return 301 /small; }}\n\
+                   }}\n}}\n",
+                dir = dir.path().display(),
+                root = root.display(),
+            );
+            let conf_path = dir.path().join("nginx.conf");
+            std::fs::write(&conf_path, conf).expect("nginx.conf");
+            let child = Command::new(nginx_binary())
+                .args(["-c", conf_path.to_str().expect("utf-8 path"), "-p", dir.path().to_str().expect("utf-8 path")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nginx starts (install it: apt-get install nginx)");
+            let child = KillOnDrop(child);
+            if wait_for_port(port, Duration::from_secs(5)) {
+                return Nginx { port, _dir: dir, _child: child };
+            }
+            eprintln!("nginx did not come up on port {port} (attempt {attempt})");
+        }
+        panic!("nginx would not start");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+fn nginx_binary() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" }
+}
+
+/// Wait until something accepts connections on the port.
+pub fn wait_for_port(port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
