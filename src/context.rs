@@ -24,7 +24,10 @@ pub struct ContextSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContextKind {
-    Dummy { fail_setup: bool, fail_cleanup: bool },
+    Dummy {
+        fail_setup: bool,
+        fail_cleanup: bool,
+    },
 }
 
 /// What happened in one phase of a context (Rally's `contexts_results` entry half).
@@ -79,19 +82,33 @@ impl ContextSpec {
     pub fn setup(&self) -> PhaseResult {
         let started_at = unix_now();
         let error = match self.kind {
-            ContextKind::Dummy { fail_setup: true, .. } => Some("Oops...setup is failed".to_string()),
+            ContextKind::Dummy {
+                fail_setup: true, ..
+            } => Some("Oops...setup is failed".to_string()),
             ContextKind::Dummy { .. } => None,
         };
-        PhaseResult { started_at, finished_at: unix_now(), atomic_actions: Vec::new(), error }
+        PhaseResult {
+            started_at,
+            finished_at: unix_now(),
+            atomic_actions: Vec::new(),
+            error,
+        }
     }
 
     pub fn cleanup(&self) -> PhaseResult {
         let started_at = unix_now();
         let error = match self.kind {
-            ContextKind::Dummy { fail_cleanup: true, .. } => Some("Oops...cleanup is failed".to_string()),
+            ContextKind::Dummy {
+                fail_cleanup: true, ..
+            } => Some("Oops...cleanup is failed".to_string()),
             ContextKind::Dummy { .. } => None,
         };
-        PhaseResult { started_at, finished_at: unix_now(), atomic_actions: Vec::new(), error }
+        PhaseResult {
+            started_at,
+            finished_at: unix_now(),
+            atomic_actions: Vec::new(),
+            error,
+        }
     }
 }
 
@@ -101,11 +118,15 @@ mod tests {
 
     #[test]
     fn dummy_context_config_and_phases() {
-        let c = ContextSpec::from_config("dummy_context", &Node::parse("{fail_setup: true}").unwrap()).unwrap();
+        let c =
+            ContextSpec::from_config("dummy_context", &Node::parse("{fail_setup: true}").unwrap())
+                .unwrap();
         assert_eq!(c.setup().error.as_deref(), Some("Oops...setup is failed"));
         assert!(c.cleanup().error.is_none());
         assert_eq!(
-            ContextSpec::from_config("dummy_context", &Node::parse("{fail_setup: 1}").unwrap()).unwrap_err().subpath,
+            ContextSpec::from_config("dummy_context", &Node::parse("{fail_setup: 1}").unwrap())
+                .unwrap_err()
+                .subpath,
             "fail_setup"
         );
         assert!(ContextSpec::from_config("users", &Node::parse("{}").unwrap()).is_err());

@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chunk::{Chunk, ChunkLimits};
 use crate::clock::Clock;
-use crate::events::{Event, Figures, Progress, SlaSnapshot, TaskStatus, WorkloadInfo, WorkloadReport};
+use crate::events::{
+    Event, Figures, Progress, SlaSnapshot, TaskStatus, WorkloadInfo, WorkloadReport,
+};
 use crate::hook::HookExecutor;
 use crate::runner::{LocalRunner, RunJob, Runner};
 use crate::scenario::Scenario;
@@ -129,7 +131,11 @@ impl TaskEngine {
             reports.push(report);
         }
         let pass_sla = reports.iter().all(|r| r.pass_sla);
-        let status = if abort.is_some() { TaskStatus::Aborted } else { TaskStatus::Finished };
+        let status = if abort.is_some() {
+            TaskStatus::Aborted
+        } else {
+            TaskStatus::Finished
+        };
         self.publish(Event::TaskFinished {
             uuid: self.uuid.clone(),
             status,
@@ -144,11 +150,17 @@ impl TaskEngine {
         }
     }
 
-    async fn run_workload(&self, info: WorkloadInfo, _subtask: &SubtaskSpec, w: &WorkloadSpec) -> (WorkloadReport, Option<Abort>) {
+    async fn run_workload(
+        &self,
+        info: WorkloadInfo,
+        _subtask: &SubtaskSpec,
+        w: &WorkloadSpec,
+    ) -> (WorkloadReport, Option<Abort>) {
         let started = Instant::now();
         self.publish(Event::WorkloadStarted(info.clone()));
         let scenario = Arc::new(Scenario::new(w.scenario.kind.clone()));
-        let mut consumer = Consumer::new(&self.options, &info, scenario.action_names.clone(), &w.sla);
+        let mut consumer =
+            Consumer::new(&self.options, &info, scenario.action_names.clone(), &w.sla);
 
         // Contexts: set up in order; a failure cleans up what was set up and fails the
         // workload, and the task goes on with the next one.
@@ -179,8 +191,13 @@ impl TaskEngine {
                 limits: self.options.limits,
                 clock: Clock::new(),
             };
-            let runner = LocalRunner { spec: w.runner.clone() };
-            let (run_result, ()) = tokio::join!(runner.run(job), consumer.consume(rx, &workload_stop, |e| self.publish(e)));
+            let runner = LocalRunner {
+                spec: w.runner.clone(),
+            };
+            let (run_result, ()) = tokio::join!(
+                runner.run(job),
+                consumer.consume(rx, &workload_stop, |e| self.publish(e))
+            );
             if let Err(e) = run_result {
                 failure = Some(e.to_string());
             }
@@ -195,7 +212,10 @@ impl TaskEngine {
         }
         for c in set_up.iter().rev() {
             if let Some(e) = c.cleanup().error {
-                self.publish(Event::Log { level: "warning".into(), message: format!("cleanup of context '{}' failed: {e}", c.name) });
+                self.publish(Event::Log {
+                    level: "warning".into(),
+                    message: format!("cleanup of context '{}' failed: {e}", c.name),
+                });
             }
         }
         let report = consumer.report(info, started.elapsed().as_secs_f64(), abort, failure);
@@ -210,7 +230,9 @@ struct Interval {
 
 impl Interval {
     fn new() -> Interval {
-        Interval { metric: Metric::default() }
+        Interval {
+            metric: Metric::default(),
+        }
     }
 
     fn figures(&mut self, seconds: f64, total: &Metric, failures: u64) -> Figures {
@@ -218,7 +240,11 @@ impl Interval {
         let f = Figures {
             iterations: total.count,
             failures,
-            rate: if seconds > 0.0 { m.count as f64 / seconds } else { 0.0 },
+            rate: if seconds > 0.0 {
+                m.count as f64 / seconds
+            } else {
+                0.0
+            },
             p50: m.quantile(0.5),
             p95: m.quantile(0.95),
             p99: m.quantile(0.99),
@@ -245,7 +271,12 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn new(options: &EngineOptions, info: &WorkloadInfo, names: Arc<[String]>, sla: &serde_json::Map<String, serde_json::Value>) -> Consumer {
+    fn new(
+        options: &EngineOptions,
+        info: &WorkloadInfo,
+        names: Arc<[String]>,
+        sla: &serde_json::Map<String, serde_json::Value>,
+    ) -> Consumer {
         Consumer {
             index: info.index,
             abort_on_sla: options.abort_on_sla_failure,
@@ -260,7 +291,12 @@ impl Consumer {
         }
     }
 
-    async fn consume(&mut self, mut rx: mpsc::Receiver<Chunk>, stop: &CancellationToken, publish: impl Fn(Event)) {
+    async fn consume(
+        &mut self,
+        mut rx: mpsc::Receiver<Chunk>,
+        stop: &CancellationToken,
+        publish: impl Fn(Event),
+    ) {
         let started = Instant::now();
         let mut tick = tokio::time::interval_at((started + self.interval).into(), self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -285,7 +321,11 @@ impl Consumer {
             }
         }
         let now = Instant::now();
-        self.publish_snapshot(now.duration_since(last_tick).as_secs_f64(), now.duration_since(started).as_secs_f64(), &publish);
+        self.publish_snapshot(
+            now.duration_since(last_tick).as_secs_f64(),
+            now.duration_since(started).as_secs_f64(),
+            &publish,
+        );
     }
 
     /// Account for a chunk; true when an SLA criterion failed on the data so far.
@@ -295,13 +335,22 @@ impl Consumer {
         for record in &chunk.records {
             let actions = chunk.actions_of(record);
             self.stats.add(record, actions);
-            self.recent.metric.add(record.duration, record.error.is_none());
+            self.recent
+                .metric
+                .add(record.duration, record.error.is_none());
             if let Ok(checker) = &mut self.sla {
                 tops.clear();
                 for a in actions.iter().filter(|a| a.depth == 0) {
-                    tops.push((self.names.get(a.name as usize).map_or("", String::as_str), a.duration()));
+                    tops.push((
+                        self.names.get(a.name as usize).map_or("", String::as_str),
+                        a.duration(),
+                    ));
                 }
-                let sample = IterationSample { duration: record.duration, failed: record.error.is_some(), top_level_actions: &tops };
+                let sample = IterationSample {
+                    duration: record.duration,
+                    failed: record.error.is_some(),
+                    top_level_actions: &tops,
+                };
                 sla_failed |= !checker.add(&sample);
             }
         }
@@ -316,7 +365,9 @@ impl Consumer {
     }
 
     fn publish_snapshot(&mut self, seconds: f64, elapsed: f64, publish: &impl Fn(Event)) {
-        let all = self.recent.figures(seconds, &self.stats.duration, self.stats.failures);
+        let all = self
+            .recent
+            .figures(seconds, &self.stats.duration, self.stats.failures);
         publish(Event::Progress(Progress {
             workload: self.index,
             elapsed,
@@ -332,7 +383,13 @@ impl Consumer {
         }));
     }
 
-    fn report(self, info: WorkloadInfo, full_duration: f64, abort: Option<Abort>, failure: Option<String>) -> WorkloadReport {
+    fn report(
+        self,
+        info: WorkloadInfo,
+        full_duration: f64,
+        abort: Option<Abort>,
+        failure: Option<String>,
+    ) -> WorkloadReport {
         let mut sla = self.sla_rows();
         match abort {
             Some(Abort::Sla) => sla.push(sla::aborted_on_sla()),
@@ -344,7 +401,7 @@ impl Consumer {
         }
         let pass_sla = sla.iter().all(|r| r.success);
         let mut errors = self.stats.errors.clone();
-        errors.sort_by(|a, b| b.count.cmp(&a.count));
+        errors.sort_by_key(|e| std::cmp::Reverse(e.count));
         WorkloadReport {
             errors,
             info,

@@ -109,7 +109,9 @@ pub enum Event {
     Sla(SlaSnapshot),
     WorkloadFinished(Box<WorkloadReport>),
     /// The engine stopped starting iterations (user stop or SLA abort); in-flight ones finish.
-    Stopping { reason: String },
+    Stopping {
+        reason: String,
+    },
     TaskFinished {
         uuid: String,
         status: TaskStatus,

@@ -22,8 +22,16 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
             Err(broadcast::error::RecvError::Closed) => break,
         };
         let text = match &event {
-            Event::TaskStarted { uuid, title, workloads } => {
-                format!("Task {uuid}: {title} ({} workload{})\n", workloads.len(), if workloads.len() == 1 { "" } else { "s" })
+            Event::TaskStarted {
+                uuid,
+                title,
+                workloads,
+            } => {
+                format!(
+                    "Task {uuid}: {title} ({} workload{})\n",
+                    workloads.len(),
+                    if workloads.len() == 1 { "" } else { "s" }
+                )
             }
             Event::WorkloadStarted(info) => {
                 sla_ok = None;
@@ -42,9 +50,15 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
                 sla_ok = Some(s.total.iter().all(|c| c.success));
                 continue;
             }
-            Event::Stopping { reason } => format!("Stopping: {reason}; no new iterations start, in-flight ones finish\n"),
+            Event::Stopping { reason } => {
+                format!("Stopping: {reason}; no new iterations start, in-flight ones finish\n")
+            }
             Event::WorkloadFinished(report) => workload_summary(report),
-            Event::TaskFinished { uuid, status, pass_sla } => {
+            Event::TaskFinished {
+                uuid,
+                status,
+                pass_sla,
+            } => {
                 let text = format!(
                     "\nTask {uuid} {}: SLA {}\n",
                     status.as_str(),
@@ -72,7 +86,11 @@ pub fn progress_line(p: &Progress, sla_ok: Option<bool>) -> String {
         Some(t) => format!("{}/{t}", a.iterations),
         None => a.iterations.to_string(),
     };
-    let pct = if a.iterations > 0 { a.failures as f64 * 100.0 / a.iterations as f64 } else { 0.0 };
+    let pct = if a.iterations > 0 {
+        a.failures as f64 * 100.0 / a.iterations as f64
+    } else {
+        0.0
+    };
     let sla = match sla_ok {
         Some(true) => "SLA ok",
         Some(false) => "SLA FAILING",
@@ -126,7 +144,9 @@ pub fn ascii_table(title: &str, header: &[&str], rows: &[Vec<String>]) -> String
         s.push('\n');
         s
     };
-    out.push_str(&line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>()));
+    out.push_str(&line(
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    ));
     out.push_str(&rule('-'));
     for r in rows {
         out.push_str(&line(r));
@@ -136,7 +156,11 @@ pub fn ascii_table(title: &str, header: &[&str], rows: &[Vec<String>]) -> String
 }
 
 fn stats_rows(row: &StatsRow, depth: usize, out: &mut Vec<Vec<String>>) {
-    let name = if depth == 0 { row.name.clone() } else { format!("{} -> {}", " ".repeat((depth - 1) * 2), row.name) };
+    let name = if depth == 0 {
+        row.name.clone()
+    } else {
+        format!("{} -> {}", " ".repeat((depth - 1) * 2), row.name)
+    };
     out.push(vec![
         name,
         cell(row.min),
@@ -145,7 +169,8 @@ fn stats_rows(row: &StatsRow, depth: usize, out: &mut Vec<Vec<String>>) {
         cell(row.p95),
         cell(row.max),
         cell(row.avg),
-        row.success.map_or_else(|| "n/a".into(), |s| format!("{s:.1}%")),
+        row.success
+            .map_or_else(|| "n/a".into(), |s| format!("{s:.1}%")),
         row.count.to_string(),
     ]);
     for c in &row.children {
@@ -162,7 +187,17 @@ pub fn response_times(table: &StatsTable) -> String {
     stats_rows(&table.total, 0, &mut rows);
     ascii_table(
         "Response Times (sec)",
-        &["Action", "Min (sec)", "Median (sec)", "90%ile (sec)", "95%ile (sec)", "Max (sec)", "Avg (sec)", "Success", "Count"],
+        &[
+            "Action",
+            "Min (sec)",
+            "Median (sec)",
+            "90%ile (sec)",
+            "95%ile (sec)",
+            "Max (sec)",
+            "Avg (sec)",
+            "Success",
+            "Count",
+        ],
         &rows,
     )
 }
@@ -171,7 +206,13 @@ pub fn response_times(table: &StatsTable) -> String {
 pub fn sla_table(rows: &[CriterionStatus]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|c| vec![c.criterion.clone(), c.detail.replace('\n', " "), if c.success { "PASS" } else { "FAIL" }.to_string()])
+        .map(|c| {
+            vec![
+                c.criterion.clone(),
+                c.detail.replace('\n', " "),
+                if c.success { "PASS" } else { "FAIL" }.to_string(),
+            ]
+        })
         .collect();
     ascii_table("", &["Criterion", "Detail", "Status"], &rows)
 }
@@ -184,7 +225,11 @@ pub fn workload_summary(r: &WorkloadReport) -> String {
         r.info.subtask, r.info.position, r.info.scenario, r.iterations, r.failures
     ));
     out.push_str(&response_times(&r.stats));
-    let rate = if r.load_duration > 0.0 { r.iterations as f64 / r.load_duration } else { 0.0 };
+    let rate = if r.load_duration > 0.0 {
+        r.iterations as f64 / r.load_duration
+    } else {
+        0.0
+    };
     out.push_str(&format!(
         "Load duration: {:.6} s ({rate:.1} iterations/s)\nFull duration: {:.6} s\n",
         r.load_duration, r.full_duration
@@ -200,7 +245,11 @@ pub fn workload_summary(r: &WorkloadReport) -> String {
         out.push_str(&format!(
             "Hook {}: {}\n",
             h.config["action"]["sys_call"].as_str().unwrap_or("?"),
-            if summary.is_empty() { "never fired".to_string() } else { summary.join(", ") }
+            if summary.is_empty() {
+                "never fired".to_string()
+            } else {
+                summary.join(", ")
+            }
         ));
     }
     if !r.sla.is_empty() {
@@ -218,7 +267,12 @@ mod tests {
     fn table_layout() {
         let t = ascii_table("T", &["a", "bb"], &[vec!["xxx".into(), "y".into()]]);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "{t}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() == lines[0].chars().count()),
+            "{t}"
+        );
         assert!(t.contains("| xxx | y  |"));
     }
 }

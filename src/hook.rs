@@ -29,8 +29,16 @@ pub enum Unit {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
-    Event { unit: Unit, at: Vec<u64> },
-    Periodic { unit: Unit, step: u64, start: u64, end: Option<u64> },
+    Event {
+        unit: Unit,
+        at: Vec<u64>,
+    },
+    Periodic {
+        unit: Unit,
+        step: u64,
+        start: u64,
+        end: Option<u64>,
+    },
 }
 
 impl Trigger {
@@ -44,9 +52,9 @@ impl Trigger {
     pub fn fires(&self, v: u64) -> bool {
         match self {
             Trigger::Event { at, .. } => at.contains(&v),
-            Trigger::Periodic { step, start, end, .. } => {
-                v >= *start && end.is_none_or(|e| v <= e) && (v - start) % step == 0
-            }
+            Trigger::Periodic {
+                step, start, end, ..
+            } => v >= *start && end.is_none_or(|e| v <= e) && (v - start).is_multiple_of(*step),
         }
     }
 }
@@ -68,59 +76,119 @@ impl HookSpec {
     pub fn from_config(node: &Node, v1: bool) -> Checked<HookSpec> {
         let (action_name, action_args, trigger_name, trigger_args, trigger_path) = if v1 {
             check::mapping(node, &["name", "description", "args", "trigger"])?;
-            let name = check::required(check::string(node, "name")?, "name", "the hook action, e.g. 'sys_call'")?;
+            let name = check::required(
+                check::string(node, "name")?,
+                "name",
+                "the hook action, e.g. 'sys_call'",
+            )?;
             let args = check::required(node.get("args"), "args", "the action's arguments")?;
             let trigger = check::required(node.get("trigger"), "trigger", "when the hook fires")?;
             check::mapping(trigger, &["name", "args"]).map_err(|e| prefix("trigger", e))?;
-            let tname = check::required(check::string(trigger, "name")?, "trigger.name", "'event' or 'periodic'")?;
-            let targs = check::required(trigger.get("args"), "trigger.args", "the trigger's arguments")?;
+            let tname = check::required(
+                check::string(trigger, "name")?,
+                "trigger.name",
+                "'event' or 'periodic'",
+            )?;
+            let targs = check::required(
+                trigger.get("args"),
+                "trigger.args",
+                "the trigger's arguments",
+            )?;
             (name, args, tname, targs, "trigger.args")
         } else {
             check::mapping(node, &["description", "action", "trigger"])?;
             let action = check::required(node.get("action"), "action", "{sys_call: COMMAND}")?;
             let (name, args) = single(action, "action")?;
-            let trigger = check::required(node.get("trigger"), "trigger", "{event: {...}} or {periodic: {...}}")?;
+            let trigger = check::required(
+                node.get("trigger"),
+                "trigger",
+                "{event: {...}} or {periodic: {...}}",
+            )?;
             let (tname, targs) = single(trigger, "trigger")?;
             (name, args, tname, targs, "trigger")
         };
         if action_name != "sys_call" {
-            return Err(PluginError::new("action", format!("unknown hook action '{action_name}'; available: {}", list(ACTIONS))));
+            return Err(PluginError::new(
+                "action",
+                format!(
+                    "unknown hook action '{action_name}'; available: {}",
+                    list(ACTIONS)
+                ),
+            ));
         }
         let Some(command) = action_args.as_str() else {
-            return Err(PluginError::new("action.sys_call", "must be a command line string"));
+            return Err(PluginError::new(
+                "action.sys_call",
+                "must be a command line string",
+            ));
         };
         let argv = shlex::split(command)
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| PluginError::new("action.sys_call", format!("cannot split the command line {command:?}")))?;
-        let trigger_path = if v1 { trigger_path.to_string() } else { format!("{trigger_path}.{trigger_name}") };
-        let trigger = trigger_from(&trigger_name, trigger_args).map_err(|e| prefix(&trigger_path, e))?;
+            .ok_or_else(|| {
+                PluginError::new(
+                    "action.sys_call",
+                    format!("cannot split the command line {command:?}"),
+                )
+            })?;
+        let trigger_path = if v1 {
+            trigger_path.to_string()
+        } else {
+            format!("{trigger_path}.{trigger_name}")
+        };
+        let trigger =
+            trigger_from(&trigger_name, trigger_args).map_err(|e| prefix(&trigger_path, e))?;
         let description = check::string(node, "description")?.unwrap_or_default();
         let config = serde_json::json!({
             "description": description,
             "action": {"sys_call": command},
             "trigger": {trigger_name.clone(): trigger_args.to_json()},
         });
-        Ok(HookSpec { description, argv, command: command.to_string(), trigger, config })
+        Ok(HookSpec {
+            description,
+            argv,
+            command: command.to_string(),
+            trigger,
+            config,
+        })
     }
 }
 
 fn prefix(path: &str, e: PluginError) -> PluginError {
-    PluginError::new(if e.subpath.is_empty() { path.to_string() } else { format!("{path}.{}", e.subpath) }, e.message)
+    PluginError::new(
+        if e.subpath.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}.{}", e.subpath)
+        },
+        e.message,
+    )
 }
 
 fn single<'a>(node: &'a Node, key: &str) -> Checked<(String, &'a Node)> {
     match node.as_map() {
         Some([(name, value)]) => Ok((name.clone(), value)),
-        _ => Err(PluginError::new(key, "must be a mapping with exactly one plugin name")),
+        _ => Err(PluginError::new(
+            key,
+            "must be a mapping with exactly one plugin name",
+        )),
     }
 }
 
 fn trigger_from(name: &str, args: &Node) -> Checked<Trigger> {
     let unit = |args: &Node| -> Checked<Unit> {
-        match check::required(check::string(args, "unit")?, "unit", "'iteration' or 'time'")?.as_str() {
+        match check::required(
+            check::string(args, "unit")?,
+            "unit",
+            "'iteration' or 'time'",
+        )?
+        .as_str()
+        {
             "iteration" => Ok(Unit::Iteration),
             "time" => Ok(Unit::Time),
-            other => Err(PluginError::new("unit", format!("must be 'iteration' or 'time', got '{other}'"))),
+            other => Err(PluginError::new(
+                "unit",
+                format!("must be 'iteration' or 'time', got '{other}'"),
+            )),
         }
     };
     match name {
@@ -130,18 +198,29 @@ fn trigger_from(name: &str, args: &Node) -> Checked<Trigger> {
             let min = if unit == Unit::Iteration { 1 } else { 0 };
             let at_node = check::required(args.get("at"), "at", "a list of iterations or seconds")?;
             let Some(items) = at_node.as_seq().filter(|i| !i.is_empty()) else {
-                return Err(PluginError::new("at", "must be a non-empty list of integers"));
+                return Err(PluginError::new(
+                    "at",
+                    "must be a non-empty list of integers",
+                ));
             };
             let mut at = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 match item.as_i64() {
                     Some(v) if v >= min => {
                         if at.contains(&(v as u64)) {
-                            return Err(PluginError::new(format!("at[{i}]"), format!("{v} is listed twice; values must be unique")));
+                            return Err(PluginError::new(
+                                format!("at[{i}]"),
+                                format!("{v} is listed twice; values must be unique"),
+                            ));
                         }
                         at.push(v as u64);
                     }
-                    _ => return Err(PluginError::new(format!("at[{i}]"), format!("must be an integer >= {min}, got {}", check::describe(item)))),
+                    _ => {
+                        return Err(PluginError::new(
+                            format!("at[{i}]"),
+                            format!("must be an integer >= {min}, got {}", check::describe(item)),
+                        ));
+                    }
                 }
             }
             Ok(Trigger::Event { unit, at })
@@ -150,12 +229,24 @@ fn trigger_from(name: &str, args: &Node) -> Checked<Trigger> {
             check::mapping(args, &["unit", "step", "start", "end"])?;
             let unit = unit(args)?;
             let min = if unit == Unit::Iteration { 1 } else { 0 };
-            let step = check::required(check::int_at_least(args, "step", 1)?, "step", "an integer >= 1")? as u64;
+            let step = check::required(
+                check::int_at_least(args, "step", 1)?,
+                "step",
+                "an integer >= 1",
+            )? as u64;
             let start = check::int_at_least(args, "start", min)?.map_or(min as u64, |v| v as u64);
             let end = check::int_at_least(args, "end", min)?.map(|v| v as u64);
-            Ok(Trigger::Periodic { unit, step, start, end })
+            Ok(Trigger::Periodic {
+                unit,
+                step,
+                start,
+                end,
+            })
         }
-        other => Err(PluginError::new("", format!("unknown trigger '{other}'; available: {}", list(TRIGGERS)))),
+        other => Err(PluginError::new(
+            "",
+            format!("unknown trigger '{other}'; available: {}", list(TRIGGERS)),
+        )),
     }
 }
 
@@ -210,7 +301,11 @@ impl HookExecutor {
                     }
                     for (i, h) in hooks.iter().enumerate() {
                         if h.trigger.unit() == Unit::Time && h.trigger.fires(second) {
-                            let _ = tx.send(Firing { hook: i, unit: Unit::Time, value: second });
+                            let _ = tx.send(Firing {
+                                hook: i,
+                                unit: Unit::Time,
+                                value: second,
+                            });
                         }
                     }
                 }
@@ -248,19 +343,32 @@ impl HookExecutor {
             }
             runs
         });
-        HookExecutor { hooks, fire_tx, worker, timer_stop }
+        HookExecutor {
+            hooks,
+            fire_tx,
+            worker,
+            timer_stop,
+        }
     }
 
     /// The listener a runner calls at each iteration start, if any hook counts iterations.
     pub fn iteration_listener(&self) -> Option<IterationListener> {
-        if !self.hooks.iter().any(|h| h.trigger.unit() == Unit::Iteration) {
+        if !self
+            .hooks
+            .iter()
+            .any(|h| h.trigger.unit() == Unit::Iteration)
+        {
             return None;
         }
         let (hooks, tx) = (self.hooks.clone(), self.fire_tx.clone());
         Some(Arc::new(move |n: u64| {
             for (i, h) in hooks.iter().enumerate() {
                 if h.trigger.unit() == Unit::Iteration && h.trigger.fires(n) {
-                    let _ = tx.send(Firing { hook: i, unit: Unit::Iteration, value: n });
+                    let _ = tx.send(Firing {
+                        hook: i,
+                        unit: Unit::Iteration,
+                        value: n,
+                    });
                 }
             }
         }))
@@ -275,12 +383,20 @@ impl HookExecutor {
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                let results: Vec<HookRun> = runs.iter().filter(|(k, _)| *k == i).map(|(_, r)| r.clone()).collect();
+                let results: Vec<HookRun> = runs
+                    .iter()
+                    .filter(|(k, _)| *k == i)
+                    .map(|(_, r)| r.clone())
+                    .collect();
                 let mut summary = std::collections::BTreeMap::new();
                 for r in &results {
                     *summary.entry(r.status.clone()).or_insert(0) += 1;
                 }
-                HookResult { config: h.config.clone(), results, summary }
+                HookResult {
+                    config: h.config.clone(),
+                    results,
+                    summary,
+                }
             })
             .collect()
     }
@@ -303,16 +419,29 @@ async fn sys_call(hook: &HookSpec, unit: Unit, value: u64) -> HookRun {
             String::from_utf8_lossy(&o.stdout).into_owned(),
             String::from_utf8_lossy(&o.stderr).into_owned(),
         ),
-        Err(e) => (-1, String::new(), format!("cannot run {:?}: {e}", hook.argv[0])),
+        Err(e) => (
+            -1,
+            String::new(),
+            format!("cannot run {:?}: {e}", hook.argv[0]),
+        ),
     };
     let mut output = Output::default();
     match serde_json::from_str::<serde_json::Value>(&stdout) {
-        Ok(v) if v.get("additive").is_some_and(|a| a.is_array()) || v.get("complete").is_some_and(|c| c.is_array()) => {
+        Ok(v)
+            if v.get("additive").is_some_and(|a| a.is_array())
+                || v.get("complete").is_some_and(|c| c.is_array()) =>
+        {
             output.additive = v["additive"].as_array().cloned().unwrap_or_default();
             output.complete = v["complete"].as_array().cloned().unwrap_or_default();
         }
         _ => {
-            let or_empty = |s: &str| if s.is_empty() { "(empty)".to_string() } else { s.to_string() };
+            let or_empty = |s: &str| {
+                if s.is_empty() {
+                    "(empty)".to_string()
+                } else {
+                    s.to_string()
+                }
+            };
             output.complete.push(serde_json::json!({
                 "title": "System call",
                 "chart_plugin": "TextArea",
@@ -348,10 +477,18 @@ mod tests {
 
     #[test]
     fn triggers() {
-        let p = Trigger::Periodic { unit: Unit::Iteration, step: 2, start: 3, end: Some(9) };
+        let p = Trigger::Periodic {
+            unit: Unit::Iteration,
+            step: 2,
+            start: 3,
+            end: Some(9),
+        };
         let fired: Vec<u64> = (0..12).filter(|v| p.fires(*v)).collect();
         assert_eq!(fired, vec![3, 5, 7, 9]);
-        let e = Trigger::Event { unit: Unit::Time, at: vec![0, 4] };
+        let e = Trigger::Event {
+            unit: Unit::Time,
+            at: vec![0, 4],
+        };
         assert!(e.fires(0) && e.fires(4) && !e.fires(1));
     }
 
@@ -360,16 +497,46 @@ mod tests {
         let h = v2("{description: d, action: {sys_call: \"echo 'a b'\"}, trigger: {event: {unit: iteration, at: [2, 5]}}}").unwrap();
         assert_eq!(h.argv, vec!["echo", "a b"]);
         let v1 = HookSpec::from_config(&Node::parse("{name: sys_call, args: 'true', trigger: {name: periodic, args: {unit: time, step: 2}}}").unwrap(), true).unwrap();
-        assert_eq!(v1.trigger, Trigger::Periodic { unit: Unit::Time, step: 2, start: 0, end: None });
-        assert_eq!(v2("{action: {sys_call: x}, trigger: {event: {unit: iteration, at: [0]}}}").unwrap_err().subpath, "trigger.event.at[0]");
-        assert_eq!(v2("{action: {sys_call: x}, trigger: {event: {unit: day, at: [1]}}}").unwrap_err().subpath, "trigger.event.unit");
-        assert_eq!(v2("{action: {shell: x}, trigger: {event: {unit: time, at: [1]}}}").unwrap_err().subpath, "action");
-        assert_eq!(v2("{action: {sys_call: x}, trigger: {periodic: {unit: time}}}").unwrap_err().subpath, "trigger.periodic.step");
+        assert_eq!(
+            v1.trigger,
+            Trigger::Periodic {
+                unit: Unit::Time,
+                step: 2,
+                start: 0,
+                end: None
+            }
+        );
+        assert_eq!(
+            v2("{action: {sys_call: x}, trigger: {event: {unit: iteration, at: [0]}}}")
+                .unwrap_err()
+                .subpath,
+            "trigger.event.at[0]"
+        );
+        assert_eq!(
+            v2("{action: {sys_call: x}, trigger: {event: {unit: day, at: [1]}}}")
+                .unwrap_err()
+                .subpath,
+            "trigger.event.unit"
+        );
+        assert_eq!(
+            v2("{action: {shell: x}, trigger: {event: {unit: time, at: [1]}}}")
+                .unwrap_err()
+                .subpath,
+            "action"
+        );
+        assert_eq!(
+            v2("{action: {sys_call: x}, trigger: {periodic: {unit: time}}}")
+                .unwrap_err()
+                .subpath,
+            "trigger.periodic.step"
+        );
     }
 
     #[tokio::test]
     async fn sys_call_records_exit_code_and_output() {
-        let ok = v2("{action: {sys_call: 'echo hi'}, trigger: {event: {unit: iteration, at: [1]}}}").unwrap();
+        let ok =
+            v2("{action: {sys_call: 'echo hi'}, trigger: {event: {unit: iteration, at: [1]}}}")
+                .unwrap();
         let bad = v2("{action: {sys_call: 'sh -c \"echo oops >&2; exit 3\"'}, trigger: {event: {unit: iteration, at: [2]}}}").unwrap();
         let exec = HookExecutor::start(vec![ok, bad]);
         let listener = exec.iteration_listener().unwrap();
@@ -379,10 +546,16 @@ mod tests {
         let results = exec.finish().await;
         assert_eq!(results[0].results.len(), 1);
         assert_eq!(results[0].results[0].status, "success");
-        assert_eq!(results[0].results[0].output.complete[0]["data"][1], "StdOut: hi\n");
+        assert_eq!(
+            results[0].results[0].output.complete[0]["data"][1],
+            "StdOut: hi\n"
+        );
         let failed = &results[1].results[0];
         assert_eq!(failed.status, "failed");
-        assert_eq!(failed.error.as_ref().unwrap()["msg"], "Subprocess returned 3");
+        assert_eq!(
+            failed.error.as_ref().unwrap()["msg"],
+            "Subprocess returned 3"
+        );
         assert_eq!(failed.error.as_ref().unwrap()["details"], "oops\n");
         assert_eq!(failed.triggered_by["value"], 2);
     }

@@ -21,7 +21,11 @@ mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "rally-tui", version, about = "Run Rally task files from one process or many agents, with live SLA checks")]
+#[command(
+    name = "rally-tui",
+    version,
+    about = "Run Rally task files from one process or many agents, with live SLA checks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,7 +77,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }

@@ -215,7 +215,11 @@ impl WorkloadStats {
     }
 
     fn count_error(&mut self, etype: &str, message: &str) {
-        if let Some(e) = self.errors.iter_mut().find(|e| e.etype == etype && e.message == message) {
+        if let Some(e) = self
+            .errors
+            .iter_mut()
+            .find(|e| e.etype == etype && e.message == message)
+        {
             e.count += 1;
         } else if self.errors.len() < ERROR_KINDS {
             self.errors.push(ErrorCount {
@@ -338,7 +342,13 @@ mod tests {
     use crate::chunk::IterationError;
 
     fn span(name: u16, depth: u8, start: f64, end: f64) -> ActionSpan {
-        ActionSpan { name, depth, failed: false, started_at: start, finished_at: end }
+        ActionSpan {
+            name,
+            depth,
+            failed: false,
+            started_at: start,
+            finished_at: end,
+        }
     }
 
     fn record(duration: f64, error: bool, actions: std::ops::Range<u32>) -> IterationRecord {
@@ -359,7 +369,12 @@ mod tests {
         let names: std::sync::Arc<[String]> = vec!["foo".to_string(), "bar".to_string()].into();
         let mut s = WorkloadStats::new(names);
         let mut chunk = Chunk::new("local".into());
-        chunk.actions = vec![span(0, 0, 0.0, 1.0), span(1, 1, 0.0, 0.5), span(1, 1, 0.5, 1.0), span(0, 0, 1.0, 2.0)];
+        chunk.actions = vec![
+            span(0, 0, 0.0, 1.0),
+            span(1, 1, 0.0, 0.5),
+            span(1, 1, 0.5, 1.0),
+            span(0, 0, 1.0, 2.0),
+        ];
         chunk.records.push(record(2.0, false, 0..4));
         s.add_chunk(&chunk);
         let t = s.table();

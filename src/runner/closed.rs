@@ -21,7 +21,12 @@ pub enum Plan {
     Duration(f64),
 }
 
-pub async fn run(job: RunJob, plan: Plan, concurrency: u64, timeout: Option<f64>) -> Result<(), RunnerError> {
+pub async fn run(
+    job: RunJob,
+    plan: Plan,
+    concurrency: u64,
+    timeout: Option<f64>,
+) -> Result<(), RunnerError> {
     let next = Arc::new(AtomicU64::new(1));
     let started = Instant::now();
     let timeout = timeout
@@ -58,7 +63,9 @@ pub async fn run(job: RunJob, plan: Plan, concurrency: u64, timeout: Option<f64>
                 if let Some(listener) = &job.on_iteration {
                     listener(number);
                 }
-                let took = batch.run_one(&job.scenario, &mut state, number, timeout, None).await;
+                let took = batch
+                    .run_one(&job.scenario, &mut state, number, timeout, None)
+                    .await;
                 if batch.due(took) {
                     batch.flush(&job).await?;
                 }

@@ -83,12 +83,20 @@ impl RunnerSpec {
         };
         match name {
             "constant" => {
-                check::mapping(cfg, &with_type(&["times", "concurrency", "timeout", "max_cpu_count"]))?;
+                check::mapping(
+                    cfg,
+                    &with_type(&["times", "concurrency", "timeout", "max_cpu_count"]),
+                )?;
                 let times = count("times")?.unwrap_or(1);
                 let concurrency = count("concurrency")?.unwrap_or(1);
                 count("max_cpu_count")?;
                 if concurrency > times {
-                    return Err(PluginError::new("concurrency", format!("{CONCURRENCY_ABOVE_TIMES} (concurrency {concurrency} > times {times})")));
+                    return Err(PluginError::new(
+                        "concurrency",
+                        format!(
+                            "{CONCURRENCY_ABOVE_TIMES} (concurrency {concurrency} > times {times})"
+                        ),
+                    ));
                 }
                 Ok(RunnerSpec::Constant {
                     times,
@@ -106,15 +114,41 @@ impl RunnerSpec {
                 Ok(RunnerSpec::ConstantForDuration {
                     duration,
                     concurrency: count("concurrency")?.unwrap_or(1),
-                    timeout: Some(timeout(cfg, "a number of seconds >= 1", |t| t >= 1.0)?.unwrap_or(600.0)),
+                    timeout: Some(
+                        timeout(cfg, "a number of seconds >= 1", |t| t >= 1.0)?.unwrap_or(600.0),
+                    ),
                 })
             }
             "rps" => {
-                check::mapping(cfg, &with_type(&["times", "rps", "timeout", "max_concurrency", "max_cpu_count"]))?;
-                let times = check::required(count("times")?, "times", "the number of iterations, an integer >= 1")?;
-                let rate_node = check::required(cfg.get("rps"), "rps", "a rate > 0 or a ramp {start, end, step, duration}")?;
+                check::mapping(
+                    cfg,
+                    &with_type(&[
+                        "times",
+                        "rps",
+                        "timeout",
+                        "max_concurrency",
+                        "max_cpu_count",
+                    ]),
+                )?;
+                let times = check::required(
+                    count("times")?,
+                    "times",
+                    "the number of iterations, an integer >= 1",
+                )?;
+                let rate_node = check::required(
+                    cfg.get("rps"),
+                    "rps",
+                    "a rate > 0 or a ramp {start, end, step, duration}",
+                )?;
                 let rate = Rate::from_config(rate_node).map_err(|e| {
-                    PluginError::new(if e.subpath.is_empty() { "rps".to_string() } else { format!("rps.{}", e.subpath) }, e.message)
+                    PluginError::new(
+                        if e.subpath.is_empty() {
+                            "rps".to_string()
+                        } else {
+                            format!("rps.{}", e.subpath)
+                        },
+                        e.message,
+                    )
                 })?;
                 count("max_cpu_count")?;
                 Ok(RunnerSpec::Rps {
@@ -128,11 +162,19 @@ impl RunnerSpec {
                 // Rally's serial schema allows other keys, so that `constant` can be renamed
                 // to `serial` and nothing else; they are ignored.
                 if cfg.as_map().is_none() {
-                    return Err(PluginError::new("", format!("must be a mapping, got {}", cfg.type_name())));
+                    return Err(PluginError::new(
+                        "",
+                        format!("must be a mapping, got {}", cfg.type_name()),
+                    ));
                 }
-                Ok(RunnerSpec::Serial { times: count("times")?.unwrap_or(1) })
+                Ok(RunnerSpec::Serial {
+                    times: count("times")?.unwrap_or(1),
+                })
             }
-            _ => Err(PluginError::new("", format!("unknown runner '{name}'; available: {}", list(RUNNERS)))),
+            _ => Err(PluginError::new(
+                "",
+                format!("unknown runner '{name}'; available: {}", list(RUNNERS)),
+            )),
         }
     }
 
@@ -148,7 +190,9 @@ impl RunnerSpec {
     /// How many iterations will run, when that is known in advance.
     pub fn total_iterations(&self) -> Option<u64> {
         match self {
-            RunnerSpec::Constant { times, .. } | RunnerSpec::Rps { times, .. } | RunnerSpec::Serial { times } => Some(*times),
+            RunnerSpec::Constant { times, .. }
+            | RunnerSpec::Rps { times, .. }
+            | RunnerSpec::Serial { times } => Some(*times),
             RunnerSpec::ConstantForDuration { .. } => None,
         }
     }
@@ -157,9 +201,24 @@ impl RunnerSpec {
     pub fn config_json(&self) -> serde_json::Value {
         use serde_json::json;
         let mut v = match self {
-            RunnerSpec::Constant { times, concurrency, timeout } => json!({"times": times, "concurrency": concurrency, "timeout": timeout}),
-            RunnerSpec::ConstantForDuration { duration, concurrency, timeout } => json!({"duration": duration, "concurrency": concurrency, "timeout": timeout}),
-            RunnerSpec::Rps { times, rate, timeout, max_concurrency } => json!({"times": times, "rps": rate.config_json(), "timeout": timeout, "max_concurrency": max_concurrency}),
+            RunnerSpec::Constant {
+                times,
+                concurrency,
+                timeout,
+            } => json!({"times": times, "concurrency": concurrency, "timeout": timeout}),
+            RunnerSpec::ConstantForDuration {
+                duration,
+                concurrency,
+                timeout,
+            } => json!({"duration": duration, "concurrency": concurrency, "timeout": timeout}),
+            RunnerSpec::Rps {
+                times,
+                rate,
+                timeout,
+                max_concurrency,
+            } => {
+                json!({"times": times, "rps": rate.config_json(), "timeout": timeout, "max_concurrency": max_concurrency})
+            }
             RunnerSpec::Serial { times } => json!({"times": times}),
         };
         if let Some(m) = v.as_object_mut() {
@@ -173,7 +232,12 @@ impl RunnerSpec {
         let body = self
             .config_json()
             .as_object()
-            .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default();
         format!("{} ({body})", self.name())
     }
@@ -221,16 +285,33 @@ impl Runner for LocalRunner {
     fn run(&self, job: RunJob) -> RunFuture<'_> {
         Box::pin(async move {
             match &self.spec {
-                RunnerSpec::Constant { times, concurrency, timeout } => {
-                    closed::run(job, closed::Plan::Times(*times), *concurrency, *timeout).await
+                RunnerSpec::Constant {
+                    times,
+                    concurrency,
+                    timeout,
+                } => closed::run(job, closed::Plan::Times(*times), *concurrency, *timeout).await,
+                RunnerSpec::Serial { times } => {
+                    closed::run(job, closed::Plan::Times(*times), 1, None).await
                 }
-                RunnerSpec::Serial { times } => closed::run(job, closed::Plan::Times(*times), 1, None).await,
-                RunnerSpec::ConstantForDuration { duration, concurrency, timeout } => {
-                    closed::run(job, closed::Plan::Duration(*duration), *concurrency, *timeout).await
+                RunnerSpec::ConstantForDuration {
+                    duration,
+                    concurrency,
+                    timeout,
+                } => {
+                    closed::run(
+                        job,
+                        closed::Plan::Duration(*duration),
+                        *concurrency,
+                        *timeout,
+                    )
+                    .await
                 }
-                RunnerSpec::Rps { times, rate, timeout, max_concurrency } => {
-                    open::run(job, *times, rate.clone(), *max_concurrency, *timeout).await
-                }
+                RunnerSpec::Rps {
+                    times,
+                    rate,
+                    timeout,
+                    max_concurrency,
+                } => open::run(job, *times, rate.clone(), *max_concurrency, *timeout).await,
             }
         })
     }
@@ -248,7 +329,11 @@ mod tests {
     }
 
     /// Run a runner to completion and return every record, in arrival order.
-    async fn run(spec: RunnerSpec, scenario: Arc<Scenario>, stop: CancellationToken) -> Vec<IterationRecord> {
+    async fn run(
+        spec: RunnerSpec,
+        scenario: Arc<Scenario>,
+        stop: CancellationToken,
+    ) -> Vec<IterationRecord> {
         let (tx, mut rx) = mpsc::channel(16);
         let job = RunJob {
             scenario,
@@ -263,7 +348,13 @@ mod tests {
         let collect = async move {
             let mut all = Vec::new();
             while let Some(chunk) = rx.recv().await {
-                assert!(chunk.records.windows(2).all(|w| w[0].timestamp <= w[1].timestamp), "chunks are sorted");
+                assert!(
+                    chunk
+                        .records
+                        .windows(2)
+                        .all(|w| w[0].timestamp <= w[1].timestamp),
+                    "chunks are sorted"
+                );
                 assert!(chunk.len() <= 1000);
                 all.extend(chunk.records);
             }
@@ -284,9 +375,17 @@ mod tests {
     async fn closed_runners_run_exactly_times_iterations_numbered_from_one() {
         let noop = scenario("Dummy.dummy", "{}");
         for spec in [
-            RunnerSpec::Constant { times: 2500, concurrency: 7, timeout: None },
+            RunnerSpec::Constant {
+                times: 2500,
+                concurrency: 7,
+                timeout: None,
+            },
             RunnerSpec::Serial { times: 17 },
-            RunnerSpec::Constant { times: 3, concurrency: 3, timeout: Some(5.0) },
+            RunnerSpec::Constant {
+                times: 3,
+                concurrency: 3,
+                timeout: Some(5.0),
+            },
         ] {
             let times = spec.total_iterations().unwrap();
             let records = run(spec, noop.clone(), CancellationToken::new()).await;
@@ -298,29 +397,85 @@ mod tests {
     async fn constant_for_duration_starts_at_least_one_per_slot() {
         let s = scenario("Dummy.dummy", "{sleep: 0.05}");
         let started = std::time::Instant::now();
-        let records = run(RunnerSpec::ConstantForDuration { duration: 0.0, concurrency: 3, timeout: Some(600.0) }, s.clone(), CancellationToken::new()).await;
+        let records = run(
+            RunnerSpec::ConstantForDuration {
+                duration: 0.0,
+                concurrency: 3,
+                timeout: Some(600.0),
+            },
+            s.clone(),
+            CancellationToken::new(),
+        )
+        .await;
         assert_eq!(numbers(&records), vec![1, 2, 3]);
-        let records = run(RunnerSpec::ConstantForDuration { duration: 0.3, concurrency: 2, timeout: Some(600.0) }, s, CancellationToken::new()).await;
-        assert!(records.len() >= 6 && records.len() <= 16, "{}", records.len());
+        let records = run(
+            RunnerSpec::ConstantForDuration {
+                duration: 0.3,
+                concurrency: 2,
+                timeout: Some(600.0),
+            },
+            s,
+            CancellationToken::new(),
+        )
+        .await;
+        assert!(
+            records.len() >= 6 && records.len() <= 16,
+            "{}",
+            records.len()
+        );
         assert!(started.elapsed().as_secs_f64() < 2.0);
-        assert_eq!(numbers(&records), (1..=records.len() as u64).collect::<Vec<_>>());
+        assert_eq!(
+            numbers(&records),
+            (1..=records.len() as u64).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rps_follows_its_schedule_and_records_lateness() {
         let noop = scenario("Dummy.dummy", "{}");
-        let records = run(RunnerSpec::Rps { times: 40, rate: Rate::Fixed(200.0), timeout: None, max_concurrency: 40 }, noop, CancellationToken::new()).await;
+        let records = run(
+            RunnerSpec::Rps {
+                times: 40,
+                rate: Rate::Fixed(200.0),
+                timeout: None,
+                max_concurrency: 40,
+            },
+            noop,
+            CancellationToken::new(),
+        )
+        .await;
         assert_eq!(numbers(&records), (1..=40).collect::<Vec<_>>());
         let mut by_number = records.clone();
         by_number.sort_by_key(|r| r.iteration);
-        let t1 = by_number[0].timestamp;
+        // The schedule's origin: iteration 1 was due then, and started `lateness` after it.
+        let t0 = by_number[0].timestamp - by_number[0].lateness;
         for r in &by_number {
             // Never before its time (1 ms slack for clock reads).
-            assert!(r.timestamp - t1 >= (r.iteration - 1) as f64 / 200.0 - 0.001, "iteration {} early", r.iteration);
+            let due = t0 + (r.iteration - 1) as f64 / 200.0;
+            assert!(
+                r.timestamp >= due - 0.001,
+                "iteration {} started {:.4}s early",
+                r.iteration,
+                due - r.timestamp
+            );
+            assert!(
+                (r.timestamp - r.lateness - due).abs() < 0.001,
+                "lateness is measured from the schedule"
+            );
         }
         // One slot, 50 ms iterations, 100/s: the slot cannot keep up, so starts are late.
         let slow = scenario("Dummy.dummy", "{sleep: 0.05}");
-        let records = run(RunnerSpec::Rps { times: 8, rate: Rate::Fixed(100.0), timeout: None, max_concurrency: 1 }, slow, CancellationToken::new()).await;
+        let records = run(
+            RunnerSpec::Rps {
+                times: 8,
+                rate: Rate::Fixed(100.0),
+                timeout: None,
+                max_concurrency: 1,
+            },
+            slow,
+            CancellationToken::new(),
+        )
+        .await;
         let last = records.iter().max_by_key(|r| r.iteration).unwrap();
         assert!(last.lateness > 0.2, "lateness {}", last.lateness);
     }
@@ -329,8 +484,17 @@ mod tests {
     async fn no_iteration_starts_after_stop() {
         let s = scenario("Dummy.dummy", "{sleep: 0.02}");
         for spec in [
-            RunnerSpec::Constant { times: 1_000_000, concurrency: 4, timeout: None },
-            RunnerSpec::Rps { times: 1_000_000, rate: Rate::Fixed(500.0), timeout: None, max_concurrency: 100 },
+            RunnerSpec::Constant {
+                times: 1_000_000,
+                concurrency: 4,
+                timeout: None,
+            },
+            RunnerSpec::Rps {
+                times: 1_000_000,
+                rate: Rate::Fixed(500.0),
+                timeout: None,
+                max_concurrency: 100,
+            },
         ] {
             let stop = CancellationToken::new();
             let stopper = stop.clone();
@@ -343,8 +507,15 @@ mod tests {
             let stopped_at = stopped_at.await.unwrap();
             assert!(!records.is_empty());
             let last_start = records.iter().map(|r| r.timestamp).fold(0.0, f64::max);
-            assert!(last_start <= stopped_at + 0.005, "started {:.4}s after the stop", last_start - stopped_at);
-            assert!(records.iter().all(|r| r.error.is_none()), "in-flight iterations finish normally");
+            assert!(
+                last_start <= stopped_at + 0.005,
+                "started {:.4}s after the stop",
+                last_start - stopped_at
+            );
+            assert!(
+                records.iter().all(|r| r.error.is_none()),
+                "in-flight iterations finish normally"
+            );
         }
     }
 
@@ -360,31 +531,78 @@ mod tests {
 
     #[test]
     fn rally_defaults_and_limits() {
-        assert_eq!(spec("constant", "{}").unwrap(), RunnerSpec::Constant { times: 1, concurrency: 1, timeout: None });
+        assert_eq!(
+            spec("constant", "{}").unwrap(),
+            RunnerSpec::Constant {
+                times: 1,
+                concurrency: 1,
+                timeout: None
+            }
+        );
         let e = spec("constant", "{times: 2, concurrency: 3}").unwrap_err();
-        assert!(e.message.starts_with("Parameter 'concurrency' means"), "{e}");
+        assert!(
+            e.message.starts_with("Parameter 'concurrency' means"),
+            "{e}"
+        );
         assert_eq!(spec("constant", "{times: 0}").unwrap_err().subpath, "times");
-        assert_eq!(spec("constant", "{times: 1.5}").unwrap_err().subpath, "times");
-        assert_eq!(spec("constant", "{times: true}").unwrap_err().subpath, "times");
+        assert_eq!(
+            spec("constant", "{times: 1.5}").unwrap_err().subpath,
+            "times"
+        );
+        assert_eq!(
+            spec("constant", "{times: true}").unwrap_err().subpath,
+            "times"
+        );
         assert_eq!(spec("constant", "{foo: 1}").unwrap_err().subpath, "foo");
         assert_eq!(
             spec("constant_for_duration", "{duration: 1}").unwrap(),
-            RunnerSpec::ConstantForDuration { duration: 1.0, concurrency: 1, timeout: Some(600.0) }
+            RunnerSpec::ConstantForDuration {
+                duration: 1.0,
+                concurrency: 1,
+                timeout: Some(600.0)
+            }
         );
-        assert_eq!(spec("constant_for_duration", "{}").unwrap_err().subpath, "duration");
-        assert_eq!(spec("serial", "{times: 3, concurrency: 9}").unwrap(), RunnerSpec::Serial { times: 3 });
-        assert!(spec("nope", "{}").unwrap_err().message.contains("unknown runner 'nope'"));
-        assert!(RunnerSpec::from_config("constant", &Node::parse("{type: constant, times: 2}").unwrap(), true).is_ok());
+        assert_eq!(
+            spec("constant_for_duration", "{}").unwrap_err().subpath,
+            "duration"
+        );
+        assert_eq!(
+            spec("serial", "{times: 3, concurrency: 9}").unwrap(),
+            RunnerSpec::Serial { times: 3 }
+        );
+        assert!(
+            spec("nope", "{}")
+                .unwrap_err()
+                .message
+                .contains("unknown runner 'nope'")
+        );
+        assert!(
+            RunnerSpec::from_config(
+                "constant",
+                &Node::parse("{type: constant, times: 2}").unwrap(),
+                true
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn rps_validation_vectors_from_rally() {
-        for ok in ["{times: 6, rps: {start: 1, end: 3, step: 1}}", "{times: 55, rps: {start: 1, end: 10, step: 1}}",
-                   "{times: 1, rps: {start: 1, end: 2, step: 1}}", "{times: 1, rps: 100, max_concurrency: 50, max_cpu_count: 8, timeout: 1}"] {
+        for ok in [
+            "{times: 6, rps: {start: 1, end: 3, step: 1}}",
+            "{times: 55, rps: {start: 1, end: 10, step: 1}}",
+            "{times: 1, rps: {start: 1, end: 2, step: 1}}",
+            "{times: 1, rps: 100, max_concurrency: 50, max_cpu_count: 8, timeout: 1}",
+        ] {
             assert!(spec("rps", ok).is_ok(), "{ok}");
         }
-        for (bad, path) in [("{times: 1, rps: {start: 2, end: 1, step: 1}}", "rps.end"), ("{times: 1, rps: {start: 2, end: 1, step: 3}}", "rps.end"),
-                            ("{rps: 0.000001}", "times"), ("{times: 1, rps: 0}", "rps"), ("{times: 1, rps: 1, foo: 1}", "foo")] {
+        for (bad, path) in [
+            ("{times: 1, rps: {start: 2, end: 1, step: 1}}", "rps.end"),
+            ("{times: 1, rps: {start: 2, end: 1, step: 3}}", "rps.end"),
+            ("{rps: 0.000001}", "times"),
+            ("{times: 1, rps: 0}", "rps"),
+            ("{times: 1, rps: 1, foo: 1}", "foo"),
+        ] {
             assert_eq!(spec("rps", bad).unwrap_err().subpath, path, "{bad}");
         }
     }

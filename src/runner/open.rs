@@ -15,7 +15,13 @@ use super::schedule::Rate;
 use super::slot::{SlotBatch, seed};
 use super::{RunJob, RunnerError};
 
-pub async fn run(job: RunJob, times: u64, rate: Rate, max_concurrency: u64, timeout: Option<f64>) -> Result<(), RunnerError> {
+pub async fn run(
+    job: RunJob,
+    times: u64,
+    rate: Rate,
+    max_concurrency: u64,
+    timeout: Option<f64>,
+) -> Result<(), RunnerError> {
     let timeout = timeout.map(Duration::from_secs_f64);
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Chunk>();
     let collector = tokio::spawn(collect(job.clone(), done_rx));
@@ -58,7 +64,9 @@ pub async fn run(job: RunJob, times: u64, rate: Rate, max_concurrency: u64, time
         let (scenario, idle_tx, done_tx) = (job.scenario.clone(), idle_tx.clone(), done_tx.clone());
         tokio::spawn(async move {
             let (mut state, mut batch) = slot;
-            batch.run_one(&scenario, &mut state, k, timeout, Some(due)).await;
+            batch
+                .run_one(&scenario, &mut state, k, timeout, Some(due))
+                .await;
             if let Some(chunk) = batch.take() {
                 let _ = done_tx.send(chunk);
             }
@@ -81,7 +89,10 @@ async fn collect(job: RunJob, mut done: mpsc::UnboundedReceiver<Chunk>) -> Resul
         async move {
             let mut chunk = chunk;
             chunk.sort_by_timestamp();
-            job.chunks.send(chunk).await.map_err(|_| RunnerError::ConsumerGone)
+            job.chunks
+                .send(chunk)
+                .await
+                .map_err(|_| RunnerError::ConsumerGone)
         }
     };
     loop {

@@ -40,9 +40,17 @@ impl Rate {
         }
         check::mapping(node, &["start", "end", "step", "duration"])?;
         let at_least_one = |key: &str| check::number(node, key, "a number >= 1", |v| v >= 1.0);
-        let start = check::required(at_least_one("start")?, "start", "the first rate, a number >= 1")?;
+        let start = check::required(
+            at_least_one("start")?,
+            "start",
+            "the first rate, a number >= 1",
+        )?;
         let end = check::required(at_least_one("end")?, "end", "the final rate, a number >= 1")?;
-        let step = check::required(at_least_one("step")?, "step", "the rate increase per duration, a number >= 1")?;
+        let step = check::required(
+            at_least_one("step")?,
+            "step",
+            "the rate increase per duration, a number >= 1",
+        )?;
         let duration = at_least_one("duration")?.unwrap_or(1.0);
         if end < start {
             return Err(PluginError::new(
@@ -66,7 +74,9 @@ impl Rate {
                 end,
                 step,
                 duration,
-            } => serde_json::json!({"start": start, "end": end, "step": step, "duration": duration}),
+            } => {
+                serde_json::json!({"start": start, "end": end, "step": step, "duration": duration})
+            }
         }
     }
 
@@ -141,13 +151,26 @@ mod tests {
         }
         let spacing = t(31) - t(30);
         let rate = r.at(t(30));
-        assert!((1.0 / spacing - rate).abs() / rate < 0.05, "{spacing} {rate}");
+        assert!(
+            (1.0 / spacing - rate).abs() / rate < 0.05,
+            "{spacing} {rate}"
+        );
     }
 
     #[test]
     fn ramp_respects_its_step_duration() {
-        let slow = Rate::Ramp { start: 1.0, end: 10.0, step: 1.0, duration: 2.0 };
-        let fast = Rate::Ramp { start: 1.0, end: 10.0, step: 1.0, duration: 1.0 };
+        let slow = Rate::Ramp {
+            start: 1.0,
+            end: 10.0,
+            step: 1.0,
+            duration: 2.0,
+        };
+        let fast = Rate::Ramp {
+            start: 1.0,
+            end: 10.0,
+            step: 1.0,
+            duration: 1.0,
+        };
         assert!(slow.start_of(20) > fast.start_of(20));
         assert_eq!(slow.at(2.0), 2.0);
     }

@@ -102,7 +102,11 @@ impl SlotBatch {
 
     pub async fn flush(&mut self, job: &RunJob) -> Result<(), RunnerError> {
         match self.take() {
-            Some(chunk) => job.chunks.send(chunk).await.map_err(|_| RunnerError::ConsumerGone),
+            Some(chunk) => job
+                .chunks
+                .send(chunk)
+                .await
+                .map_err(|_| RunnerError::ConsumerGone),
             None => Ok(()),
         }
     }

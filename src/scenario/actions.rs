@@ -104,7 +104,11 @@ mod tests {
         let _inner = r.start(3);
         let _ = outer;
         r.abandon_open(Instant::now());
-        let depths: Vec<_> = r.spans.iter().map(|s| (s.name, s.depth, s.failed)).collect();
+        let depths: Vec<_> = r
+            .spans
+            .iter()
+            .map(|s| (s.name, s.depth, s.failed))
+            .collect();
         assert_eq!(
             depths,
             vec![(0, 0, false), (1, 1, false), (2, 0, true), (3, 1, true)]

@@ -22,14 +22,38 @@ fn dummy_error(message: &str) -> IterationError {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DummyScenario {
-    Dummy { sleep: f64 },
-    Failure { sleep: f64, from: i64, to: i64, each: i64 },
-    Exception { sleep: f64, message: String },
-    ExceptionProbability { probability: f64, shown: String },
-    Output { random_range: i64 },
-    RandomFailInAtomic { probability: f64 },
-    RandomAction { actions: u16, sleep_min: f64, sleep_max: f64 },
-    TimedAtomicActions { actions: u16, sleep_factor: f64 },
+    Dummy {
+        sleep: f64,
+    },
+    Failure {
+        sleep: f64,
+        from: i64,
+        to: i64,
+        each: i64,
+    },
+    Exception {
+        sleep: f64,
+        message: String,
+    },
+    ExceptionProbability {
+        probability: f64,
+        shown: String,
+    },
+    Output {
+        random_range: i64,
+    },
+    RandomFailInAtomic {
+        probability: f64,
+    },
+    RandomAction {
+        actions: u16,
+        sleep_min: f64,
+        sleep_max: f64,
+    },
+    TimedAtomicActions {
+        actions: u16,
+        sleep_factor: f64,
+    },
 }
 
 fn non_negative(node: &Node, key: &str, default: f64) -> Checked<f64> {
@@ -47,7 +71,9 @@ fn python_number(node: &Node) -> String {
 }
 
 fn probability(node: &Node, key: &str) -> Checked<(f64, String)> {
-    let p = check::number(node, key, "a number between 0 and 1", |v| (0.0..=1.0).contains(&v))?;
+    let p = check::number(node, key, "a number between 0 and 1", |v| {
+        (0.0..=1.0).contains(&v)
+    })?;
     Ok(match p {
         Some(p) => (p, node.get(key).map(python_number).unwrap_or_default()),
         None => (0.5, "0.5".into()),
@@ -73,9 +99,8 @@ impl DummyScenario {
             },
             "Dummy.failure" => {
                 keys(&["sleep", "from_iteration", "to_iteration", "each"])?;
-                let int = |key| -> Checked<i64> {
-                    Ok(check::int_at_least(args, key, 0)?.unwrap_or(0))
-                };
+                let int =
+                    |key| -> Checked<i64> { Ok(check::int_at_least(args, key, 0)?.unwrap_or(0)) };
                 DummyScenario::Failure {
                     sleep: non_negative(args, "sleep", 0.1)?,
                     from: int("from_iteration")?,
@@ -87,7 +112,10 @@ impl DummyScenario {
                 keys(&["size_of_message", "sleep", "message"])?;
                 let size = check::int_at_least(args, "size_of_message", 1)?.unwrap_or(1);
                 if size > 1_000_000 {
-                    return Err(PluginError::new("size_of_message", "must be at most 1000000"));
+                    return Err(PluginError::new(
+                        "size_of_message",
+                        "must be at most 1000000",
+                    ));
                 }
                 let message = check::string(args, "message")?.unwrap_or_default();
                 DummyScenario::Exception {
@@ -146,14 +174,22 @@ impl DummyScenario {
 
     pub fn summary(&self) -> &'static str {
         match self {
-            DummyScenario::Dummy { .. } => "Do nothing and sleep for the given number of seconds (0 by default).",
+            DummyScenario::Dummy { .. } => {
+                "Do nothing and sleep for the given number of seconds (0 by default)."
+            }
             DummyScenario::Failure { .. } => "Raise errors in some iterations.",
             DummyScenario::Exception { .. } => "Throws an exception.",
-            DummyScenario::ExceptionProbability { .. } => "Throws an exception with given probability.",
+            DummyScenario::ExceptionProbability { .. } => {
+                "Throws an exception with given probability."
+            }
             DummyScenario::Output { .. } => "Generate dummy output.",
-            DummyScenario::RandomFailInAtomic { .. } => "Dummy.dummy_random_fail_in_atomic in dummy actions.",
+            DummyScenario::RandomFailInAtomic { .. } => {
+                "Dummy.dummy_random_fail_in_atomic in dummy actions."
+            }
             DummyScenario::RandomAction { .. } => "Sleep random time in dummy actions.",
-            DummyScenario::TimedAtomicActions { .. } => "Run some sleepy atomic actions for SLA atomic action tests.",
+            DummyScenario::TimedAtomicActions { .. } => {
+                "Run some sleepy atomic actions for SLA atomic action tests."
+            }
         }
     }
 
@@ -181,17 +217,26 @@ impl DummyScenario {
         }
     }
 
-    pub async fn run(&self, slot: &mut SlotState, it: &mut Iteration<'_>) -> Result<(), IterationError> {
+    pub async fn run(
+        &self,
+        slot: &mut SlotState,
+        it: &mut Iteration<'_>,
+    ) -> Result<(), IterationError> {
         match self {
             DummyScenario::Dummy { sleep } => {
-                let foo = it.actions.start(0);
-                let bar = it.actions.start(1);
+                let outer = it.actions.start(0);
+                let inner = it.actions.start(1);
                 pause(*sleep).await;
-                it.actions.finish(bar, false);
-                it.actions.finish(foo, false);
+                it.actions.finish(inner, false);
+                it.actions.finish(outer, false);
                 Ok(())
             }
-            DummyScenario::Failure { sleep, from, to, each } => {
+            DummyScenario::Failure {
+                sleep,
+                from,
+                to,
+                each,
+            } => {
                 pause(*sleep).await;
                 let n = it.number as i64;
                 if *from <= n && n <= *to && *each != 0 && n % each == 0 {
@@ -216,7 +261,11 @@ impl DummyScenario {
                 Ok(())
             }
             DummyScenario::RandomFailInAtomic { probability } => {
-                let p = if *probability == 1.0 { 1.0 } else { probability / 4.0 };
+                let p = if *probability == 1.0 {
+                    1.0
+                } else {
+                    probability / 4.0
+                };
                 for _ in 0..2 {
                     let outer = it.actions.start(0);
                     let inner = it.actions.start(1);
@@ -230,7 +279,11 @@ impl DummyScenario {
                 }
                 Ok(())
             }
-            DummyScenario::RandomAction { actions, sleep_min, sleep_max } => {
+            DummyScenario::RandomAction {
+                actions,
+                sleep_min,
+                sleep_max,
+            } => {
                 for i in 0..*actions {
                     let a = it.actions.start(i as ActionId);
                     let s = sleep_min + slot.rng.f64() * (sleep_max - sleep_min);
@@ -239,7 +292,10 @@ impl DummyScenario {
                 }
                 Ok(())
             }
-            DummyScenario::TimedAtomicActions { actions, sleep_factor } => {
+            DummyScenario::TimedAtomicActions {
+                actions,
+                sleep_factor,
+            } => {
                 for i in 0..*actions {
                     let a = it.actions.start(i as ActionId);
                     pause(f64::from(i) * sleep_factor).await;
@@ -264,7 +320,10 @@ fn sample_output(rng: &mut fastrand::Rng, range: i64) -> Output {
     let pairs = |names: &[&str], r: &mut dyn FnMut() -> i64| -> Vec<serde_json::Value> {
         names.iter().map(|n| json!([n, r()])).collect()
     };
-    let series = |names: &[&str], xs: std::ops::Range<i64>, r: &mut dyn FnMut() -> i64| -> Vec<serde_json::Value> {
+    let series = |names: &[&str],
+                  xs: std::ops::Range<i64>,
+                  r: &mut dyn FnMut() -> i64|
+     -> Vec<serde_json::Value> {
         names
             .iter()
             .map(|n| json!([n, xs.clone().map(|x| json!([x, r()])).collect::<Vec<_>>()]))
@@ -320,14 +379,27 @@ mod tests {
     async fn run(s: &DummyScenario, n: u64) -> (Result<(), IterationError>, Vec<(u16, u8, bool)>) {
         let mut slot = SlotState::new(7);
         let mut rec = ActionRecorder::new(Clock::new());
-        let mut it = Iteration { number: n, actions: &mut rec, output: None, idle: 0.0 };
+        let mut it = Iteration {
+            number: n,
+            actions: &mut rec,
+            output: None,
+            idle: 0.0,
+        };
         let r = s.run(&mut slot, &mut it).await;
-        (r, rec.spans.iter().map(|a| (a.name, a.depth, a.failed)).collect())
+        (
+            r,
+            rec.spans
+                .iter()
+                .map(|a| (a.name, a.depth, a.failed))
+                .collect(),
+        )
     }
 
     #[tokio::test]
     async fn dummy_nests_bar_in_foo() {
-        let s = spec("Dummy.dummy", "{sleep: 0, extra: 1}").unwrap().unwrap();
+        let s = spec("Dummy.dummy", "{sleep: 0, extra: 1}")
+            .unwrap()
+            .unwrap();
         let (r, actions) = run(&s, 1).await;
         assert!(r.is_ok());
         assert_eq!(actions, vec![(0, 0, false), (1, 1, false)]);
@@ -335,14 +407,20 @@ mod tests {
 
     #[tokio::test]
     async fn failure_fails_the_chosen_iterations() {
-        let s = spec("Dummy.failure", "{sleep: 0, from_iteration: 5, to_iteration: 10, each: 2}")
-            .unwrap()
-            .unwrap();
+        let s = spec(
+            "Dummy.failure",
+            "{sleep: 0, from_iteration: 5, to_iteration: 10, each: 2}",
+        )
+        .unwrap()
+        .unwrap();
         let mut failed = Vec::new();
         for n in 1..=20 {
             if let (Err(e), _) = run(&s, n).await {
                 assert_eq!(e.etype, "DummyScenarioException");
-                assert_eq!(e.message, "Dummy scenario expected exception: 'Expected failure'");
+                assert_eq!(
+                    e.message,
+                    "Dummy scenario expected exception: 'Expected failure'"
+                );
                 failed.push(n);
             }
         }
@@ -351,12 +429,20 @@ mod tests {
 
     #[tokio::test]
     async fn exception_messages() {
-        let s = spec("Dummy.dummy_exception", "{size_of_message: 5, sleep: 0}").unwrap().unwrap();
-        let (r, _) = run(&s, 1).await;
-        assert_eq!(r.unwrap_err().message, "Dummy scenario expected exception: 'MMMMM'");
-        let s = spec("Dummy.dummy_exception_probability", "{exception_probability: 1}")
+        let s = spec("Dummy.dummy_exception", "{size_of_message: 5, sleep: 0}")
             .unwrap()
             .unwrap();
+        let (r, _) = run(&s, 1).await;
+        assert_eq!(
+            r.unwrap_err().message,
+            "Dummy scenario expected exception: 'MMMMM'"
+        );
+        let s = spec(
+            "Dummy.dummy_exception_probability",
+            "{exception_probability: 1}",
+        )
+        .unwrap()
+        .unwrap();
         let (r, _) = run(&s, 1).await;
         assert_eq!(
             r.unwrap_err().message,
@@ -366,21 +452,36 @@ mod tests {
 
     #[tokio::test]
     async fn random_fail_in_atomic_marks_failed_actions() {
-        let s = spec("Dummy.dummy_random_fail_in_atomic", "{exception_probability: 1}")
-            .unwrap()
-            .unwrap();
+        let s = spec(
+            "Dummy.dummy_random_fail_in_atomic",
+            "{exception_probability: 1}",
+        )
+        .unwrap()
+        .unwrap();
         let (r, actions) = run(&s, 1).await;
         let e = r.unwrap_err();
-        assert_eq!((e.etype.as_str(), e.message.as_str()), ("KeyError", "'Dummy test exception'"));
+        assert_eq!(
+            (e.etype.as_str(), e.message.as_str()),
+            ("KeyError", "'Dummy test exception'")
+        );
         assert_eq!(actions, vec![(0, 0, true), (1, 1, true)]);
     }
 
     #[test]
     fn bad_arguments_are_rejected() {
         assert!(spec("Dummy.failure", "{sleep: -1}").is_err());
-        assert_eq!(spec("Dummy.failure", "{nope: 1}").unwrap_err().subpath, "nope");
+        assert_eq!(
+            spec("Dummy.failure", "{nope: 1}").unwrap_err().subpath,
+            "nope"
+        );
         assert!(spec("Dummy.dummy_exception", "{size_of_message: 0}").is_err());
-        assert!(spec("Dummy.dummy_exception_probability", "{exception_probability: 2}").is_err());
+        assert!(
+            spec(
+                "Dummy.dummy_exception_probability",
+                "{exception_probability: 2}"
+            )
+            .is_err()
+        );
         assert!(spec("Dummy.dummy_random_action", "{sleep_min: 2, sleep_max: 1}").is_err());
         assert!(spec("Nope.nope", "{}").unwrap().is_none());
     }
@@ -390,7 +491,12 @@ mod tests {
         let s = spec("Dummy.dummy_output", "{}").unwrap().unwrap();
         let mut slot = SlotState::new(1);
         let mut rec = ActionRecorder::new(Clock::new());
-        let mut it = Iteration { number: 1, actions: &mut rec, output: None, idle: 0.0 };
+        let mut it = Iteration {
+            number: 1,
+            actions: &mut rec,
+            output: None,
+            idle: 0.0,
+        };
         s.run(&mut slot, &mut it).await.unwrap();
         let out = it.output.unwrap();
         assert_eq!(out.additive.len(), 4);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderName, HeaderValue, HOST, LOCATION};
+use hyper::header::{HOST, HeaderName, HeaderValue, LOCATION};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -56,11 +56,12 @@ impl Target {
             .authority()
             .map(|a| a.as_str().to_string())
             .unwrap_or_else(|| host.clone());
-        let path = uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        let path = if path.is_empty() { "/".to_string() } else { path };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path
+        };
         let uri: Uri = path
             .parse()
             .map_err(|e| format!("invalid URL '{url}': {e}"))?;
@@ -89,7 +90,10 @@ impl Target {
 /// Why a request produced no response.
 #[derive(Debug)]
 pub enum HttpFailure {
-    Connect { target: String, error: std::io::Error },
+    Connect {
+        target: String,
+        error: std::io::Error,
+    },
     Protocol(hyper::Error),
 }
 
@@ -151,7 +155,10 @@ impl Connections {
             Ok(r) => r,
             Err(e) if reused && (e.is_canceled() || e.is_incomplete_message() || e.is_closed()) => {
                 sender = Self::connect(target).await?;
-                sender.send_request(build()).await.map_err(HttpFailure::Protocol)?
+                sender
+                    .send_request(build())
+                    .await
+                    .map_err(HttpFailure::Protocol)?
             }
             Err(e) => return Err(HttpFailure::Protocol(e)),
         };
@@ -191,15 +198,18 @@ pub struct HttpRequestScenario {
 
 impl HttpRequestScenario {
     pub fn from_config(args: &Node) -> Checked<HttpRequestScenario> {
-        check::mapping(args, &["url", "method", "headers", "body", "status_code", "timeout"])?;
+        check::mapping(
+            args,
+            &["url", "method", "headers", "body", "status_code", "timeout"],
+        )?;
         let url = check::required(check::string(args, "url")?, "url", "an http:// URL")?;
         let target = Target::parse(&url).map_err(|m| PluginError::new("url", m))?;
         let method = parse_method(check::string(args, "method")?.as_deref().unwrap_or("GET"))?;
         let headers = parse_headers(args)?;
         let body = Bytes::from(check::string(args, "body")?.unwrap_or_default());
         let status_code = status(args, "status_code")?.unwrap_or(200);
-        let timeout = check::number(args, "timeout", "a number of seconds > 0", |t| t > 0.0)?
-            .unwrap_or(30.0);
+        let timeout =
+            check::number(args, "timeout", "a number of seconds > 0", |t| t > 0.0)?.unwrap_or(30.0);
         Ok(HttpRequestScenario {
             method,
             target,
@@ -260,7 +270,9 @@ pub fn failure_error(failure: &HttpFailure) -> IterationError {
             "ConnectionError",
             format!("Failed to establish a new connection to {target}: {error}"),
         ),
-        HttpFailure::Protocol(e) => IterationError::new("ConnectionError", format!("HTTP error: {e}")),
+        HttpFailure::Protocol(e) => {
+            IterationError::new("ConnectionError", format!("HTTP error: {e}"))
+        }
     }
 }
 
@@ -272,7 +284,10 @@ pub fn parse_method(text: &str) -> Checked<Method> {
 pub fn status(args: &Node, key: &str) -> Checked<Option<u16>> {
     match check::int_at_least(args, key, 100)? {
         Some(s) if s <= 599 => Ok(Some(s as u16)),
-        Some(s) => Err(PluginError::new(key, format!("must be an HTTP status from 100 to 599, got {s}"))),
+        Some(s) => Err(PluginError::new(
+            key,
+            format!("must be an HTTP status from 100 to 599, got {s}"),
+        )),
         None => Ok(None),
     }
 }
@@ -283,19 +298,24 @@ pub fn parse_headers(args: &Node) -> Checked<Vec<(HeaderName, HeaderValue)>> {
         return Ok(Vec::new());
     };
     let Some(entries) = node.as_map() else {
-        return Err(PluginError::new("headers", "must be a mapping of header names to values"));
+        return Err(PluginError::new(
+            "headers",
+            "must be a mapping of header names to values",
+        ));
     };
     entries
         .iter()
         .map(|(k, v)| {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| PluginError::new(format!("headers.{k}"), "is not a valid header name"))?;
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                PluginError::new(format!("headers.{k}"), "is not a valid header name")
+            })?;
             let text = match v.as_str() {
                 Some(s) => s.to_string(),
                 None => check::describe(v),
             };
-            let value = HeaderValue::from_str(&text)
-                .map_err(|_| PluginError::new(format!("headers.{k}"), "is not a valid header value"))?;
+            let value = HeaderValue::from_str(&text).map_err(|_| {
+                PluginError::new(format!("headers.{k}"), "is not a valid header value")
+            })?;
             Ok((name, value))
         })
         .collect()
@@ -308,10 +328,20 @@ mod tests {
     #[test]
     fn targets() {
         let t = Target::parse("http://127.0.0.1:8080/a/b?x=1").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.authority.as_str()), ("127.0.0.1", 8080, "127.0.0.1:8080"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.authority.as_str()),
+            ("127.0.0.1", 8080, "127.0.0.1:8080")
+        );
         assert_eq!(t.uri.to_string(), "/a/b?x=1");
-        assert_eq!(Target::parse("http://example.com").unwrap().uri.to_string(), "/");
-        assert!(Target::parse("https://example.com").unwrap_err().contains("https"));
+        assert_eq!(
+            Target::parse("http://example.com").unwrap().uri.to_string(),
+            "/"
+        );
+        assert!(
+            Target::parse("https://example.com")
+                .unwrap_err()
+                .contains("https")
+        );
         assert!(Target::parse("ftp://x").is_err());
         assert_eq!(t.join("/c").unwrap().uri.to_string(), "/c");
         assert_eq!(t.join("d").unwrap().uri.to_string(), "/a/d");
@@ -321,15 +351,21 @@ mod tests {
     #[test]
     fn config() {
         let ok = HttpRequestScenario::from_config(
-            &Node::parse("{url: 'http://localhost:1/x', method: post, headers: {X-A: 1}, body: hi}").unwrap(),
+            &Node::parse(
+                "{url: 'http://localhost:1/x', method: post, headers: {X-A: 1}, body: hi}",
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(ok.method, Method::POST);
         assert_eq!(ok.status_code, 200);
-        let e = HttpRequestScenario::from_config(&Node::parse("{method: GET}").unwrap()).unwrap_err();
+        let e =
+            HttpRequestScenario::from_config(&Node::parse("{method: GET}").unwrap()).unwrap_err();
         assert_eq!(e.subpath, "url");
-        let e = HttpRequestScenario::from_config(&Node::parse("{url: 'http://x', status_code: 42}").unwrap())
-            .unwrap_err();
+        let e = HttpRequestScenario::from_config(
+            &Node::parse("{url: 'http://x', status_code: 42}").unwrap(),
+        )
+        .unwrap_err();
         assert_eq!(e.subpath, "status_code");
     }
 }

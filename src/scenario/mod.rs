@@ -53,7 +53,8 @@ pub struct ScenarioSpec {
 pub enum ScenarioKind {
     Dummy(DummyScenario),
     CheckRequest(CheckRequestScenario),
-    HttpRequest(HttpRequestScenario),
+    /// Boxed: it is large, and scenarios are built once per workload.
+    HttpRequest(Box<HttpRequestScenario>),
 }
 
 impl ScenarioSpec {
@@ -62,7 +63,10 @@ impl ScenarioSpec {
         if args.as_map().is_none() {
             return Err(PluginError::new(
                 "",
-                format!("scenario arguments must be a mapping, got {}", args.type_name()),
+                format!(
+                    "scenario arguments must be a mapping, got {}",
+                    args.type_name()
+                ),
             ));
         }
         let kind = if let Some(d) = DummyScenario::from_config(name, args)? {
@@ -70,14 +74,11 @@ impl ScenarioSpec {
         } else if let Some(r) = CheckRequestScenario::from_config(name, args)? {
             ScenarioKind::CheckRequest(r)
         } else if name == "Http.request" {
-            ScenarioKind::HttpRequest(HttpRequestScenario::from_config(args)?)
+            ScenarioKind::HttpRequest(Box::new(HttpRequestScenario::from_config(args)?))
         } else {
             return Err(PluginError::new(
                 "",
-                format!(
-                    "unknown scenario '{name}'; available: {}",
-                    list(SCENARIOS)
-                ),
+                format!("unknown scenario '{name}'; available: {}", list(SCENARIOS)),
             ));
         };
         Ok(ScenarioSpec {
@@ -159,7 +160,11 @@ impl Scenario {
     }
 
     /// Run one iteration. An `Err` is the iteration's recorded error; it never stops the run.
-    pub async fn run(&self, slot: &mut SlotState, it: &mut Iteration<'_>) -> Result<(), IterationError> {
+    pub async fn run(
+        &self,
+        slot: &mut SlotState,
+        it: &mut Iteration<'_>,
+    ) -> Result<(), IterationError> {
         match &self.kind {
             ScenarioKind::Dummy(d) => d.run(slot, it).await,
             ScenarioKind::CheckRequest(r) => r.run(slot, it).await,

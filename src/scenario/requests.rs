@@ -19,7 +19,14 @@ pub const CHECK_REQUEST_ACTION: &str = "requests.check_request";
 
 /// Keyword arguments of `requests.request` that we honour.
 const REQUEST_KWARGS: &[&str] = &[
-    "headers", "params", "data", "json", "cookies", "timeout", "allow_redirects", "verify",
+    "headers",
+    "params",
+    "data",
+    "json",
+    "cookies",
+    "timeout",
+    "allow_redirects",
+    "verify",
 ];
 
 /// Redirects followed before giving up, as `requests` does.
@@ -45,25 +52,44 @@ pub struct CheckRequestScenario {
 }
 
 fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
-    let with_prefix = |e: PluginError| PluginError::new(
-        if prefix.is_empty() { e.subpath } else if e.subpath.is_empty() { prefix.to_string() } else { format!("{prefix}.{}", e.subpath) },
-        e.message,
-    );
+    let with_prefix = |e: PluginError| {
+        PluginError::new(
+            if prefix.is_empty() {
+                e.subpath
+            } else if e.subpath.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{}", e.subpath)
+            },
+            e.message,
+        )
+    };
     let mut allowed: Vec<&str> = vec!["url", "method"];
     allowed.extend_from_slice(extra);
     allowed.extend_from_slice(REQUEST_KWARGS);
     check::mapping(args, &allowed).map_err(with_prefix)?;
     let inner = || -> Checked<RequestCall> {
         let url = check::required(check::string(args, "url")?, "url", "an http:// URL")?;
-        let method = check::required(check::string(args, "method")?, "method", "an HTTP method such as GET")?;
+        let method = check::required(
+            check::string(args, "method")?,
+            "method",
+            "an HTTP method such as GET",
+        )?;
         let mut target = Target::parse(&url).map_err(|m| PluginError::new("url", m))?;
         let mut headers = http::parse_headers(args)?;
         if let Some(params) = args.get("params") {
             let Some(entries) = params.as_map() else {
-                return Err(PluginError::new("params", "must be a mapping of query parameters"));
+                return Err(PluginError::new(
+                    "params",
+                    "must be a mapping of query parameters",
+                ));
             };
             let query = form_encode(entries);
-            let sep = if target.uri.query().is_some() { '&' } else { '?' };
+            let sep = if target.uri.query().is_some() {
+                '&'
+            } else {
+                '?'
+            };
             target.uri = format!("{}{sep}{query}", target.uri)
                 .parse()
                 .map_err(|e| PluginError::new("params", format!("cannot build the URL: {e}")))?;
@@ -74,7 +100,10 @@ fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
                 body = Bytes::from(s.to_string());
             } else if let Some(entries) = data.as_map() {
                 body = Bytes::from(form_encode(entries));
-                headers.push((CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded")));
+                headers.push((
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                ));
             } else {
                 return Err(PluginError::new("data", "must be a string or a mapping"));
             }
@@ -85,14 +114,24 @@ fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
         }
         if let Some(cookies) = args.get("cookies") {
             let Some(entries) = cookies.as_map() else {
-                return Err(PluginError::new("cookies", "must be a mapping of cookie names to values"));
+                return Err(PluginError::new(
+                    "cookies",
+                    "must be a mapping of cookie names to values",
+                ));
             };
             let text = entries
                 .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| check::describe(v), str::to_string)))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_str()
+                            .map_or_else(|| check::describe(v), str::to_string)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
-            let value = HeaderValue::from_str(&text).map_err(|_| PluginError::new("cookies", "not a valid Cookie header"))?;
+            let value = HeaderValue::from_str(&text)
+                .map_err(|_| PluginError::new("cookies", "not a valid Cookie header"))?;
             headers.push((COOKIE, value));
         }
         let timeout = match args.get("timeout") {
@@ -105,7 +144,10 @@ fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
                     _ => -1.0,
                 };
                 if seconds <= 0.0 || !seconds.is_finite() {
-                    return Err(PluginError::new("timeout", "must be a number of seconds > 0 or a [connect, read] pair"));
+                    return Err(PluginError::new(
+                        "timeout",
+                        "must be a number of seconds > 0 or a [connect, read] pair",
+                    ));
                 }
                 Some(Duration::from_secs_f64(seconds))
             }
@@ -129,7 +171,9 @@ fn form_encode(entries: &[(String, Node)]) -> String {
     fn encode(s: &str) -> String {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 b' ' => "+".to_string(),
                 _ => format!("%{b:02X}"),
             })
@@ -138,7 +182,9 @@ fn form_encode(entries: &[(String, Node)]) -> String {
     entries
         .iter()
         .map(|(k, v)| {
-            let value = v.as_str().map_or_else(|| check::describe(v), str::to_string);
+            let value = v
+                .as_str()
+                .map_or_else(|| check::describe(v), str::to_string);
             format!("{}={}", encode(k), encode(&value))
         })
         .collect::<Vec<_>>()
@@ -150,22 +196,42 @@ impl CheckRequestScenario {
         match name {
             "HttpRequests.check_request" => {
                 let c = call(args, &["status_code"], "")?;
-                let status_code = check::required(c.status_code, "status_code", "the expected HTTP status")?;
-                Ok(Some(CheckRequestScenario { random: false, requests: vec![c], status_code }))
+                let status_code =
+                    check::required(c.status_code, "status_code", "the expected HTTP status")?;
+                Ok(Some(CheckRequestScenario {
+                    random: false,
+                    requests: vec![c],
+                    status_code,
+                }))
             }
             "HttpRequests.check_random_request" => {
                 check::mapping(args, &["requests", "status_code"])?;
-                let status_code = check::required(http::status(args, "status_code")?, "status_code", "the expected HTTP status")?;
-                let list = check::required(args.get("requests"), "requests", "a list of requests to pick from")?;
+                let status_code = check::required(
+                    http::status(args, "status_code")?,
+                    "status_code",
+                    "the expected HTTP status",
+                )?;
+                let list = check::required(
+                    args.get("requests"),
+                    "requests",
+                    "a list of requests to pick from",
+                )?;
                 let Some(items) = list.as_seq().filter(|i| !i.is_empty()) else {
-                    return Err(PluginError::new("requests", "must be a non-empty list of requests, each with url and method"));
+                    return Err(PluginError::new(
+                        "requests",
+                        "must be a non-empty list of requests, each with url and method",
+                    ));
                 };
                 let requests = items
                     .iter()
                     .enumerate()
                     .map(|(i, r)| call(r, &["status_code"], &format!("requests[{i}]")))
                     .collect::<Checked<Vec<_>>>()?;
-                Ok(Some(CheckRequestScenario { random: true, requests, status_code }))
+                Ok(Some(CheckRequestScenario {
+                    random: true,
+                    requests,
+                    status_code,
+                }))
             }
             _ => Ok(None),
         }
@@ -179,8 +245,16 @@ impl CheckRequestScenario {
         }
     }
 
-    pub async fn run(&self, slot: &mut SlotState, it: &mut Iteration<'_>) -> Result<(), IterationError> {
-        let index = if self.random { slot.rng.usize(..self.requests.len()) } else { 0 };
+    pub async fn run(
+        &self,
+        slot: &mut SlotState,
+        it: &mut Iteration<'_>,
+    ) -> Result<(), IterationError> {
+        let index = if self.random {
+            slot.rng.usize(..self.requests.len())
+        } else {
+            0
+        };
         let call = &self.requests[index];
         let expected = call.status_code.unwrap_or(self.status_code);
         let action = it.actions.start(0);
@@ -191,8 +265,12 @@ impl CheckRequestScenario {
                     slot.http = Connections::default();
                     Err(IterationError::new(
                         "ReadTimeout",
-                        format!("HTTPConnectionPool(host='{}', port={}): Read timed out. (read timeout={})",
-                            call.target.host, call.target.port, t.as_secs_f64()),
+                        format!(
+                            "HTTPConnectionPool(host='{}', port={}): Read timed out. (read timeout={})",
+                            call.target.host,
+                            call.target.port,
+                            t.as_secs_f64()
+                        ),
                     ))
                 }
             },
@@ -204,7 +282,10 @@ impl CheckRequestScenario {
             } else {
                 Err(IterationError::new(
                     "ValueError",
-                    format!("Expected HTTP request code is `{expected}` actual `{}`", status.as_u16()),
+                    format!(
+                        "Expected HTTP request code is `{expected}` actual `{}`",
+                        status.as_u16()
+                    ),
                 ))
             }
         });
@@ -214,7 +295,10 @@ impl CheckRequestScenario {
 }
 
 /// Send, following redirects as `requests` does when `allow_redirects` is on.
-async fn perform(conns: &mut Connections, call: &RequestCall) -> Result<StatusCode, IterationError> {
+async fn perform(
+    conns: &mut Connections,
+    call: &RequestCall,
+) -> Result<StatusCode, IterationError> {
     let mut target = call.target.clone();
     let mut method = call.method.clone();
     let mut body = call.body.clone();
@@ -232,7 +316,10 @@ async fn perform(conns: &mut Connections, call: &RequestCall) -> Result<StatusCo
             }
             request
         };
-        let response = conns.send(&target, build).await.map_err(|f| failure_error(&f))?;
+        let response = conns
+            .send(&target, build)
+            .await
+            .map_err(|f| failure_error(&f))?;
         let redirect = matches!(response.status.as_u16(), 301 | 302 | 303 | 307 | 308);
         match (redirect && call.allow_redirects, response.location) {
             (true, Some(location)) => {
@@ -263,23 +350,50 @@ mod tests {
 
     #[test]
     fn check_request_needs_url_method_status() {
-        assert_eq!(parse("HttpRequests.check_request", "{url: 'http://x', method: GET}").unwrap_err().subpath, "status_code");
-        assert_eq!(parse("HttpRequests.check_request", "{method: GET, status_code: 200}").unwrap_err().subpath, "url");
+        assert_eq!(
+            parse(
+                "HttpRequests.check_request",
+                "{url: 'http://x', method: GET}"
+            )
+            .unwrap_err()
+            .subpath,
+            "status_code"
+        );
+        assert_eq!(
+            parse(
+                "HttpRequests.check_request",
+                "{method: GET, status_code: 200}"
+            )
+            .unwrap_err()
+            .subpath,
+            "url"
+        );
         let s = parse("HttpRequests.check_request", "{url: 'http://x/p', method: GET, status_code: 200, allow_redirects: false, params: {a: 'b c'}}")
             .unwrap()
             .unwrap();
         assert!(!s.requests[0].allow_redirects);
         assert_eq!(s.requests[0].target.uri.to_string(), "/p?a=b+c");
-        assert_eq!(parse("HttpRequests.check_request", "{url: 'http://x', method: GET, status_code: 200, proxies: {}}").unwrap_err().subpath, "proxies");
+        assert_eq!(
+            parse(
+                "HttpRequests.check_request",
+                "{url: 'http://x', method: GET, status_code: 200, proxies: {}}"
+            )
+            .unwrap_err()
+            .subpath,
+            "proxies"
+        );
     }
 
     #[test]
     fn random_request_paths() {
         let e = parse("HttpRequests.check_random_request", "{status_code: 200, requests: [{url: 'http://x', method: GET}, {url: 'nope', method: GET}]}").unwrap_err();
         assert_eq!(e.subpath, "requests[1].url");
-        let s = parse("HttpRequests.check_random_request", "{status_code: 200, requests: [{url: 'http://x', method: GET, status_code: 404}]}")
-            .unwrap()
-            .unwrap();
+        let s = parse(
+            "HttpRequests.check_random_request",
+            "{status_code: 200, requests: [{url: 'http://x', method: GET, status_code: 404}]}",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(s.requests[0].status_code, Some(404));
     }
 }

@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(err.subpath, "max_avg_duration");
         let err = checker(json!({"nope": 1})).unwrap_err();
         assert_eq!(err.subpath, "nope");
-        assert!(err.message.contains("known criteria: failure_rate"));
+        assert!(err.message.contains("available: 'failure_rate'"));
     }
 
     #[test]

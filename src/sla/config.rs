@@ -87,12 +87,21 @@ pub(crate) fn object<'a>(
     })
 }
 
+/// `'a', 'b'`: names as the task loader's messages list them.
+pub(crate) fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Rejects keys outside `allowed` (JSON schema `additionalProperties: false`).
 pub(crate) fn check_keys(map: &Map<String, Value>, allowed: &[&str]) -> Result<(), SlaConfigError> {
     match map.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(key) => Err(SlaConfigError::new(
             key.as_str(),
-            format!("unknown key {key:?}, allowed keys: {}", allowed.join(", ")),
+            format!("unknown key '{key}'; allowed keys: {}", quoted(allowed)),
         )),
         None => Ok(()),
     }
@@ -129,6 +138,6 @@ mod tests {
         let m = json!({"min": 1, "mx": 2});
         let err = check_keys(m.as_object().unwrap(), &["min", "max"]).unwrap_err();
         assert_eq!(err.subpath, "mx");
-        assert_eq!(err.message, "unknown key \"mx\", allowed keys: min, max");
+        assert_eq!(err.message, "unknown key 'mx'; allowed keys: 'min', 'max'");
     }
 }

@@ -73,8 +73,8 @@ impl Criterion {
                 return Err(SlaConfigError::new(
                     "",
                     format!(
-                        "unknown SLA criterion {name:?}, known criteria: {}",
-                        KNOWN_CRITERIA.join(", ")
+                        "unknown SLA criterion '{name}'; available: {}",
+                        super::config::quoted(&KNOWN_CRITERIA)
                     ),
                 ));
             }
@@ -189,9 +189,9 @@ mod tests {
         assert_eq!(err.subpath, "");
         assert_eq!(
             err.message,
-            "unknown SLA criterion \"max_failure\", known criteria: failure_rate, \
-             max_seconds_per_iteration, max_avg_duration, max_avg_duration_per_atomic, \
-             outliers, performance_degradation, max_percentile"
+            "unknown SLA criterion 'max_failure'; available: 'failure_rate', \
+             'max_seconds_per_iteration', 'max_avg_duration', 'max_avg_duration_per_atomic', \
+             'outliers', 'performance_degradation', 'max_percentile'"
         );
     }
 

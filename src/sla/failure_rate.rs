@@ -204,7 +204,7 @@ mod tests {
             (
                 json!({"maxx": 1}),
                 "maxx",
-                "unknown key \"maxx\", allowed keys: min, max",
+                "unknown key 'maxx'; allowed keys: 'min', 'max'",
             ),
             (json!(5), "", "must be an object"),
         ] {

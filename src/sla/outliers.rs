@@ -289,7 +289,7 @@ mod tests {
             (
                 json!({"maximum": 1}),
                 "maximum",
-                "allowed keys: max, min_iterations, sigmas",
+                "allowed keys: 'max', 'min_iterations', 'sigmas'",
             ),
             (json!(3), "", "must be an object"),
         ] {

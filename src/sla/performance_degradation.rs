@@ -164,7 +164,7 @@ mod tests {
             (
                 json!({"max_degradation": 1, "x": 1}),
                 "x",
-                "allowed keys: max_degradation",
+                "allowed keys: 'max_degradation'",
             ),
             (json!(10), "", "must be an object"),
         ] {

@@ -73,7 +73,12 @@ pub fn int_at_least(node: &Node, key: &str, min: i64) -> Checked<Option<i64>> {
 }
 
 /// An optional number `key` that satisfies `ok`; `rule` says what is allowed ("a number > 0").
-pub fn number(node: &Node, key: &str, rule: &str, ok: impl Fn(f64) -> bool) -> Checked<Option<f64>> {
+pub fn number(
+    node: &Node,
+    key: &str,
+    rule: &str,
+    ok: impl Fn(f64) -> bool,
+) -> Checked<Option<f64>> {
     let Some(v) = node.get(key) else {
         return Ok(None);
     };
@@ -117,6 +122,7 @@ pub fn describe(node: &Node) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e16 => format!("{f:.1}"),
         Value::Float(f) => f.to_string(),
         Value::Str(s) => format!("'{s}'"),
         Value::Seq(_) | Value::Map(_) => node.type_name().into(),

@@ -22,9 +22,16 @@ pub fn parse_task(file: &Path, text: &str) -> Result<TaskSpec, TaskError> {
     let doc = Node::parse(text).map_err(|e| TaskError {
         file: file.to_path_buf(),
         mark: Some(e.mark),
-        path: String::new(),
-        message: format!("invalid YAML/JSON: {}", e.message),
+        message: if e.path.is_empty() {
+            format!("invalid YAML/JSON: {}", e.message)
+        } else {
+            e.message
+        },
+        path: e.path,
     })?;
+    if text.trim().is_empty() {
+        return Err(site.unlocated(&root, "the task file is empty"));
+    }
     if doc.as_map().is_none() {
         return Err(site.at(
             &doc,
@@ -75,7 +82,7 @@ struct WorkloadParts<'a> {
     scenario_name: String,
     scenario_name_node: &'a Node,
     scenario_args: Option<&'a Node>,
-    runner: Option<(String, &'a Node, &'a Node)>,
+    runner: Option<(String, &'a Node)>,
     contexts: Option<&'a Node>,
     sla: Option<&'a Node>,
     hooks: Option<&'a Node>,
@@ -87,10 +94,22 @@ impl Loader<'_> {
         self.site.at(node, path, message)
     }
 
+    /// An error about the key that holds `value` (unknown name), reported where the key is.
+    fn at_key(&self, value: &Node, path: &KeyPath, message: impl Into<String>) -> TaskError {
+        let mut e = self.site.at(value, path, message);
+        e.mark = value.key_mark.or(e.mark);
+        e
+    }
+
     /// Report a plugin's error at the deepest node its sub-path reaches.
     fn plugin_err(&self, section: &Node, path: &KeyPath, e: PluginError) -> TaskError {
-        self.site
-            .at(section.locate(&e.subpath), &path.join(&e.subpath), e.message)
+        let node = section.locate(&e.subpath);
+        let unknown_key = e.message.starts_with("unknown ");
+        let mut err = self.site.at(node, &path.join(&e.subpath), e.message);
+        if unknown_key && let Some(k) = node.key_mark {
+            err.mark = Some(k);
+        }
+        err
     }
 
     fn keys(&self, node: &Node, path: &KeyPath, allowed: &[&str]) -> Result<(), TaskError> {
@@ -103,7 +122,7 @@ impl Loader<'_> {
         };
         for (key, value) in entries {
             if !allowed.contains(&key.as_str()) {
-                return Err(self.err(
+                return Err(self.at_key(
                     value,
                     &path.key(key),
                     format!("unknown key '{key}'; allowed keys: {}", list(allowed)),
@@ -113,7 +132,12 @@ impl Loader<'_> {
         Ok(())
     }
 
-    fn required<'n>(&self, node: &'n Node, path: &KeyPath, key: &str) -> Result<&'n Node, TaskError> {
+    fn required<'n>(
+        &self,
+        node: &'n Node,
+        path: &KeyPath,
+        key: &str,
+    ) -> Result<&'n Node, TaskError> {
         node.get(key).ok_or_else(|| {
             self.err(
                 node,
@@ -123,7 +147,13 @@ impl Loader<'_> {
         })
     }
 
-    fn string(&self, node: &Node, path: &KeyPath, key: &str, max_len: usize) -> Result<Option<String>, TaskError> {
+    fn string(
+        &self,
+        node: &Node,
+        path: &KeyPath,
+        key: &str,
+        max_len: usize,
+    ) -> Result<Option<String>, TaskError> {
         let Some(v) = node.get(key) else {
             return Ok(None);
         };
@@ -138,7 +168,10 @@ impl Loader<'_> {
             return Err(self.err(
                 v,
                 &path.key(key),
-                format!("must be at most {max_len} characters long, got {}", s.chars().count()),
+                format!(
+                    "must be at most {max_len} characters long, got {}",
+                    s.chars().count()
+                ),
             ));
         }
         Ok(Some(s.to_string()))
@@ -172,7 +205,12 @@ impl Loader<'_> {
     }
 
     /// `{"name": {...}}`: an object with exactly one property whose value is an object.
-    fn single_entity<'n>(&self, node: &'n Node, path: &KeyPath, what: &str) -> Result<(String, &'n Node), TaskError> {
+    fn single_entity<'n>(
+        &self,
+        node: &'n Node,
+        path: &KeyPath,
+        what: &str,
+    ) -> Result<(String, &'n Node), TaskError> {
         match node.as_map() {
             Some([(name, value)]) => Ok((name.clone(), value)),
             Some(entries) => Err(self.err(
@@ -196,18 +234,35 @@ impl Loader<'_> {
 
     fn v2(&self, doc: &Node) -> Result<TaskSpec, TaskError> {
         let root = KeyPath::root();
-        self.keys(doc, &root, &["version", "title", "description", "tags", "subtasks"])?;
+        self.keys(
+            doc,
+            &root,
+            &["version", "title", "description", "tags", "subtasks"],
+        )?;
         let title_node = self.required(doc, &root, "title")?;
         if title_node.as_str().is_none() {
-            return Err(self.err(title_node, &root.key("title"), format!("must be a string, got {}", title_node.type_name())));
+            return Err(self.err(
+                title_node,
+                &root.key("title"),
+                format!("must be a string, got {}", title_node.type_name()),
+            ));
         }
         let title = self.string(doc, &root, "title", 254)?.unwrap_or_default();
-        let description = self.string(doc, &root, "description", usize::MAX)?.unwrap_or_default();
+        let description = self
+            .string(doc, &root, "description", usize::MAX)?
+            .unwrap_or_default();
         let tags = self.tags(doc, &root)?;
         let subtasks_node = self.required(doc, &root, "subtasks")?;
         let path = root.key("subtasks");
         let Some(items) = subtasks_node.as_seq() else {
-            return Err(self.err(subtasks_node, &path, format!("must be a list of subtasks, got {}", subtasks_node.type_name())));
+            return Err(self.err(
+                subtasks_node,
+                &path,
+                format!(
+                    "must be a list of subtasks, got {}",
+                    subtasks_node.type_name()
+                ),
+            ));
         };
         if items.is_empty() {
             return Err(self.err(subtasks_node, &path, "must hold at least one subtask"));
@@ -229,32 +284,67 @@ impl Loader<'_> {
     }
 
     fn v2_subtask(&self, node: &Node, path: &KeyPath) -> Result<SubtaskSpec, TaskError> {
-        const COMPLEX: &[&str] = &["title", "group", "description", "tags", "run_in_parallel", "workloads"];
-        const SIMPLE: &[&str] = &["title", "group", "description", "tags", "scenario", "runner", "sla", "hooks", "contexts"];
+        const COMPLEX: &[&str] = &[
+            "title",
+            "group",
+            "description",
+            "tags",
+            "run_in_parallel",
+            "workloads",
+        ];
+        const SIMPLE: &[&str] = &[
+            "title",
+            "group",
+            "description",
+            "tags",
+            "scenario",
+            "runner",
+            "sla",
+            "hooks",
+            "contexts",
+        ];
         if node.as_map().is_none() {
-            return Err(self.err(node, path, format!("a subtask must be a mapping, got {}", node.type_name())));
+            return Err(self.err(
+                node,
+                path,
+                format!("a subtask must be a mapping, got {}", node.type_name()),
+            ));
         }
         let complex = node.get("workloads").is_some();
         self.keys(node, path, if complex { COMPLEX } else { SIMPLE })?;
         let title_node = self.required(node, path, "title")?;
         if title_node.as_str().is_none() {
-            return Err(self.err(title_node, &path.key("title"), format!("must be a string, got {}", title_node.type_name())));
+            return Err(self.err(
+                title_node,
+                &path.key("title"),
+                format!("must be a string, got {}", title_node.type_name()),
+            ));
         }
         let title = self
             .string(node, path, "title", if complex { usize::MAX } else { 128 })?
             .unwrap_or_default();
-        let description = self.string(node, path, "description", usize::MAX)?.unwrap_or_default();
+        let description = self
+            .string(node, path, "description", usize::MAX)?
+            .unwrap_or_default();
         let tags = self.tags(node, path)?;
         if let Some(v) = node.get("run_in_parallel")
             && v.as_bool().is_none()
         {
-            return Err(self.err(v, &path.key("run_in_parallel"), format!("must be a boolean, got {}", v.type_name())));
+            return Err(self.err(
+                v,
+                &path.key("run_in_parallel"),
+                format!("must be a boolean, got {}", v.type_name()),
+            ));
         }
         let workloads = if complex {
             let wpath = path.key("workloads");
             let wnode = node.get("workloads").unwrap_or(node);
             let Some(items) = wnode.as_seq() else {
-                return Err(self.err(wnode, &wpath, format!("must be a list of workloads, got {}", wnode.type_name())));
+                return Err(self.err(
+                    wnode,
+                    &wpath,
+                    format!("must be a list of workloads, got {}", wnode.type_name()),
+                ));
             };
             if items.is_empty() {
                 return Err(self.err(wnode, &wpath, "must hold at least one workload"));
@@ -264,7 +354,18 @@ impl Loader<'_> {
                 .enumerate()
                 .map(|(i, w)| {
                     let p = wpath.index(i);
-                    self.keys(w, &p, &["scenario", "description", "runner", "sla", "hooks", "contexts"])?;
+                    self.keys(
+                        w,
+                        &p,
+                        &[
+                            "scenario",
+                            "description",
+                            "runner",
+                            "sla",
+                            "hooks",
+                            "contexts",
+                        ],
+                    )?;
                     self.v2_workload(w, &p, i)
                 })
                 .collect::<Result<_, _>>()?
@@ -279,17 +380,25 @@ impl Loader<'_> {
         })
     }
 
-    fn v2_workload(&self, node: &Node, path: &KeyPath, position: usize) -> Result<WorkloadSpec, TaskError> {
+    fn v2_workload(
+        &self,
+        node: &Node,
+        path: &KeyPath,
+        position: usize,
+    ) -> Result<WorkloadSpec, TaskError> {
         let scenario_node = self.required(node, path, "scenario")?;
-        let (scenario_name, args) = self.single_entity(scenario_node, &path.key("scenario"), "scenario")?;
+        let (scenario_name, args) =
+            self.single_entity(scenario_node, &path.key("scenario"), "scenario")?;
         let runner = match node.get("runner") {
             Some(r) => {
                 let (name, cfg) = self.single_entity(r, &path.key("runner"), "runner")?;
-                Some((name, cfg, r))
+                Some((name, cfg))
             }
             None => None,
         };
-        let description = self.string(node, path, "description", usize::MAX)?.unwrap_or_default();
+        let description = self
+            .string(node, path, "description", usize::MAX)?
+            .unwrap_or_default();
         self.workload(
             WorkloadParts {
                 scenario_name,
@@ -330,24 +439,38 @@ impl Loader<'_> {
             let mut specs = Vec::new();
             for (i, w) in items.iter().enumerate() {
                 let p = path.index(i);
-                self.keys(w, &p, &["args", "runner", "context", "sla", "hooks", "description"])?;
+                self.keys(
+                    w,
+                    &p,
+                    &["args", "runner", "context", "sla", "hooks", "description"],
+                )?;
                 let runner = match w.get("runner") {
                     Some(r) => {
                         let rp = p.key("runner");
                         if r.as_map().is_none() {
-                            return Err(self.err(r, &rp, format!("must be a mapping with a 'type', got {}", r.type_name())));
+                            return Err(self.err(
+                                r,
+                                &rp,
+                                format!("must be a mapping with a 'type', got {}", r.type_name()),
+                            ));
                         }
                         let type_node = r.get("type").ok_or_else(|| {
                             self.err(r, &rp.key("type"), "'type' is a required property, but it is missing (the runner's name, e.g. 'constant')")
                         })?;
                         let Some(t) = type_node.as_str() else {
-                            return Err(self.err(type_node, &rp.key("type"), "must be a string naming a runner"));
+                            return Err(self.err(
+                                type_node,
+                                &rp.key("type"),
+                                "must be a string naming a runner",
+                            ));
                         };
-                        Some((t.to_string(), r, r))
+                        Some((t.to_string(), r))
                     }
                     None => None,
                 };
-                let description = self.string(w, &p, "description", usize::MAX)?.unwrap_or_default();
+                let description = self
+                    .string(w, &p, "description", usize::MAX)?
+                    .unwrap_or_default();
                 specs.push(self.workload(
                     WorkloadParts {
                         scenario_name: name.clone(),
@@ -387,8 +510,19 @@ impl Loader<'_> {
     }
 
     /// Validate one workload's plugins, whatever the format.
-    fn workload(&self, parts: WorkloadParts<'_>, path: &KeyPath, position: usize, contexts_key: &str, version: u8) -> Result<WorkloadSpec, TaskError> {
-        let empty = Node { mark: parts.scenario_name_node.mark, value: Value::Map(Vec::new()) };
+    fn workload(
+        &self,
+        parts: WorkloadParts<'_>,
+        path: &KeyPath,
+        position: usize,
+        contexts_key: &str,
+        version: u8,
+    ) -> Result<WorkloadSpec, TaskError> {
+        let empty = Node {
+            mark: parts.scenario_name_node.mark,
+            key_mark: parts.scenario_name_node.key_mark,
+            value: Value::Map(Vec::new()),
+        };
         let args = parts.scenario_args.unwrap_or(&empty);
         let (scenario_path, args_path) = if version == 2 {
             let p = path.key("scenario");
@@ -397,8 +531,16 @@ impl Loader<'_> {
             (KeyPath::root().key(&parts.scenario_name), path.key("args"))
         };
         let scenario = ScenarioSpec::from_config(&parts.scenario_name, args).map_err(|e| {
-            if e.subpath.is_empty() && args.as_map().is_some() && crate::scenario::is_unknown(&parts.scenario_name) {
-                self.err(parts.scenario_name_node, &scenario_path, e.message)
+            if e.subpath.is_empty()
+                && args.as_map().is_some()
+                && crate::scenario::is_unknown(&parts.scenario_name)
+            {
+                let named = if version == 2 {
+                    args
+                } else {
+                    parts.scenario_name_node
+                };
+                self.at_key(named, &scenario_path, e.message)
             } else {
                 self.plugin_err(args, &args_path, e)
             }
@@ -406,11 +548,20 @@ impl Loader<'_> {
 
         let runner = match &parts.runner {
             None => RunnerSpec::default_serial(),
-            Some((name, cfg, whole)) => {
-                let rpath = if version == 2 { path.key("runner").key(name) } else { path.key("runner") };
+            Some((name, cfg)) => {
+                let rpath = if version == 2 {
+                    path.key("runner").key(name)
+                } else {
+                    path.key("runner")
+                };
                 RunnerSpec::from_config(name, cfg, version == 1).map_err(|e| {
                     if e.subpath.is_empty() && crate::runner::is_unknown(name) {
-                        self.err(whole, &path.key("runner"), e.message)
+                        match cfg.get("type") {
+                            Some(t) if version == 1 => {
+                                self.err(t, &path.key("runner").key("type"), e.message)
+                            }
+                            _ => self.at_key(cfg, &path.key("runner"), e.message),
+                        }
                     } else {
                         self.plugin_err(cfg, &rpath, e)
                     }
@@ -423,14 +574,21 @@ impl Loader<'_> {
             Some(node) => {
                 let cpath = path.key(contexts_key);
                 let Some(entries) = node.as_map() else {
-                    return Err(self.err(node, &cpath, format!("must be a mapping of context names to their configuration, got {}", node.type_name())));
+                    return Err(self.err(
+                        node,
+                        &cpath,
+                        format!(
+                            "must be a mapping of context names to their configuration, got {}",
+                            node.type_name()
+                        ),
+                    ));
                 };
                 entries
                     .iter()
                     .map(|(name, cfg)| {
                         ContextSpec::from_config(name, cfg).map_err(|e| {
                             if e.subpath.is_empty() && crate::context::is_unknown(name) {
-                                self.err(cfg, &cpath.key(name), e.message)
+                                self.at_key(cfg, &cpath.key(name), e.message)
                             } else {
                                 self.plugin_err(cfg, &cpath.key(name), e)
                             }
@@ -450,10 +608,21 @@ impl Loader<'_> {
             Some(node) => {
                 let spath = path.key("sla");
                 let serde_json::Value::Object(map) = node.to_json() else {
-                    return Err(self.err(node, &spath, format!("must be a mapping of SLA criteria to their limits, got {}", node.type_name())));
+                    return Err(self.err(
+                        node,
+                        &spath,
+                        format!(
+                            "must be a mapping of SLA criteria to their limits, got {}",
+                            node.type_name()
+                        ),
+                    ));
                 };
                 if let Err(e) = SlaChecker::from_config(&map) {
-                    return Err(self.plugin_err(node, &spath, PluginError::new(e.subpath, e.message)));
+                    return Err(self.plugin_err(
+                        node,
+                        &spath,
+                        PluginError::new(e.subpath, e.message),
+                    ));
                 }
                 map
             }
@@ -464,14 +633,19 @@ impl Loader<'_> {
             Some(node) => {
                 let hpath = path.key("hooks");
                 let Some(items) = node.as_seq() else {
-                    return Err(self.err(node, &hpath, format!("must be a list of hooks, got {}", node.type_name())));
+                    return Err(self.err(
+                        node,
+                        &hpath,
+                        format!("must be a list of hooks, got {}", node.type_name()),
+                    ));
                 };
                 items
                     .iter()
                     .enumerate()
                     .map(|(i, h)| {
                         let p = hpath.index(i);
-                        HookSpec::from_config(h, version == 1).map_err(|e| self.plugin_err(h, &p, e))
+                        HookSpec::from_config(h, version == 1)
+                            .map_err(|e| self.plugin_err(h, &p, e))
                     })
                     .collect::<Result<_, _>>()?
             }

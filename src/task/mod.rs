@@ -91,16 +91,15 @@ impl TaskSource {
         let args = template::collect_args(self.args.as_deref(), self.args_file.as_deref())
             .map_err(|e| site.unlocated(&root, e.to_string()))?;
         let source = read_source(&self.file).map_err(|e| site.unlocated(&root, e))?;
-        let rendered =
-            template::render(&source, &self.file, &args).map_err(|e| TaskError {
-                file: self.file.clone(),
-                mark: match &e {
-                    template::TemplateError::Render { mark, .. } => *mark,
-                    _ => None,
-                },
-                path: String::new(),
-                message: e.to_string(),
-            })?;
+        let rendered = template::render(&source, &self.file, &args).map_err(|e| TaskError {
+            file: self.file.clone(),
+            mark: match &e {
+                template::TemplateError::Render { mark, .. } => *mark,
+                _ => None,
+            },
+            path: String::new(),
+            message: e.to_string(),
+        })?;
         parse_task(&self.file, &rendered)
     }
 }

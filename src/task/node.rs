@@ -28,6 +28,9 @@ impl Mark {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub mark: Mark,
+    /// Where the key of this value stands, for values in a mapping: an unknown or duplicate
+    /// key is reported there.
+    pub key_mark: Option<Mark>,
     pub value: Value,
 }
 
@@ -48,6 +51,8 @@ pub enum Value {
 #[error("{message}")]
 pub struct SyntaxError {
     pub mark: Mark,
+    /// Key path of the offending node where known (`subtasks[0].runner`), else empty.
+    pub path: String,
     pub message: String,
 }
 
@@ -204,10 +209,10 @@ fn resolve_plain(text: &str) -> Value {
             if let Ok(v) = i64::from_str_radix(oct, 8) {
                 return Value::Int(sign * v);
             }
-        } else if digits.chars().all(|c| c.is_ascii_digit()) {
-            if let Ok(v) = digits.parse::<i64>() {
-                return Value::Int(sign * v);
-            }
+        } else if digits.chars().all(|c| c.is_ascii_digit())
+            && let Ok(v) = digits.parse::<i64>()
+        {
+            return Value::Int(sign * v);
         }
     }
     let looks_numeric = clean
@@ -231,7 +236,13 @@ enum Frame {
     Seq(Mark, usize, Vec<Node>),
     /// Entries, the key waiting for its value, and entries from merge keys (`<<`), which
     /// yield to explicit keys wherever those stand.
-    Map(Mark, usize, Vec<(String, Node)>, Option<(String, Mark)>, Vec<(String, Node)>),
+    Map(
+        Mark,
+        usize,
+        Vec<(String, Node)>,
+        Option<(String, Mark)>,
+        Vec<(String, Node)>,
+    ),
 }
 
 impl Builder {
@@ -245,6 +256,7 @@ impl Builder {
                     line: e.marker().line(),
                     col: e.marker().col() + 1,
                 },
+                path: String::new(),
                 message: e.info().to_string(),
             })?;
             let mark = Mark::from_span(&span);
@@ -254,6 +266,7 @@ impl Builder {
                     if documents > 1 {
                         return Err(SyntaxError {
                             mark,
+                            path: String::new(),
                             message: "a task file holds one YAML document, found a second one"
                                 .into(),
                         });
@@ -266,7 +279,11 @@ impl Builder {
                     } else {
                         Value::Str(text.into_owned())
                     };
-                    let node = Node { mark, value };
+                    let node = Node {
+                        mark,
+                        key_mark: None,
+                        value,
+                    };
                     if anchor > 0 {
                         self.anchors.insert(anchor, node.clone());
                     }
@@ -275,11 +292,13 @@ impl Builder {
                 Event::Alias(id) => match self.anchors.get(&id) {
                     Some(node) => Some(Node {
                         mark,
+                        key_mark: None,
                         value: node.value.clone(),
                     }),
                     None => {
                         return Err(SyntaxError {
                             mark,
+                            path: path_of(&stack),
                             message: "alias refers to an unknown anchor".into(),
                         });
                     }
@@ -297,6 +316,7 @@ impl Builder {
                         Some(Frame::Seq(m, anchor, items)) => {
                             let n = Node {
                                 mark: m,
+                                key_mark: None,
                                 value: Value::Seq(items),
                             };
                             (anchor, n)
@@ -309,6 +329,7 @@ impl Builder {
                             }
                             let n = Node {
                                 mark: m,
+                                key_mark: None,
                                 value: Value::Map(entries),
                             };
                             (anchor, n)
@@ -322,7 +343,8 @@ impl Builder {
                 }
                 _ => None,
             };
-            if let Some(node) = completed {
+            if let Some(mut node) = completed {
+                let path = path_of(&stack);
                 match stack.last_mut() {
                     None => root = Some(node),
                     Some(Frame::Seq(_, _, items)) => items.push(node),
@@ -337,6 +359,7 @@ impl Builder {
                                 Value::Seq(_) | Value::Map(_) => {
                                     return Err(SyntaxError {
                                         mark: node.mark,
+                                        path,
                                         message: "a mapping key must be a plain value".into(),
                                     });
                                 }
@@ -344,11 +367,14 @@ impl Builder {
                             *pending = Some((key, node.mark));
                         }
                         Some((key, key_mark)) => {
+                            node.key_mark = Some(key_mark);
                             if key == "<<" {
                                 merge_into(merged, node)?;
                             } else if entries.iter().any(|(k, _)| *k == key) {
+                                // `path` already ends with this key: it is the pending one.
                                 return Err(SyntaxError {
                                     mark: key_mark,
+                                    path,
                                     message: format!("duplicate key '{key}'"),
                                 });
                             } else {
@@ -361,9 +387,28 @@ impl Builder {
         }
         Ok(root.unwrap_or(Node {
             mark: Mark { line: 1, col: 1 },
+            key_mark: None,
             value: Value::Null,
         }))
     }
+}
+
+/// The key path of the node being built, from the open collections.
+fn path_of(stack: &[Frame]) -> String {
+    let mut path = String::new();
+    for frame in stack {
+        match frame {
+            Frame::Seq(_, _, items) => path.push_str(&format!("[{}]", items.len())),
+            Frame::Map(_, _, _, Some((key, _)), _) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Frame::Map(..) => {}
+        }
+    }
+    path
 }
 
 /// Collect a YAML merge key's entries; the first mapping that has a key wins.
@@ -376,6 +421,7 @@ fn merge_into(entries: &mut Vec<(String, Node)>, source: Node) -> Result<(), Syn
                 Value::Map(m) => Ok(m),
                 _ => Err(SyntaxError {
                     mark: n.mark,
+                    path: String::new(),
                     message: "a merge key ('<<') takes a mapping or a list of mappings".into(),
                 }),
             })
@@ -383,6 +429,7 @@ fn merge_into(entries: &mut Vec<(String, Node)>, source: Node) -> Result<(), Syn
         _ => {
             return Err(SyntaxError {
                 mark: source.mark,
+                path: String::new(),
                 message: "a merge key ('<<') takes a mapping or a list of mappings".into(),
             });
         }
@@ -426,7 +473,12 @@ mod tests {
     #[test]
     fn scalars_resolve_like_safe_load() {
         let n = Node::parse("[yes, No, ~, 0x10, 1e3, '5', 1_000, -2, .inf, abc]").unwrap();
-        let v: Vec<_> = n.as_seq().unwrap().iter().map(|n| n.value.clone()).collect();
+        let v: Vec<_> = n
+            .as_seq()
+            .unwrap()
+            .iter()
+            .map(|n| n.value.clone())
+            .collect();
         assert_eq!(v[0], Value::Bool(true));
         assert_eq!(v[1], Value::Bool(false));
         assert_eq!(v[2], Value::Null);
@@ -459,6 +511,9 @@ mod tests {
     fn duplicate_keys_are_errors() {
         let e = Node::parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(e.mark.line, 2);
-        assert!(e.message.contains("duplicate key 'a'"));
+        assert_eq!(e.path, "a");
+        let e = Node::parse("x:\n  - {}\n  - {b: 1, b: 2}\n").unwrap_err();
+        assert_eq!(e.path, "x[1].b");
+        assert!(e.message.contains("duplicate key 'b'"));
     }
 }

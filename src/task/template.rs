@@ -59,7 +59,10 @@ pub fn parse_task_args(text: &str) -> Result<Map<String, serde_json::Value>, Tem
     for piece in text.split(',') {
         match piece.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => {
-                map.insert(k.trim().to_string(), serde_json::Value::String(v.to_string()));
+                map.insert(
+                    k.trim().to_string(),
+                    serde_json::Value::String(v.to_string()),
+                );
             }
             _ => {
                 return Err(TemplateError::BadArguments(format!(
@@ -80,9 +83,34 @@ fn parse_mapping(text: &str) -> Option<Map<String, serde_json::Value>> {
 
 /// Python builtins count as known names in Rally's missing-argument check.
 const PYTHON_BUILTINS: &[&str] = &[
-    "abs", "all", "any", "bool", "dict", "enumerate", "float", "int", "len", "list", "map",
-    "range", "reversed", "set", "sorted", "str", "sum", "tuple", "zip", "True", "False", "None",
-    "loop", "namespace", "lipsum", "cycler", "joiner", "debug",
+    "abs",
+    "all",
+    "any",
+    "bool",
+    "dict",
+    "enumerate",
+    "float",
+    "int",
+    "len",
+    "list",
+    "map",
+    "range",
+    "reversed",
+    "set",
+    "sorted",
+    "str",
+    "sum",
+    "tuple",
+    "zip",
+    "True",
+    "False",
+    "None",
+    "loop",
+    "namespace",
+    "lipsum",
+    "cycler",
+    "joiner",
+    "debug",
 ];
 
 /// Rally's extra template globals.
@@ -116,7 +144,7 @@ pub fn render(
 
     let template = env
         .template_from_named_str("task", source)
-        .map_err(render_error)?;
+        .map_err(|e| render_error(e, source))?;
 
     let mut missing: BTreeSet<String> = template
         .undeclared_variables(false)
@@ -133,7 +161,7 @@ pub fn render(
     }
     template
         .render(minijinja::value::Serde(args))
-        .map_err(render_error)
+        .map_err(|e| render_error(e, source))
 }
 
 /// Rally excuses a variable the template defaults itself: `{% set X = X or ... %}` or
@@ -144,13 +172,25 @@ fn excused(source: &str, name: &str) -> bool {
         || squeezed.contains(&format!("{name}|default("))
 }
 
-fn render_error(e: JinjaError) -> TemplateError {
-    let mut message = e.detail().map_or_else(|| e.kind().to_string(), str::to_string);
-    if let Some(source) = std::error::Error::source(&e) {
-        message = format!("{message}: {source}");
+fn render_error(e: JinjaError, source: &str) -> TemplateError {
+    let mut message = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_string);
+    if let Some(cause) = std::error::Error::source(&e) {
+        message = format!("{message}: {cause}");
     }
+    // The byte range of the offending token gives the column; the line alone is the fallback.
+    let mark = match e.range().filter(|r| r.start <= source.len()) {
+        Some(range) => {
+            let before = &source[..range.start];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            Some(Mark { line, col })
+        }
+        None => e.line().map(|line| Mark { line, col: 1 }),
+    };
     TemplateError::Render {
-        mark: e.line().map(|line| Mark { line, col: 1 }),
+        mark,
         message: format!("template error: {message}"),
     }
 }
@@ -178,7 +218,10 @@ mod tests {
     #[test]
     fn a_missing_argument_is_named() {
         let e = render("a: {{ x }} {{ y }}", Path::new("t.yaml"), &Map::new()).unwrap_err();
-        assert_eq!(e.to_string(), "Please specify template task arguments: x, y");
+        assert_eq!(
+            e.to_string(),
+            "Please specify template task arguments: x, y"
+        );
         let e = render("a: {{ x }}", Path::new("t.yaml"), &Map::new()).unwrap_err();
         assert_eq!(e.to_string(), "Please specify template task argument: x");
     }
@@ -222,8 +265,15 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_a_line() {
-        match render("a: 1\nb: {{ x ", Path::new("t.yaml"), &args(json!({"x": 1}))) {
-            Err(TemplateError::Render { mark, .. }) => assert_eq!(mark.unwrap().line, 2),
+        match render(
+            "a: 1\nb: {{ x ",
+            Path::new("t.yaml"),
+            &args(json!({"x": 1})),
+        ) {
+            Err(TemplateError::Render { mark, .. }) => {
+                assert_eq!(mark.unwrap().line, 2);
+                assert!(mark.unwrap().col > 1, "{mark:?}");
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use crate::support::{self, KillOnDrop, Nginx};
 
 fn task(dir: &std::path::Path, body: &str) -> String {
-    support::write(dir, "task.yaml", body).to_str().expect("utf-8").to_string()
+    support::write(dir, "task.yaml", body)
+        .to_str()
+        .expect("utf-8")
+        .to_string()
 }
 
 #[test]
@@ -26,14 +29,28 @@ fn help_and_version() {
 #[test]
 fn a_failed_sla_exits_2_and_shows_the_sla_table() {
     let dir = tempfile::tempdir().unwrap();
-    let t = task(dir.path(), "---\nDummy.failure:\n  - args: {sleep: 0, from_iteration: 2, to_iteration: 3}\n    runner: {type: constant, times: 10, concurrency: 2}\n");
+    let t = task(
+        dir.path(),
+        "---\nDummy.failure:\n  - args: {sleep: 0, from_iteration: 2, to_iteration: 3}\n    runner: {type: constant, times: 10, concurrency: 2}\n",
+    );
     let out = support::run(&["run", &t, "--no-tui"]);
     let text = support::stdout(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert_eq!(support::workload_counts(&text), vec![(10, 2)]);
-    assert!(text.contains("Failure rate criteria 0.00% <= 20.00% <= 0.00% - Failed"), "{text}");
-    assert!(text.contains("DummyScenarioException: Dummy scenario expected exception: 'Expected failure'"), "{text}");
-    assert!(text.contains("Task (adopted from task format v1)"), "{text}");
+    assert!(
+        text.contains("Failure rate criteria 0.00% <= 20.00% <= 0.00% - Failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "DummyScenarioException: Dummy scenario expected exception: 'Expected failure'"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Task (adopted from task format v1)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -51,7 +68,10 @@ fn abort_on_sla_failure_stops_the_load_and_skips_the_rest() {
     let counts = support::workload_counts(&text);
     assert_eq!(counts.len(), 1, "the second workload is skipped: {text}");
     assert!(counts[0].0 < 100000 && counts[0].1 == 1, "{counts:?}");
-    assert!(text.contains("Task was aborted due to SLA failure(s)."), "{text}");
+    assert!(
+        text.contains("Task was aborted due to SLA failure(s)."),
+        "{text}"
+    );
     assert!(text.contains("aborted"), "{text}");
 }
 
@@ -64,7 +84,13 @@ fn ctrl_c_stops_new_iterations_and_exits_3() {
          - title: long\n  scenario: {Dummy.dummy: {sleep: 0.05}}\n  runner: {constant_for_duration: {duration: 120, concurrency: 4}}\n\
          - title: skipped\n  scenario: {Dummy.dummy: {}}\n",
     );
-    let mut child = KillOnDrop(support::rally(&["run", &t, "--no-tui"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let mut child = KillOnDrop(
+        support::rally(&["run", &t, "--no-tui"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = child.0.stdout.take().unwrap();
     let mut lines = std::io::BufReader::new(stdout).lines();
     // Wait for the first progress line: the load is running.
@@ -78,30 +104,53 @@ fn ctrl_c_stops_new_iterations_and_exits_3() {
         }
     }
     let stopped_at = Instant::now();
-    let kill = std::process::Command::new("kill").args(["-INT", &child.0.id().to_string()]).status().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.0.wait().unwrap();
     let text = format!("{seen}{}", rest.join("\n"));
     assert_eq!(status.code(), Some(3), "{text}");
-    assert!(stopped_at.elapsed() < Duration::from_secs(10), "stopping took {:?}", stopped_at.elapsed());
-    assert!(text.contains("Task was aborted due to abort signal."), "{text}");
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        stopped_at.elapsed()
+    );
+    assert!(
+        text.contains("Task was aborted due to abort signal."),
+        "{text}"
+    );
     assert_eq!(support::workload_counts(&text).len(), 1, "{text}");
 }
 
 #[test]
 fn a_timeout_interrupts_the_iteration_as_rally_records_it() {
     let dir = tempfile::tempdir().unwrap();
-    let t = task(dir.path(), "version: 2\ntitle: t\nsubtasks:\n- title: slow\n  scenario: {Dummy.dummy: {sleep: 30}}\n  runner: {constant: {times: 4, concurrency: 4, timeout: 0.2}}\n  sla: {max_seconds_per_iteration: 1.0}\n");
+    let t = task(
+        dir.path(),
+        "version: 2\ntitle: t\nsubtasks:\n- title: slow\n  scenario: {Dummy.dummy: {sleep: 30}}\n  runner: {constant: {times: 4, concurrency: 4, timeout: 0.2}}\n  sla: {max_seconds_per_iteration: 1.0}\n",
+    );
     let started = Instant::now();
     let out = support::run(&["run", &t, "--no-tui"]);
     let text = support::stdout(&out);
-    assert!(started.elapsed() < Duration::from_secs(15), "the timeout did not cut the sleep");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the timeout did not cut the sleep"
+    );
     assert_eq!(support::workload_counts(&text), vec![(4, 4)], "{text}");
-    assert!(text.contains("ThreadTimeoutException: Iteration interrupted due to timeout."), "{text}");
+    assert!(
+        text.contains("ThreadTimeoutException: Iteration interrupted due to timeout."),
+        "{text}"
+    );
     // The timed-out action is marked failed, so the action rows show 0% success.
     assert!(text.contains("| foo "), "{text}");
-    assert_eq!(out.status.code(), Some(0), "only max_seconds_per_iteration, which passes: {text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "only max_seconds_per_iteration, which passes: {text}"
+    );
 }
 
 #[test]
@@ -126,9 +175,21 @@ fn http_request_against_nginx() {
     let out = support::run(&["run", &t, "--no-tui"]);
     let text = support::stdout(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert_eq!(support::workload_counts(&text), vec![(500, 0), (20, 20), (5, 5), (2, 2), (20, 0)], "{text}");
-    assert!(text.contains("UnexpectedStatus: Expected HTTP status 200 actual 404"), "{text}");
-    assert!(text.contains(&format!("ConnectionError: Failed to establish a new connection to 127.0.0.1:{refused}")), "{text}");
+    assert_eq!(
+        support::workload_counts(&text),
+        vec![(500, 0), (20, 20), (5, 5), (2, 2), (20, 0)],
+        "{text}"
+    );
+    assert!(
+        text.contains("UnexpectedStatus: Expected HTTP status 200 actual 404"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ConnectionError: Failed to establish a new connection to 127.0.0.1:{refused}"
+        )),
+        "{text}"
+    );
     assert!(text.contains("Timeout: no response within 200ms"), "{text}");
     drop(silent);
 }
@@ -148,8 +209,15 @@ fn check_request_follows_redirects_like_requests() {
     let t = task(dir.path(), &body);
     let out = support::run(&["run", &t, "--no-tui"]);
     let text = support::stdout(&out);
-    assert_eq!(support::workload_counts(&text), vec![(10, 0), (10, 0), (3, 3)], "{text}");
-    assert!(text.contains("ValueError: Expected HTTP request code is `200` actual `404`"), "{text}");
+    assert_eq!(
+        support::workload_counts(&text),
+        vec![(10, 0), (10, 0), (3, 3)],
+        "{text}"
+    );
+    assert!(
+        text.contains("ValueError: Expected HTTP request code is `200` actual `404`"),
+        "{text}"
+    );
     assert!(text.contains("requests.check_request"), "{text}");
 }
 
@@ -169,7 +237,10 @@ fn sys_call_hooks_fire_on_iterations_and_time() {
     let text = support::stdout(&out);
     assert!(out.status.success(), "{text}{}", support::stderr(&out));
     assert!(marker.exists(), "the event hook ran its command");
-    assert!(text.contains(&format!("Hook touch {}: success: 1", marker.display())), "{text}");
+    assert!(
+        text.contains(&format!("Hook touch {}: success: 1", marker.display())),
+        "{text}"
+    );
     assert!(text.contains("Hook sh -c \"exit 7\": failed: 3"), "{text}");
     assert!(text.contains("Hook true: success: 1"), "{text}");
 }
@@ -186,18 +257,53 @@ fn a_failing_context_setup_fails_its_workload_and_the_task_goes_on() {
     let out = support::run(&["run", &t, "--no-tui"]);
     let text = support::stdout(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert_eq!(support::workload_counts(&text), vec![(0, 0), (3, 0)], "{text}");
-    assert!(text.contains("Unexpected error: Unable to setup context 'dummy_context': 'Oops...setup is failed'"), "{text}");
-    assert!(text.contains("cleanup of context 'dummy_context' failed: Oops...cleanup is failed"), "{text}");
+    assert_eq!(
+        support::workload_counts(&text),
+        vec![(0, 0), (3, 0)],
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Unexpected error: Unable to setup context 'dummy_context': 'Oops...setup is failed'"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("cleanup of context 'dummy_context' failed: Oops...cleanup is failed"),
+        "{text}"
+    );
 }
 
 #[test]
 fn task_args_override_the_args_file() {
     let dir = tempfile::tempdir().unwrap();
-    let t = task(dir.path(), "---\nDummy.dummy:\n  - runner: {type: serial, times: {{ times }}}\n    sla: {}\n");
+    let t = task(
+        dir.path(),
+        "---\nDummy.dummy:\n  - runner: {type: serial, times: {{ times }}}\n    sla: {}\n",
+    );
     let args_file = support::write(dir.path(), "args.yaml", "times: 3\n");
-    let out = support::run(&["run", &t, "--no-tui", "--task-args-file", args_file.to_str().unwrap()]);
-    assert_eq!(support::workload_counts(&support::stdout(&out)), vec![(3, 0)]);
-    let out = support::run(&["run", &t, "--no-tui", "--task-args-file", args_file.to_str().unwrap(), "--task-args", "times=5"]);
-    assert_eq!(support::workload_counts(&support::stdout(&out)), vec![(5, 0)]);
+    let out = support::run(&[
+        "run",
+        &t,
+        "--no-tui",
+        "--task-args-file",
+        args_file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        support::workload_counts(&support::stdout(&out)),
+        vec![(3, 0)]
+    );
+    let out = support::run(&[
+        "run",
+        &t,
+        "--no-tui",
+        "--task-args-file",
+        args_file.to_str().unwrap(),
+        "--task-args",
+        "times=5",
+    ]);
+    assert_eq!(
+        support::workload_counts(&support::stdout(&out)),
+        vec![(5, 0)]
+    );
 }

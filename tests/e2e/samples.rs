@@ -19,7 +19,10 @@ fn sample_files() -> Vec<PathBuf> {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 walk(&path, out);
-            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "json")) {
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "json")
+            ) {
                 out.push(path);
             }
         }
@@ -27,7 +30,11 @@ fn sample_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     walk(&samples_dir(), &mut files);
     files.sort();
-    assert_eq!(files.len(), 64, "Rally ships 64 sample task files (v1 and v2, YAML and JSON)");
+    assert_eq!(
+        files.len(),
+        64,
+        "Rally ships 64 sample task files (v1 and v2, YAML and JSON)"
+    );
     files
 }
 
@@ -40,7 +47,11 @@ fn every_rally_sample_validates() {
             failures.push(format!("{}: {}", file.display(), support::stderr(&out)));
         }
     }
-    assert!(failures.is_empty(), "samples that do not validate:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "samples that do not validate:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Divide the number after each sleep key by 100.
@@ -58,7 +69,9 @@ fn shorten_sleeps(text: &str) -> String {
         let spaces = rest.len() - rest.trim_start().len();
         out.push_str(&rest[..spaces]);
         rest = &rest[spaces..];
-        let len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let value: f64 = rest[..len].parse().expect("a sleep is a number");
         out.push_str(&format!("{}", value / 100.0));
         rest = &rest[len..];
@@ -75,7 +88,9 @@ fn expectation(name: &str) -> (&'static [i32], Option<(u64, Option<u64>)>) {
         "constant-for-duration" => (&[0], None),
         // Every iteration sleeps 10 s under a 5 s timeout.
         "constant-timeout" => (&[2], Some((20, Some(20)))),
-        "rps" | "serial" | "dummy" | "check-request" | "check-random-request" => (&[0], Some((20, Some(0)))),
+        "rps" | "serial" | "dummy" | "check-request" | "check-random-request" => {
+            (&[0], Some((20, Some(0))))
+        }
         "dummy-exception-probability" => (&[2], Some((1000, None))),
         "dummy-exception" => (&[2], Some((20, Some(20)))),
         "dummy-failure" => (&[2], Some((20, Some(3)))),
@@ -101,13 +116,28 @@ fn every_rally_sample_runs() {
                 let (nginx, dir) = (&nginx, dir.path());
                 scope.spawn(move || {
                     let text = std::fs::read_to_string(file).expect("sample is readable");
-                    let stem = file.file_stem().and_then(|s| s.to_str()).expect("file name").to_string();
-                    let name = if file.parent().is_some_and(|p| p.ends_with("sla")) { format!("sla-{stem}") } else { stem };
-                    let text = if name == "constant-timeout" { text } else { shorten_sleeps(&text) };
+                    let stem = file
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .expect("file name")
+                        .to_string();
+                    let name = if file.parent().is_some_and(|p| p.ends_with("sla")) {
+                        format!("sla-{stem}")
+                    } else {
+                        stem
+                    };
+                    let text = if name == "constant-timeout" {
+                        text
+                    } else {
+                        shorten_sleeps(&text)
+                    };
                     let text = text
                         .replace("http://www.example.com", &nginx.url(""))
                         .replace("http://www.openstack.org", &nginx.url("/small"));
-                    let ext = file.extension().and_then(|e| e.to_str()).expect("extension");
+                    let ext = file
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .expect("extension");
                     let copy = support::write(dir, &format!("{i}-{name}.{ext}"), &text);
                     let out = support::run(&["run", copy.to_str().expect("utf-8"), "--no-tui"]);
                     let (codes, counts) = expectation(&name);
@@ -127,18 +157,38 @@ fn every_rally_sample_runs() {
                         problems.push(format!("too few iterations: {:?}", got[0]));
                     }
                     (!problems.is_empty()).then(|| {
-                        format!("{}: {}\n--- stdout\n{}--- stderr\n{}", file.display(), problems.join("; "), support::stdout(&out), support::stderr(&out))
+                        format!(
+                            "{}: {}\n--- stdout\n{}--- stderr\n{}",
+                            file.display(),
+                            problems.join("; "),
+                            support::stdout(&out),
+                            support::stderr(&out)
+                        )
                     })
                 })
             })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().expect("sample thread")).collect()
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().expect("sample thread"))
+            .collect()
     });
-    assert!(failures.is_empty(), "{} samples misbehaved:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} samples misbehaved:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
 fn sleeps_are_shortened_and_nothing_else() {
-    assert_eq!(shorten_sleeps("sleep: 5\ntimes: 20"), "sleep: 0.05\ntimes: 20");
-    assert_eq!(shorten_sleeps("{\"sleep\": 0.2, \"sleep_max\": 2}"), "{\"sleep\": 0.002, \"sleep_max\": 0.02}");
+    assert_eq!(
+        shorten_sleeps("sleep: 5\ntimes: 20"),
+        "sleep: 0.05\ntimes: 20"
+    );
+    assert_eq!(
+        shorten_sleeps("{\"sleep\": 0.2, \"sleep_max\": 2}"),
+        "{\"sleep\": 0.002, \"sleep_max\": 0.02}"
+    );
 }

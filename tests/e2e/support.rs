@@ -91,7 +91,7 @@ impl Nginx {
         for attempt in 0..5 {
             let port = free_port();
             let conf = format!(
-                "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
                  events {{ worker_connections 1024; }}\n\
                  http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
                    fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
@@ -105,14 +105,23 @@ impl Nginx {
             let conf_path = dir.path().join("nginx.conf");
             std::fs::write(&conf_path, conf).expect("nginx.conf");
             let child = Command::new(nginx_binary())
-                .args(["-c", conf_path.to_str().expect("utf-8 path"), "-p", dir.path().to_str().expect("utf-8 path")])
+                .args([
+                    "-c",
+                    conf_path.to_str().expect("utf-8 path"),
+                    "-p",
+                    dir.path().to_str().expect("utf-8 path"),
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("nginx starts (install it: apt-get install nginx)");
             let child = KillOnDrop(child);
             if wait_for_port(port, Duration::from_secs(5)) {
-                return Nginx { port, _dir: dir, _child: child };
+                return Nginx {
+                    port,
+                    _dir: dir,
+                    _child: child,
+                };
             }
             eprintln!("nginx did not come up on port {port} (attempt {attempt})");
         }
@@ -125,7 +134,11 @@ impl Nginx {
 }
 
 fn nginx_binary() -> &'static str {
-    if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" }
+    if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    }
 }
 
 /// Wait until something accepts connections on the port.
