@@ -45,6 +45,32 @@ pub enum Abort {
     User,
 }
 
+/// What the engine hands to storage, in order: everything needed to record the task as it
+/// runs (the store consumes these; the engine knows nothing of SQLite).
+#[derive(Debug)]
+pub enum Record {
+    TaskStarted {
+        uuid: String,
+        spec: Box<TaskSpec>,
+    },
+    WorkloadStarted {
+        info: WorkloadInfo,
+        subtask_index: usize,
+        subtask: Box<SubtaskSpec>,
+        workload: Box<WorkloadSpec>,
+        action_names: Arc<[String]>,
+    },
+    Chunk {
+        index: usize,
+        chunk: Chunk,
+    },
+    WorkloadFinished(Box<WorkloadReport>),
+    TaskFinished {
+        status: TaskStatus,
+        pass_sla: bool,
+    },
+}
+
 /// How the whole task ended.
 #[derive(Debug, Clone)]
 pub struct TaskOutcome {
@@ -61,6 +87,7 @@ pub struct TaskEngine {
     events: broadcast::Sender<Event>,
     stop: CancellationToken,
     uuid: String,
+    recorder: Option<mpsc::Sender<Record>>,
 }
 
 impl TaskEngine {
@@ -72,6 +99,20 @@ impl TaskEngine {
             events,
             stop: CancellationToken::new(),
             uuid: uuid::Uuid::new_v4().to_string(),
+            recorder: None,
+        }
+    }
+
+    /// Send everything the task produces to `recorder` (the store's writer) as it happens.
+    pub fn with_recorder(mut self, recorder: mpsc::Sender<Record>) -> TaskEngine {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    async fn record(&self, record: Record) {
+        if let Some(r) = &self.recorder {
+            // A writer that has gone away has already reported why.
+            let _ = r.send(record).await;
         }
     }
 
@@ -113,6 +154,11 @@ impl TaskEngine {
 
     pub async fn run(&self) -> TaskOutcome {
         let infos = self.infos();
+        self.record(Record::TaskStarted {
+            uuid: self.uuid.clone(),
+            spec: Box::new(self.spec.clone()),
+        })
+        .await;
         self.publish(Event::TaskStarted {
             uuid: self.uuid.clone(),
             title: self.spec.title.clone(),
@@ -120,14 +166,26 @@ impl TaskEngine {
         });
         let mut reports = Vec::new();
         let mut abort = None;
-        for ((subtask, workload), info) in self.spec.workloads().zip(infos) {
+        let subtask_of = self
+            .spec
+            .subtasks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.workloads.iter().map(move |_| i));
+        for (((subtask, workload), info), subtask_index) in
+            self.spec.workloads().zip(infos).zip(subtask_of)
+        {
             if abort.is_some() || self.stop.is_cancelled() {
                 abort.get_or_insert(Abort::User);
                 break;
             }
-            let (report, this_abort) = self.run_workload(info, subtask, workload).await;
+            let (report, this_abort) = self
+                .run_workload(info, subtask_index, subtask, workload)
+                .await;
             abort = abort.or(this_abort);
             self.publish(Event::WorkloadFinished(Box::new(report.clone())));
+            self.record(Record::WorkloadFinished(Box::new(report.clone())))
+                .await;
             reports.push(report);
         }
         let pass_sla = reports.iter().all(|r| r.pass_sla);
@@ -136,6 +194,7 @@ impl TaskEngine {
         } else {
             TaskStatus::Finished
         };
+        self.record(Record::TaskFinished { status, pass_sla }).await;
         self.publish(Event::TaskFinished {
             uuid: self.uuid.clone(),
             status,
@@ -153,12 +212,21 @@ impl TaskEngine {
     async fn run_workload(
         &self,
         info: WorkloadInfo,
-        _subtask: &SubtaskSpec,
+        subtask_index: usize,
+        subtask: &SubtaskSpec,
         w: &WorkloadSpec,
     ) -> (WorkloadReport, Option<Abort>) {
         let started = Instant::now();
         self.publish(Event::WorkloadStarted(info.clone()));
         let scenario = Arc::new(Scenario::new(w.scenario.kind.clone()));
+        self.record(Record::WorkloadStarted {
+            info: info.clone(),
+            subtask_index,
+            subtask: Box::new(subtask.clone()),
+            workload: Box::new(w.clone()),
+            action_names: scenario.action_names.clone(),
+        })
+        .await;
         let mut consumer =
             Consumer::new(&self.options, &info, scenario.action_names.clone(), &w.sla);
 
@@ -196,7 +264,8 @@ impl TaskEngine {
             };
             let (run_result, ()) = tokio::join!(
                 runner.run(job),
-                consumer.consume(rx, &workload_stop, |e| self.publish(e))
+                consumer.consume(rx, &workload_stop, self.recorder.as_ref(), |e| self
+                    .publish(e))
             );
             if let Err(e) = run_result {
                 failure = Some(e.to_string());
@@ -295,6 +364,7 @@ impl Consumer {
         &mut self,
         mut rx: mpsc::Receiver<Chunk>,
         stop: &CancellationToken,
+        recorder: Option<&mpsc::Sender<Record>>,
         publish: impl Fn(Event),
     ) {
         let started = Instant::now();
@@ -309,6 +379,9 @@ impl Consumer {
                             self.aborted_on_sla = true;
                             stop.cancel();
                             publish(Event::Stopping { reason: "SLA failure".into() });
+                        }
+                        if let Some(r) = recorder {
+                            let _ = r.send(Record::Chunk { index: self.index, chunk }).await;
                         }
                     }
                     None => break,

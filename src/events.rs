@@ -1,14 +1,14 @@
 //! The one stream of events the engine publishes, and that every front end (the headless
 //! printer, the TUI) renders. Front ends own no engine state: what they show is in here.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hook::HookResult;
 use crate::sla::CriterionStatus;
 use crate::stats::{ErrorCount, StatsTable};
 
 /// Where a workload sits in the task.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkloadInfo {
     /// 0-based over the whole task, in run order.
     pub index: usize,
@@ -58,7 +58,7 @@ pub struct SlaSnapshot {
 }
 
 /// How a workload ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkloadReport {
     pub info: WorkloadInfo,
     pub stats: StatsTable,
@@ -77,7 +77,7 @@ pub struct WorkloadReport {
     pub errors: Vec<ErrorCount>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Running,

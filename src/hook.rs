@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ use crate::task::node::Node;
 pub const ACTIONS: &[&str] = &["sys_call"];
 pub const TRIGGERS: &[&str] = &["event", "periodic"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unit {
     Iteration,
@@ -251,7 +251,7 @@ fn trigger_from(name: &str, args: &Node) -> Checked<Trigger> {
 }
 
 /// Rally's hook result entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HookRun {
     pub status: String,
     pub started_at: f64,
@@ -263,7 +263,7 @@ pub struct HookRun {
 }
 
 /// All firings of one configured hook.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HookResult {
     pub config: serde_json::Value,
     pub results: Vec<HookRun>,

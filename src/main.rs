@@ -10,8 +10,10 @@ use rally_tui::engine::{Abort, EngineOptions, TaskEngine};
 use rally_tui::headless;
 use rally_tui::task::TaskSource;
 
+mod tasks;
+
 /// Exit codes (SPEC §9).
-mod exit {
+pub(crate) mod exit {
     pub const OK: u8 = 0;
     pub const FAILURE: u8 = 1;
     pub const SLA_FAILED: u8 = 2;
@@ -27,6 +29,9 @@ mod exit {
     about = "Run Rally task files from one process or many agents, with live SLA checks"
 )]
 struct Cli {
+    /// Task database (SQLite). Default: $RALLY_TUI_DB, else $XDG_DATA_HOME/rally-tui/tasks.db.
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +42,9 @@ enum Command {
     Run(RunArgs),
     /// Check a task file without running anything.
     Validate(TaskArgs),
+    /// Stored tasks: list, show, check SLA again, report, export, delete.
+    #[command(subcommand)]
+    Task(tasks::TaskCommand),
 }
 
 #[derive(Args)]
@@ -114,11 +122,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 Ok(exit::USAGE)
             }
         },
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(args, cli.db),
+        Command::Task(command) => tasks::dispatch(command, &db_path(cli.db)),
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<u8> {
+fn db_path(db: Option<PathBuf>) -> PathBuf {
+    db.unwrap_or_else(rally_tui::store::default_path)
+}
+
+fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
     let spec = match args.task.source().load() {
         Ok(spec) => spec,
         Err(e) => {
@@ -126,6 +139,10 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(exit::USAGE);
         }
     };
+    let db = db_path(db);
+    let store = rally_tui::store::Store::open(&db)
+        .with_context(|| format!("cannot open the task database {}", db.display()))?;
+    let (recorder, writer) = rally_tui::store::writer::spawn(store);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -135,7 +152,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             abort_on_sla_failure: args.abort_on_sla_failure,
             ..EngineOptions::default()
         };
-        let engine = TaskEngine::new(spec, options);
+        let engine = TaskEngine::new(spec, options).with_recorder(recorder);
         let printer = tokio::spawn(headless::print_events(engine.subscribe(), std::io::stdout()));
         let stopper = engine.stopper();
         tokio::spawn(async move {
@@ -153,6 +170,19 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         });
         let outcome = engine.run().await;
         let _ = printer.await;
+        drop(engine);
+        let stored = tokio::task::spawn_blocking(move || writer.join()).await;
+        match stored {
+            Ok(Ok(Ok(()))) => println!("Stored as task {} in {}", outcome.uuid, db.display()),
+            Ok(Ok(Err(e))) => {
+                eprintln!("error: results were not all stored: {e}");
+                return Ok(exit::FAILURE);
+            }
+            _ => {
+                eprintln!("error: the storage thread failed");
+                return Ok(exit::FAILURE);
+            }
+        }
         Ok(match outcome.abort {
             Some(Abort::User) => exit::STOPPED,
             _ if !outcome.pass_sla => exit::SLA_FAILED,

@@ -3,4 +3,5 @@
 mod invalid;
 mod run;
 mod samples;
+mod store;
 mod support;

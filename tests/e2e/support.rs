@@ -12,10 +12,13 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rally-tui"))
 }
 
-/// A `rally-tui` command with a clean environment for the parts we control.
+/// A `rally-tui` command. Its task database is one file of this test binary's under
+/// Cargo's target tmp dir (never the user's); tests that inspect storage pass `--db`.
 pub fn rally(args: &[&str]) -> Command {
     let mut c = Command::new(bin());
-    c.args(args).stdin(Stdio::null());
+    c.args(args)
+        .stdin(Stdio::null())
+        .env("RALLY_TUI_DB", Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-shared.db"));
     c
 }
 

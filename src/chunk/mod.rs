@@ -5,6 +5,8 @@
 //! actions by range, and an action names itself by an index into the workload's action-name
 //! table. Errors and scenario output are rare and boxed.
 
+pub mod codec;
+
 use std::ops::Range;
 use std::sync::Arc;
 

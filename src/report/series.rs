@@ -1,0 +1,1078 @@
+//! Down-sampled time series of a workload, built by streaming its records once.
+//!
+//! The time axis `[start_time, start_time + load_duration]` is cut into [`BUCKETS`] fixed
+//! "fine" buckets (counts and the load profile) and [`COARSE_BUCKETS`] "coarse" ones (duration
+//! percentiles, per-agent throughput, atomic actions, additive output), each coarse bucket
+//! being [`FINE_PER_COARSE`] fine ones. A record outside the axis is clamped to its edge.
+//!
+//! # Memory bound
+//!
+//! Nothing grows with the number of iterations:
+//! - fine buckets: four 8-byte numbers each, 32 KB;
+//! - coarse duration buckets: one HDR histogram each with **2** significant digits and `u32`
+//!   counts (≈13 KiB; the 3-digit, `u64` [`crate::stats::Metric`] is ≈184 KiB and 1000 of them
+//!   would be 180 MiB), allocated on first use: at most 200 × 13 KiB ≈ 2.6 MiB. Two digits
+//!   mean percentiles within 1%, plenty for a chart;
+//! - one full [`Metric`] (≈184 KiB) for the histogram of all durations;
+//! - at most [`MAX_SOURCES`] agents and [`MAX_ACTIONS`] atomic actions × 200 buckets;
+//! - at most [`MAX_FAILURE_SAMPLES`] failures, each text cut to [`MAX_TEXT`] bytes;
+//! - additive output: at most [`MAX_ADDITIVE_CHARTS`] charts × [`MAX_ADDITIVE_SERIES`] names
+//!   × 200 buckets, and [`MAX_TABLE_ROWS`] StatsTable rows with a coarse histogram each;
+//! - complete output of at most [`MAX_COMPLETE_SAMPLES`] iterations, each at most
+//!   [`MAX_COMPLETE_BYTES`] of JSON.
+//!
+//! So a builder stays under about 5 MiB whatever the run, and typically needs about 3 MiB.
+
+use std::sync::Arc;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::chunk::{ActionSpan, IterationRecord};
+use crate::stats::{Metric, StatsRow};
+
+/// Fine buckets of the time axis (counts, failures, load profile): Rally's GraphZipper also
+/// keeps at most 1000 points.
+pub const BUCKETS: usize = 1000;
+/// Coarse buckets (percentiles, agents, actions, additive output).
+pub const COARSE_BUCKETS: usize = 200;
+/// Fine buckets per coarse bucket.
+pub const FINE_PER_COARSE: usize = BUCKETS / COARSE_BUCKETS;
+/// Agents with a throughput series of their own; later ones are summed into [`OTHER_SOURCES`].
+pub const MAX_SOURCES: usize = 32;
+/// Name of the series that sums the agents beyond [`MAX_SOURCES`].
+pub const OTHER_SOURCES: &str = "(other agents)";
+/// Atomic actions (by name) with a series; others are left out of the chart (they are
+/// still in the statistics table).
+pub const MAX_ACTIONS: usize = 20;
+/// Failed iterations kept with their error (the first ones).
+pub const MAX_FAILURE_SAMPLES: usize = 100;
+/// Longest error type, message or traceback kept, in bytes.
+pub const MAX_TEXT: usize = 2048;
+/// Distinct additive output charts aggregated (by title).
+pub const MAX_ADDITIVE_CHARTS: usize = 16;
+/// Distinct names per additive chart.
+pub const MAX_ADDITIVE_SERIES: usize = 16;
+/// StatsTable rows over all additive charts (each holds a coarse histogram).
+pub const MAX_TABLE_ROWS: usize = 64;
+/// Iterations whose complete output is kept.
+pub const MAX_COMPLETE_SAMPLES: usize = 6;
+/// Largest complete output kept for one iteration, as JSON bytes.
+pub const MAX_COMPLETE_BYTES: usize = 256 * 1024;
+/// The first iterations with complete output that are always kept.
+const FIRST_COMPLETE: u64 = 3;
+
+/// Everything the HTML report draws of one workload's iterations.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkloadSeries {
+    /// Unix seconds of the time axis origin.
+    pub start_time: f64,
+    /// Width of a fine bucket in seconds; 0 when the axis has no length (one bucket).
+    pub bucket_seconds: f64,
+    /// Width of a coarse bucket in seconds.
+    pub coarse_seconds: f64,
+    pub iterations: u64,
+    pub failures: u64,
+    /// Per fine bucket: iterations started in it.
+    pub started: Vec<u64>,
+    /// Per fine bucket: failed iterations started in it.
+    pub failed: Vec<u64>,
+    /// Per fine bucket: mean number of iterations in flight (time-weighted, so fractional at
+    /// the edges of an iteration, as Rally's load profile).
+    pub load: Vec<f64>,
+    /// Per coarse bucket: durations of the iterations started in it.
+    pub durations: Vec<DurationPoint>,
+    /// All durations, binned linearly between the fastest and the slowest iteration.
+    pub histogram: Vec<HistogramBin>,
+    /// Per runner instance: iterations started per coarse bucket.
+    pub sources: Vec<NamedSeries>,
+    /// Per atomic action name: mean duration of one run of the action per coarse bucket
+    /// (`None` where it did not run).
+    pub actions: Vec<NamedSeries>,
+    /// The first failed iterations.
+    pub failure_samples: Vec<FailureSample>,
+    /// Additive scenario output, aggregated over iterations.
+    pub additive: Vec<AdditiveChart>,
+    /// Complete scenario output of a few iterations: the first ones, then at power-of-two
+    /// positions among the iterations with output, so samples spread over the whole run.
+    pub complete: Vec<CompleteSample>,
+    /// Some agents, actions or output charts were beyond the caps and are not charted.
+    pub truncated: bool,
+}
+
+/// Duration statistics of one coarse bucket; all `None` when no iteration started in it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DurationPoint {
+    pub count: u64,
+    pub min: Option<f64>,
+    pub median: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub max: Option<f64>,
+    pub avg: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistogramBin {
+    pub from: f64,
+    pub to: f64,
+    pub count: u64,
+}
+
+/// One named line of a chart, a value per bucket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NamedSeries {
+    pub name: String,
+    pub values: Vec<Option<f64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureSample {
+    pub timestamp: f64,
+    pub iteration: u64,
+    pub etype: String,
+    pub message: String,
+    pub details: String,
+}
+
+/// An additive output chart aggregated over iterations (or hook runs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdditiveChart {
+    pub title: String,
+    pub description: String,
+    /// Y axis label.
+    pub label: String,
+    /// X axis label.
+    pub axis_label: String,
+    pub plugin: String,
+    pub data: AdditiveData,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AdditiveData {
+    /// `StatsTable`: statistics of each name's values (success is always `None`).
+    Table { rows: Vec<StatsRow> },
+    /// `StackedArea`, `Lines`: mean value per bucket; bucket `i` is centred at
+    /// `(i + 0.5) * step` on the X axis.
+    Series { step: f64, series: Vec<NamedSeries> },
+    /// `Pie`: each name's sum over all iterations.
+    Pie { slices: Vec<(String, f64)> },
+}
+
+/// The complete output of one iteration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompleteSample {
+    pub iteration: u64,
+    pub timestamp: f64,
+    pub charts: Vec<Value>,
+}
+
+/// The time axis, in fine buckets.
+#[derive(Debug, Clone, Copy)]
+struct Axis {
+    start: f64,
+    /// Fine bucket width in seconds; 0 for a one-bucket axis.
+    width: f64,
+    buckets: usize,
+}
+
+impl Axis {
+    fn new(start: f64, load_duration: f64) -> Axis {
+        if load_duration.is_finite() && load_duration > 0.0 {
+            Axis {
+                start,
+                width: load_duration / BUCKETS as f64,
+                buckets: BUCKETS,
+            }
+        } else {
+            Axis {
+                start,
+                width: 0.0,
+                buckets: 1,
+            }
+        }
+    }
+
+    fn coarse_buckets(&self) -> usize {
+        self.buckets.div_ceil(FINE_PER_COARSE)
+    }
+
+    /// Position of `t` in fine-bucket units, clamped to `[0, buckets]`; NaN goes to 0.
+    fn position(&self, t: f64) -> f64 {
+        if self.width <= 0.0 {
+            return 0.0;
+        }
+        let p = (t - self.start) / self.width;
+        if p.is_nan() {
+            0.0
+        } else {
+            p.clamp(0.0, self.buckets as f64)
+        }
+    }
+
+    fn fine(&self, t: f64) -> usize {
+        (self.position(t) as usize).min(self.buckets - 1)
+    }
+
+    fn coarse(&self, t: f64) -> usize {
+        self.fine(t) / FINE_PER_COARSE
+    }
+}
+
+/// A distribution kept with a 2-significant-digit HDR histogram with `u32` counts (≈13 KiB
+/// for one hour in microseconds), for the many per-bucket distributions where the full
+/// [`Metric`] would cost 184 KiB each. Values are stored as `round(value * scale)`;
+/// negative values count as 0 in the percentiles, which stay clamped to the exact min/max.
+#[derive(Debug, Clone)]
+pub(crate) struct CoarseMetric {
+    hist: Histogram<u32>,
+    scale: f64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl CoarseMetric {
+    /// Durations in seconds, at microsecond resolution up to one hour (as [`Metric`]).
+    fn durations() -> CoarseMetric {
+        CoarseMetric::new(1e6, 3_600_000_000)
+    }
+
+    /// Arbitrary scenario output numbers, at 1/1000 resolution up to 10^12.
+    fn values() -> CoarseMetric {
+        CoarseMetric::new(1e3, 1_000_000_000_000_000)
+    }
+
+    fn new(scale: f64, high: u64) -> CoarseMetric {
+        CoarseMetric {
+            // Constant bounds hdrhistogram accepts (1 ≤ low, high ≥ 2·low, 2 digits).
+            hist: Histogram::new_with_bounds(1, high, 2).expect("valid histogram bounds"),
+            scale,
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    fn add(&mut self, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        let scaled = (v * self.scale).round().clamp(0.0, u64::MAX as f64) as u64;
+        self.hist.saturating_record(scaled);
+        self.count += 1;
+        self.sum += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    fn quantile(&self, q: f64) -> Option<f64> {
+        (self.count > 0)
+            .then(|| (self.hist.value_at_quantile(q) as f64 / self.scale).clamp(self.min, self.max))
+    }
+
+    fn point(&self) -> DurationPoint {
+        let some = self.count > 0;
+        DurationPoint {
+            count: self.count,
+            min: some.then_some(self.min),
+            median: self.quantile(0.5),
+            p90: self.quantile(0.9),
+            p95: self.quantile(0.95),
+            max: some.then_some(self.max),
+            avg: some.then(|| self.sum / self.count as f64),
+        }
+    }
+
+    fn row(&self, name: String) -> StatsRow {
+        let p = self.point();
+        StatsRow {
+            name,
+            min: p.min,
+            median: p.median,
+            p90: p.p90,
+            p95: p.p95,
+            max: p.max,
+            avg: p.avg,
+            success: None,
+            count: p.count,
+            children: Vec::new(),
+        }
+    }
+}
+
+/// Sum and count per bucket, for means.
+#[derive(Debug, Clone)]
+struct MeanBuckets {
+    sum: Vec<f64>,
+    count: Vec<u32>,
+}
+
+impl MeanBuckets {
+    fn new(buckets: usize) -> MeanBuckets {
+        MeanBuckets {
+            sum: vec![0.0; buckets],
+            count: vec![0; buckets],
+        }
+    }
+
+    fn add(&mut self, bucket: usize, v: f64) {
+        if let (Some(s), Some(c)) = (self.sum.get_mut(bucket), self.count.get_mut(bucket))
+            && v.is_finite()
+        {
+            *s += v;
+            *c = c.saturating_add(1);
+        }
+    }
+
+    fn means(&self) -> Vec<Option<f64>> {
+        self.sum
+            .iter()
+            .zip(&self.count)
+            .map(|(&s, &c)| (c > 0).then(|| s / f64::from(c)))
+            .collect()
+    }
+}
+
+/// Aggregates additive output items (Rally's `{title, chart_plugin, data: [[name, number],
+/// …]}`) over iterations or hook runs, into a fixed number of buckets.
+#[derive(Debug, Clone)]
+pub(crate) struct OutputAggregator {
+    buckets: usize,
+    step: f64,
+    charts: Vec<AdditiveAcc>,
+    table_rows: usize,
+    truncated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AdditiveKind {
+    Table,
+    Series,
+    Pie,
+}
+
+#[derive(Debug, Clone)]
+struct AdditiveAcc {
+    title: String,
+    description: String,
+    label: String,
+    axis_label: String,
+    plugin: String,
+    kind: AdditiveKind,
+    names: Vec<NameAcc>,
+}
+
+#[derive(Debug, Clone)]
+struct NameAcc {
+    name: String,
+    table: Option<Box<CoarseMetric>>,
+    means: Option<MeanBuckets>,
+    total: f64,
+}
+
+impl OutputAggregator {
+    /// `buckets` X positions; bucket `i` is drawn at `(i + 0.5) * step`.
+    pub(crate) fn new(buckets: usize, step: f64) -> OutputAggregator {
+        OutputAggregator {
+            buckets: buckets.max(1),
+            step,
+            charts: Vec::new(),
+            table_rows: 0,
+            truncated: false,
+        }
+    }
+
+    pub(crate) fn add(&mut self, bucket: usize, items: &[Value]) {
+        let bucket = bucket.min(self.buckets - 1);
+        for item in items {
+            let Some(i) = self.chart_index(item) else {
+                continue;
+            };
+            let Some(data) = item.get("data").and_then(Value::as_array) else {
+                continue;
+            };
+            for pair in data {
+                let name = pair.get(0).and_then(Value::as_str);
+                let value = pair.get(1).and_then(Value::as_f64);
+                if let (Some(name), Some(value)) = (name, value) {
+                    let added =
+                        self.charts[i].add(name, value, bucket, self.buckets, &mut self.table_rows);
+                    self.truncated |= !added;
+                }
+            }
+        }
+    }
+
+    /// The chart an item adds to, created on first sight; `None` beyond the cap or for an
+    /// item without a title.
+    fn chart_index(&mut self, item: &Value) -> Option<usize> {
+        let text = |key: &str| item.get(key).and_then(Value::as_str).unwrap_or("");
+        let title = item.get("title").and_then(Value::as_str)?;
+        if let Some(i) = self.charts.iter().position(|c| c.title == title) {
+            return Some(i);
+        }
+        if self.charts.len() >= MAX_ADDITIVE_CHARTS {
+            self.truncated = true;
+            return None;
+        }
+        let plugin = text("chart_plugin");
+        self.charts.push(AdditiveAcc {
+            title: title.to_string(),
+            description: text("description").to_string(),
+            label: text("label").to_string(),
+            axis_label: text("axis_label").to_string(),
+            plugin: plugin.to_string(),
+            kind: match plugin {
+                "StatsTable" => AdditiveKind::Table,
+                "Pie" => AdditiveKind::Pie,
+                _ => AdditiveKind::Series,
+            },
+            names: Vec::new(),
+        });
+        Some(self.charts.len() - 1)
+    }
+
+    pub(crate) fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+
+    pub(crate) fn finish(self) -> Vec<AdditiveChart> {
+        let step = self.step;
+        self.charts.into_iter().map(|c| c.finish(step)).collect()
+    }
+}
+
+impl AdditiveAcc {
+    /// Adds one value; false when it was dropped by a cap.
+    fn add(
+        &mut self,
+        name: &str,
+        value: f64,
+        bucket: usize,
+        buckets: usize,
+        table_rows: &mut usize,
+    ) -> bool {
+        if !value.is_finite() {
+            return true;
+        }
+        let i = match self.names.iter().position(|n| n.name == name) {
+            Some(i) => i,
+            None => {
+                if self.names.len() >= MAX_ADDITIVE_SERIES
+                    || (self.kind == AdditiveKind::Table && *table_rows >= MAX_TABLE_ROWS)
+                {
+                    return false;
+                }
+                *table_rows += usize::from(self.kind == AdditiveKind::Table);
+                self.names.push(NameAcc {
+                    name: name.to_string(),
+                    table: (self.kind == AdditiveKind::Table)
+                        .then(|| Box::new(CoarseMetric::values())),
+                    means: (self.kind == AdditiveKind::Series).then(|| MeanBuckets::new(buckets)),
+                    total: 0.0,
+                });
+                self.names.len() - 1
+            }
+        };
+        let acc = &mut self.names[i];
+        acc.total += value;
+        if let Some(t) = &mut acc.table {
+            t.add(value);
+        }
+        if let Some(m) = &mut acc.means {
+            m.add(bucket, value);
+        }
+        true
+    }
+
+    fn finish(self, step: f64) -> AdditiveChart {
+        let data = match self.kind {
+            AdditiveKind::Table => AdditiveData::Table {
+                rows: self
+                    .names
+                    .iter()
+                    .filter_map(|n| n.table.as_ref().map(|t| t.row(n.name.clone())))
+                    .collect(),
+            },
+            AdditiveKind::Pie => AdditiveData::Pie {
+                slices: self
+                    .names
+                    .iter()
+                    .map(|n| (n.name.clone(), n.total))
+                    .collect(),
+            },
+            AdditiveKind::Series => AdditiveData::Series {
+                step,
+                series: self
+                    .names
+                    .iter()
+                    .filter_map(|n| {
+                        n.means.as_ref().map(|m| NamedSeries {
+                            name: n.name.clone(),
+                            values: m.means(),
+                        })
+                    })
+                    .collect(),
+            },
+        };
+        AdditiveChart {
+            title: self.title,
+            description: self.description,
+            label: self.label,
+            axis_label: self.axis_label,
+            plugin: self.plugin,
+            data,
+        }
+    }
+}
+
+/// Iterations started per coarse bucket by one runner instance.
+#[derive(Debug, Clone)]
+struct SourceAcc {
+    name: String,
+    started: Vec<u64>,
+}
+
+/// Durations of one atomic action name per coarse bucket.
+#[derive(Debug, Clone)]
+struct ActionAcc {
+    name: String,
+    means: MeanBuckets,
+}
+
+/// Marks an action id without a series slot yet.
+const NO_SLOT: u16 = u16::MAX;
+/// Marks an action id refused by the cap.
+const NO_ROOM: u16 = u16::MAX - 1;
+
+/// Streams a workload's records into a [`WorkloadSeries`] in bounded memory (see the module
+/// documentation for the bound).
+pub struct SeriesBuilder {
+    names: Arc<[String]>,
+    axis: Axis,
+    iterations: u64,
+    failures: u64,
+    started: Vec<u64>,
+    failed: Vec<u64>,
+    load: Vec<f64>,
+    /// Whole fine buckets covered by iterations, as a difference array: an iteration spanning
+    /// many buckets costs O(1).
+    load_diff: Vec<i64>,
+    durations: Vec<Option<Box<CoarseMetric>>>,
+    all: Metric,
+    sources: Vec<SourceAcc>,
+    last_source: usize,
+    actions: Vec<ActionAcc>,
+    action_slot: Vec<u16>,
+    failure_samples: Vec<FailureSample>,
+    outputs: OutputAggregator,
+    complete: Vec<CompleteSample>,
+    complete_seen: u64,
+    truncated: bool,
+}
+
+impl SeriesBuilder {
+    /// `start_time` and `load_duration` of the workload are known before streaming (from the
+    /// stored aggregates), so the time axis can be bucketed in one pass. A non-finite
+    /// `start_time` is replaced by the first record's timestamp; a zero or non-finite
+    /// `load_duration` gives a one-bucket axis.
+    pub fn new(start_time: f64, load_duration: f64, action_names: Arc<[String]>) -> SeriesBuilder {
+        let axis = Axis::new(start_time, load_duration);
+        let coarse = axis.coarse_buckets();
+        SeriesBuilder {
+            names: action_names,
+            axis,
+            iterations: 0,
+            failures: 0,
+            started: vec![0; axis.buckets],
+            failed: vec![0; axis.buckets],
+            load: vec![0.0; axis.buckets],
+            load_diff: vec![0; axis.buckets],
+            durations: vec![None; coarse],
+            all: Metric::default(),
+            sources: Vec::new(),
+            last_source: 0,
+            actions: Vec::new(),
+            action_slot: Vec::new(),
+            failure_samples: Vec::new(),
+            outputs: OutputAggregator::new(coarse, axis.width * FINE_PER_COARSE as f64),
+            complete: Vec::new(),
+            complete_seen: 0,
+            truncated: false,
+        }
+    }
+
+    pub fn add(&mut self, record: &IterationRecord, actions: &[ActionSpan], source: &str) {
+        if !self.axis.start.is_finite() {
+            self.axis.start = record.timestamp;
+        }
+        let ok = !record.failed();
+        let fine = self.axis.fine(record.timestamp);
+        let coarse = fine / FINE_PER_COARSE;
+        self.iterations += 1;
+        self.failures += u64::from(!ok);
+        self.started[fine] += 1;
+        self.failed[fine] += u64::from(!ok);
+        self.add_load(record);
+        self.add_duration(coarse, record.duration, ok);
+        self.add_source(coarse, source);
+        for span in actions {
+            self.add_action(span);
+        }
+        if !ok && self.failure_samples.len() < MAX_FAILURE_SAMPLES {
+            self.sample_failure(record);
+        }
+        if let Some(output) = &record.output {
+            self.outputs.add(coarse, &output.additive);
+            if !output.complete.is_empty() {
+                self.sample_complete(record, &output.complete);
+            }
+        }
+    }
+
+    /// Spreads the iteration's time in flight (`duration + idle_duration`) over the buckets
+    /// it overlaps, in fractions of a bucket.
+    fn add_load(&mut self, record: &IterationRecord) {
+        let busy = finite_or_zero(record.duration) + finite_or_zero(record.idle_duration);
+        if self.axis.width <= 0.0 {
+            self.load[0] += 1.0;
+            return;
+        }
+        let a = self.axis.position(record.timestamp);
+        let b = self.axis.position(record.timestamp + busy.max(0.0)).max(a);
+        let last = self.axis.buckets - 1;
+        let (i, j) = ((a as usize).min(last), (b as usize).min(last));
+        if i == j {
+            self.load[i] += b - a;
+            return;
+        }
+        self.load[i] += (i + 1) as f64 - a;
+        self.load[j] += b - j as f64;
+        if j > i + 1 {
+            self.load_diff[i + 1] += 1;
+            self.load_diff[j] -= 1;
+        }
+    }
+
+    fn add_duration(&mut self, coarse: usize, duration: f64, ok: bool) {
+        if !duration.is_finite() {
+            return;
+        }
+        self.all.add(duration, ok);
+        if let Some(slot) = self.durations.get_mut(coarse) {
+            slot.get_or_insert_with(|| Box::new(CoarseMetric::durations()))
+                .add(duration);
+        }
+    }
+
+    fn add_source(&mut self, coarse: usize, source: &str) {
+        let i = if self
+            .sources
+            .get(self.last_source)
+            .is_some_and(|s| s.name == source)
+        {
+            self.last_source
+        } else {
+            self.source_index(source)
+        };
+        self.last_source = i;
+        if let Some(n) = self.sources[i].started.get_mut(coarse) {
+            *n += 1;
+        }
+    }
+
+    /// Index of a source's series, creating it, or the shared "other" series beyond the cap.
+    fn source_index(&mut self, source: &str) -> usize {
+        if let Some(i) = self.sources.iter().position(|s| s.name == source) {
+            return i;
+        }
+        let name = if self.sources.len() < MAX_SOURCES {
+            source.to_string()
+        } else {
+            self.truncated = true;
+            if let Some(i) = self.sources.iter().position(|s| s.name == OTHER_SOURCES) {
+                return i;
+            }
+            OTHER_SOURCES.to_string()
+        };
+        self.sources.push(SourceAcc {
+            name,
+            started: vec![0; self.durations.len()],
+        });
+        self.sources.len() - 1
+    }
+
+    fn add_action(&mut self, span: &ActionSpan) {
+        let id = usize::from(span.name);
+        if self.action_slot.len() <= id {
+            self.action_slot.resize(id + 1, NO_SLOT);
+        }
+        let slot = match self.action_slot[id] {
+            NO_ROOM => return,
+            NO_SLOT if self.actions.len() >= MAX_ACTIONS => {
+                self.action_slot[id] = NO_ROOM;
+                self.truncated = true;
+                return;
+            }
+            NO_SLOT => {
+                let name = self
+                    .names
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("action #{id}"));
+                self.actions.push(ActionAcc {
+                    name,
+                    means: MeanBuckets::new(self.durations.len()),
+                });
+                let slot = self.actions.len() - 1;
+                // MAX_ACTIONS is far below NO_ROOM, so the slot fits.
+                self.action_slot[id] = slot as u16;
+                slot
+            }
+            slot => usize::from(slot),
+        };
+        let bucket = self.axis.coarse(span.started_at);
+        self.actions[slot].means.add(bucket, span.duration());
+    }
+
+    fn sample_failure(&mut self, record: &IterationRecord) {
+        if let Some(e) = &record.error {
+            self.failure_samples.push(FailureSample {
+                timestamp: record.timestamp,
+                iteration: record.iteration,
+                etype: truncate(&e.etype),
+                message: truncate(&e.message),
+                details: truncate(&e.details),
+            });
+        }
+    }
+
+    /// Keeps the first [`FIRST_COMPLETE`] outputs and then those at power-of-two positions,
+    /// dropping the oldest of the latter beyond [`MAX_COMPLETE_SAMPLES`]: at most log2(N)
+    /// copies over the whole run, and samples from its start, middle and end.
+    fn sample_complete(&mut self, record: &IterationRecord, charts: &[Value]) {
+        self.complete_seen += 1;
+        let n = self.complete_seen;
+        if n > FIRST_COMPLETE && !n.is_power_of_two() {
+            return;
+        }
+        if self.complete.len() >= MAX_COMPLETE_SAMPLES {
+            self.complete.remove(FIRST_COMPLETE as usize);
+        }
+        let size = serde_json::to_string(charts).map_or(usize::MAX, |s| s.len());
+        let charts = if size <= MAX_COMPLETE_BYTES {
+            charts.to_vec()
+        } else {
+            vec![serde_json::json!({
+                "title": "Output too large",
+                "chart_plugin": "TextArea",
+                "data": [format!("{size} bytes of complete output are not included in the report.")],
+            })]
+        };
+        self.complete.push(CompleteSample {
+            iteration: record.iteration,
+            timestamp: record.timestamp,
+            charts,
+        });
+    }
+
+    pub fn finish(self) -> WorkloadSeries {
+        let mut load = self.load;
+        let mut covered = 0i64;
+        for (l, d) in load.iter_mut().zip(&self.load_diff) {
+            covered += d;
+            *l += covered as f64;
+        }
+        let truncated = self.truncated || self.outputs.is_truncated();
+        WorkloadSeries {
+            start_time: self.axis.start,
+            bucket_seconds: self.axis.width,
+            coarse_seconds: self.axis.width * FINE_PER_COARSE as f64,
+            iterations: self.iterations,
+            failures: self.failures,
+            started: self.started,
+            failed: self.failed,
+            load,
+            durations: self
+                .durations
+                .iter()
+                .map(|d| d.as_ref().map(|m| m.point()).unwrap_or_default())
+                .collect(),
+            histogram: histogram(&self.all),
+            sources: self
+                .sources
+                .into_iter()
+                .map(|s| NamedSeries {
+                    name: s.name,
+                    values: s.started.iter().map(|&n| Some(n as f64)).collect(),
+                })
+                .collect(),
+            actions: self
+                .actions
+                .into_iter()
+                .map(|a| NamedSeries {
+                    name: a.name,
+                    values: a.means.means(),
+                })
+                .collect(),
+            failure_samples: self.failure_samples,
+            additive: self.outputs.finish(),
+            complete: self.complete,
+            truncated,
+        }
+    }
+}
+
+/// Most bins of the durations histogram.
+const MAX_BINS: usize = 40;
+
+/// Linear bins between the fastest and the slowest duration; Rice's rule (2·∛n) for their
+/// number, as one of Rally's choices, capped so a huge run stays readable.
+fn histogram(m: &Metric) -> Vec<HistogramBin> {
+    if m.count == 0 || !m.min.is_finite() || !m.max.is_finite() {
+        return Vec::new();
+    }
+    let (lo, hi) = (m.min, m.max);
+    let bins = if hi > lo {
+        ((2.0 * (m.count as f64).cbrt()).ceil() as usize).clamp(1, MAX_BINS)
+    } else {
+        1
+    };
+    let width = (hi - lo) / bins as f64;
+    let mut out: Vec<HistogramBin> = (0..bins)
+        .map(|i| HistogramBin {
+            from: lo + width * i as f64,
+            to: if i + 1 == bins {
+                hi
+            } else {
+                lo + width * (i + 1) as f64
+            },
+            count: 0,
+        })
+        .collect();
+    for v in m.hist.iter_recorded() {
+        let s = (m.hist.median_equivalent(v.value_iterated_to()) as f64 / 1e6).clamp(lo, hi);
+        let i = if width > 0.0 {
+            (((s - lo) / width) as usize).min(bins - 1)
+        } else {
+            0
+        };
+        out[i].count += v.count_at_value();
+    }
+    out
+}
+
+fn finite_or_zero(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
+/// At most [`MAX_TEXT`] bytes, cut at a character boundary.
+fn truncate(s: &str) -> String {
+    if s.len() <= MAX_TEXT {
+        return s.to_string();
+    }
+    let mut end = MAX_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::{IterationError, Output};
+    use serde_json::json;
+
+    fn names() -> Arc<[String]> {
+        vec!["foo".to_string(), "bar".to_string()].into()
+    }
+
+    fn record(iteration: u64, timestamp: f64, duration: f64, fail: bool) -> IterationRecord {
+        IterationRecord {
+            iteration,
+            timestamp,
+            duration,
+            idle_duration: 0.0,
+            lateness: 0.0,
+            error: fail.then(|| Box::new(IterationError::new("E", format!("m{iteration}")))),
+            output: None,
+            actions: 0..0,
+        }
+    }
+
+    #[test]
+    fn bucket_counts_add_up() {
+        let mut b = SeriesBuilder::new(100.0, 10.0, names());
+        for i in 0..5000u64 {
+            // Some before and after the axis: they clamp to the edges.
+            let t = 99.0 + i as f64 * 12.0 / 5000.0;
+            b.add(&record(i + 1, t, 0.01, i % 7 == 0), &[], "local");
+        }
+        let s = b.finish();
+        assert_eq!(s.started.len(), BUCKETS);
+        assert_eq!(s.started.iter().sum::<u64>(), 5000);
+        assert_eq!(s.failed.iter().sum::<u64>(), s.failures);
+        assert_eq!(s.failures, (0..5000).filter(|i| i % 7 == 0).count() as u64);
+        assert_eq!(s.durations.iter().map(|d| d.count).sum::<u64>(), 5000);
+        assert_eq!(s.histogram.iter().map(|h| h.count).sum::<u64>(), 5000);
+        assert!(s.started[0] > 0 && s.started[BUCKETS - 1] > 0);
+        assert_eq!(s.sources.len(), 1);
+        let by_source: f64 = s.sources[0].values.iter().flatten().sum();
+        assert_eq!(by_source, 5000.0);
+    }
+
+    #[test]
+    fn load_profile_counts_iterations_in_flight() {
+        let mut b = SeriesBuilder::new(0.0, 10.0, names());
+        b.add(&record(1, 0.0, 10.0, false), &[], "local");
+        b.add(&record(2, 0.0, 5.0, false), &[], "local");
+        // Half a bucket (bucket = 10 ms) in flight: 0.5 on average.
+        b.add(&record(3, 9.0, 0.005, false), &[], "local");
+        let s = b.finish();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        assert!(
+            s.load[..499].iter().all(|&l| close(l, 2.0)),
+            "{:?}",
+            &s.load[..5]
+        );
+        assert!(s.load[501..900].iter().all(|&l| close(l, 1.0)));
+        assert!(close(s.load[900], 1.5));
+        assert!(s.load[901..].iter().all(|&l| close(l, 1.0)));
+        let mean: f64 = s.load.iter().sum::<f64>() / BUCKETS as f64;
+        // (10 + 5 + 0.005) s of iterations over 10 s.
+        assert!(close(mean, 1.5005), "{mean}");
+    }
+
+    #[test]
+    fn per_source_split() {
+        let mut b = SeriesBuilder::new(0.0, 1.0, names());
+        for i in 0..300u64 {
+            let source = ["a", "b", "c"][(i % 3) as usize];
+            b.add(&record(i + 1, i as f64 / 300.0, 0.001, false), &[], source);
+        }
+        for i in 0..(MAX_SOURCES as u64 + 5) {
+            b.add(
+                &record(1000 + i, 0.5, 0.001, false),
+                &[],
+                &format!("agent-{i}"),
+            );
+        }
+        let s = b.finish();
+        let total = |name: &str| -> f64 {
+            let series = s.sources.iter().find(|x| x.name == name);
+            series.map_or(0.0, |x| x.values.iter().flatten().sum())
+        };
+        assert_eq!((total("a"), total("b"), total("c")), (100.0, 100.0, 100.0));
+        assert_eq!(s.sources.len(), MAX_SOURCES + 1);
+        assert_eq!(total(OTHER_SOURCES), 8.0);
+        assert!(s.truncated);
+    }
+
+    #[test]
+    fn failures_are_capped() {
+        let mut b = SeriesBuilder::new(0.0, 1.0, names());
+        for i in 0..1000u64 {
+            let mut r = record(i + 1, 0.5, 0.1, true);
+            if let Some(e) = &mut r.error {
+                e.details = "x".repeat(10_000);
+            }
+            b.add(&r, &[], "local");
+        }
+        let s = b.finish();
+        assert_eq!(s.failures, 1000);
+        assert_eq!(s.failure_samples.len(), MAX_FAILURE_SAMPLES);
+        assert_eq!(s.failure_samples[0].iteration, 1);
+        assert_eq!(s.failure_samples[0].message, "m1");
+        assert!(s.failure_samples[0].details.len() <= MAX_TEXT + 4);
+    }
+
+    #[test]
+    fn atomic_actions_average_per_bucket() {
+        let mut b = SeriesBuilder::new(0.0, 1.0, names());
+        let span = |name, depth, start: f64, d: f64| ActionSpan {
+            name,
+            depth,
+            failed: false,
+            started_at: start,
+            finished_at: start + d,
+        };
+        let actions = [span(0, 0, 0.0, 0.4), span(1, 1, 0.0, 0.2)];
+        b.add(&record(1, 0.0, 0.4, false), &actions, "local");
+        let actions = [span(0, 0, 0.001, 0.6), span(7, 0, 0.001, 0.1)];
+        b.add(&record(2, 0.001, 0.6, false), &actions, "local");
+        let s = b.finish();
+        let names: Vec<_> = s.actions.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["foo", "bar", "action #7"]);
+        let foo = s.actions[0].values[0].unwrap_or_default();
+        assert!((foo - 0.5).abs() < 1e-9, "{foo}");
+        assert_eq!(s.actions[0].values[1], None);
+    }
+
+    fn dummy_output(v: i64) -> Output {
+        Output {
+            additive: vec![
+                json!({"title": "T", "chart_plugin": "StatsTable", "data": [["foo stat", v]]}),
+                json!({"title": "A", "chart_plugin": "StackedArea", "data": [["x", v], ["y", 1]]}),
+                json!({"title": "P", "chart_plugin": "Pie", "data": [["spam", v]]}),
+            ],
+            complete: vec![
+                json!({"title": "C", "chart_plugin": "TextArea", "data": [v.to_string()]}),
+            ],
+        }
+    }
+
+    #[test]
+    fn outputs_are_aggregated_and_sampled() {
+        let mut b = SeriesBuilder::new(0.0, 1.0, names());
+        for i in 1..=100i64 {
+            let mut r = record(i as u64, 0.0, 0.1, false);
+            r.output = Some(Box::new(dummy_output(i)));
+            b.add(&r, &[], "local");
+        }
+        let s = b.finish();
+        assert_eq!(s.additive.len(), 3);
+        match &s.additive[0].data {
+            AdditiveData::Table { rows } => {
+                assert_eq!(rows[0].name, "foo stat");
+                assert_eq!(rows[0].count, 100);
+                assert_eq!((rows[0].min, rows[0].max), (Some(1.0), Some(100.0)));
+                assert_eq!(rows[0].avg, Some(50.5));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &s.additive[1].data {
+            AdditiveData::Series { series, .. } => {
+                assert_eq!(series.len(), 2);
+                assert_eq!(series[0].values[0], Some(50.5));
+                assert_eq!(series[1].values[0], Some(1.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &s.additive[2].data {
+            AdditiveData::Pie { slices } => assert_eq!(slices, &[("spam".to_string(), 5050.0)]),
+            other => panic!("{other:?}"),
+        }
+        let sampled: Vec<u64> = s.complete.iter().map(|c| c.iteration).collect();
+        assert_eq!(sampled, [1, 2, 3, 16, 32, 64]);
+    }
+
+    #[test]
+    fn empty_and_degenerate_input() {
+        let s = SeriesBuilder::new(f64::NAN, 0.0, Arc::from(Vec::new())).finish();
+        assert_eq!(s.iterations, 0);
+        assert!(s.histogram.is_empty());
+        let mut b = SeriesBuilder::new(f64::NAN, f64::NAN, Arc::from(Vec::new()));
+        b.add(&record(1, f64::NAN, f64::NAN, true), &[], "x");
+        b.add(&record(2, 5.0, 1.0, false), &[], "x");
+        let s = b.finish();
+        assert_eq!(s.started, vec![2]);
+        assert_eq!(s.durations[0].count, 1);
+        assert_eq!(s.histogram.len(), 1);
+    }
+}

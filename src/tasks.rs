@@ -1,0 +1,351 @@
+//! `rally-tui task …`: the stored history.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+
+use rally_tui::headless;
+use rally_tui::report::export;
+use rally_tui::sla::{IterationSample, SlaChecker};
+use rally_tui::store::{Store, StoreError, StoredTask};
+use rally_tui::task::node::Node;
+
+use crate::exit;
+
+#[derive(Subcommand)]
+pub enum TaskCommand {
+    /// List stored tasks.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a task's results again, as `run` printed them.
+    Show {
+        /// Task uuid, a unique prefix of one, or `last`.
+        id: String,
+        /// Also list every iteration.
+        #[arg(long)]
+        iterations: bool,
+    },
+    /// Check a task's SLA: its stored verdicts, or its stored iterations against other criteria.
+    SlaCheck {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        /// Criteria to check instead of the task's own (YAML or JSON mapping, Rally's `sla` section).
+        #[arg(long)]
+        sla: Option<String>,
+    },
+    /// Write a self-contained HTML report of one or more tasks.
+    Report {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Export a task as Rally JSON, JUnit XML or CSV.
+    Export {
+        id: String,
+        #[arg(long = "type", value_enum)]
+        kind: ExportKind,
+        /// Output file; standard output when absent.
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+    /// Delete stored tasks.
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportKind {
+    Json,
+    JunitXml,
+    Csv,
+}
+
+pub fn dispatch(command: TaskCommand, db: &Path) -> anyhow::Result<u8> {
+    let store = Store::open(db)
+        .with_context(|| format!("cannot open the task database {}", db.display()))?;
+    let result = match command {
+        TaskCommand::List { status, tag, json } => {
+            list(&store, status.as_deref(), tag.as_deref(), json)
+        }
+        TaskCommand::Show { id, iterations } => show(&store, &id, iterations),
+        TaskCommand::SlaCheck { id, json, sla } => sla_check(&store, &id, json, sla.as_deref()),
+        TaskCommand::Report { ids, out } => report(&store, &ids, &out),
+        TaskCommand::Export { id, kind, to } => export_task(&store, &id, kind, to.as_deref()),
+        TaskCommand::Delete { ids } => {
+            for id in &ids {
+                let uuid = store.resolve(id)?;
+                store.delete(&uuid)?;
+                println!("Deleted task {uuid}");
+            }
+            Ok(exit::OK)
+        }
+    };
+    match result {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<StoreError>(),
+                Some(StoreError::NoSuchTask(_) | StoreError::Ambiguous { .. })
+            ) =>
+        {
+            eprintln!("error: {e}");
+            Ok(exit::FAILURE)
+        }
+        other => other,
+    }
+}
+
+fn load(store: &Store, id: &str) -> anyhow::Result<StoredTask> {
+    let uuid = store.resolve(id)?;
+    Ok(store.task(&uuid)?)
+}
+
+fn list(store: &Store, status: Option<&str>, tag: Option<&str>, json: bool) -> anyhow::Result<u8> {
+    let rows = store.list(status, tag)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(exit::OK);
+    }
+    if rows.is_empty() {
+        println!("There are no tasks.");
+        return Ok(exit::OK);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.uuid.clone(),
+                r.title.clone(),
+                export::iso_time(r.created_at).replace('T', " "),
+                format!("{:.3}", r.task_duration),
+                r.status.clone(),
+                match r.pass_sla {
+                    Some(true) => "PASS".into(),
+                    Some(false) => "FAIL".into(),
+                    None => "-".into(),
+                },
+                r.tags.join(", "),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        headless::ascii_table(
+            "",
+            &[
+                "UUID",
+                "Title",
+                "Created at",
+                "Load duration",
+                "Status",
+                "SLA",
+                "Tag(s)"
+            ],
+            &table
+        )
+    );
+    Ok(exit::OK)
+}
+
+fn show(store: &Store, id: &str, iterations: bool) -> anyhow::Result<u8> {
+    let task = load(store, id)?;
+    println!(
+        "Task {}: {} ({}, SLA {})",
+        task.row.uuid,
+        task.row.title,
+        task.row.status,
+        match task.row.pass_sla {
+            Some(true) => "passed",
+            Some(false) => "failed",
+            None => "not checked",
+        }
+    );
+    for w in &task.workloads {
+        match &w.report {
+            Some(r) => print!("{}", headless::workload_summary(r)),
+            None => println!(
+                "\n{} [{}] {}: {} (no results)",
+                w.subtask, w.position, w.scenario, w.status
+            ),
+        }
+        if iterations {
+            let mut rows = Vec::new();
+            store.for_each_chunk(&w.uuid, |chunk| {
+                for r in &chunk.records {
+                    rows.push(vec![
+                        r.iteration.to_string(),
+                        export::iso_time(r.timestamp),
+                        format!("{:.3}", r.duration),
+                        chunk.source.to_string(),
+                        r.error
+                            .as_ref()
+                            .map_or_else(String::new, |e| format!("{}: {}", e.etype, e.message)),
+                    ]);
+                }
+            })?;
+            rows.sort_by_key(|r| r[0].parse::<u64>().unwrap_or(0));
+            print!(
+                "{}",
+                headless::ascii_table(
+                    "Iterations",
+                    &["Iteration", "Started", "Duration (sec)", "Agent", "Error"],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn sla_check(store: &Store, id: &str, json: bool, sla: Option<&str>) -> anyhow::Result<u8> {
+    let task = load(store, id)?;
+    let criteria = match sla {
+        None => None,
+        Some(text) => {
+            let node = Node::parse(text).map_err(|e| {
+                anyhow::anyhow!(
+                    "--sla: invalid YAML/JSON at {}:{}: {}",
+                    e.mark.line,
+                    e.mark.col,
+                    e.message
+                )
+            })?;
+            let serde_json::Value::Object(map) = node.to_json() else {
+                eprintln!(
+                    "error: --sla must be a mapping of criteria, e.g. '{{failure_rate: {{max: 0}}}}'"
+                );
+                return Ok(exit::USAGE);
+            };
+            match SlaChecker::from_config(&map) {
+                Ok(_) => Some(map),
+                Err(e) => {
+                    eprintln!("error: --sla: {e}");
+                    return Ok(exit::USAGE);
+                }
+            }
+        }
+    };
+    let mut rows = Vec::new();
+    for w in &task.workloads {
+        let benchmark = format!("{} [{}] {}", w.subtask, w.position, w.scenario);
+        let results = match &criteria {
+            None => w.report.as_ref().map(|r| r.sla.clone()).unwrap_or_default(),
+            Some(map) => {
+                let mut checker =
+                    SlaChecker::from_config(map).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut tops: Vec<(String, f64)> = Vec::new();
+                store.for_each_chunk(&w.uuid, |chunk| {
+                    for r in &chunk.records {
+                        tops.clear();
+                        for a in chunk.actions_of(r).iter().filter(|a| a.depth == 0) {
+                            tops.push((
+                                w.action_names
+                                    .get(a.name as usize)
+                                    .cloned()
+                                    .unwrap_or_default(),
+                                a.duration(),
+                            ));
+                        }
+                        let borrowed: Vec<(&str, f64)> =
+                            tops.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+                        checker.add(&IterationSample {
+                            duration: r.duration,
+                            failed: r.error.is_some(),
+                            top_level_actions: &borrowed,
+                        });
+                    }
+                })?;
+                checker.results()
+            }
+        };
+        for c in results {
+            rows.push((benchmark.clone(), w.position, c));
+        }
+    }
+    let failed = rows.iter().filter(|(_, _, c)| !c.success).count();
+    if json {
+        let out: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(b, pos, c)| serde_json::json!({"benchmark": b, "pos": pos, "criterion": c.criterion, "status": if c.success { "PASS" } else { "FAIL" }, "detail": c.detail}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(b, pos, c)| {
+                vec![
+                    b.clone(),
+                    pos.to_string(),
+                    c.criterion.clone(),
+                    if c.success { "PASS" } else { "FAIL" }.into(),
+                    c.detail.replace('\n', " "),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            headless::ascii_table(
+                "",
+                &["Workload", "Pos", "Criterion", "Status", "Detail"],
+                &table
+            )
+        );
+    }
+    Ok(if failed > 0 {
+        exit::SLA_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+fn report(store: &Store, ids: &[String], out: &Path) -> anyhow::Result<u8> {
+    let tasks = ids
+        .iter()
+        .map(|id| load(store, id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let reports = tasks
+        .iter()
+        .map(|t| rally_tui::report::build(store, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let html = rally_tui::report::html::render(&reports);
+    std::fs::write(out, html).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "Report of {} task{} written to {}",
+        tasks.len(),
+        if tasks.len() == 1 { "" } else { "s" },
+        out.display()
+    );
+    Ok(exit::OK)
+}
+
+fn export_task(store: &Store, id: &str, kind: ExportKind, to: Option<&Path>) -> anyhow::Result<u8> {
+    let task = load(store, id)?;
+    let mut sink: Box<dyn Write> = match to {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    match kind {
+        ExportKind::Json => export::rally_json(store, std::slice::from_ref(&task), &mut sink)?,
+        ExportKind::JunitXml => {
+            sink.write_all(export::junit(std::slice::from_ref(&task)).as_bytes())?
+        }
+        ExportKind::Csv => export::csv(store, &task, &mut sink)?,
+    }
+    sink.flush()?;
+    Ok(exit::OK)
+}
