@@ -9,6 +9,7 @@
 pub mod export;
 pub mod html;
 pub mod series;
+mod svg;
 
 use serde::Serialize;
 

@@ -2,7 +2,9 @@
 //! area and stacked-area charts over X/Y points, bar histograms and pies.
 //!
 //! Each chart is an HTML `<figure>` holding the `<svg>` (sized by its `viewBox`, so it scales
-//! with the page) and an HTML legend, which wraps better than SVG text. Coordinates are
+//! with the page) and an HTML legend, which wraps better than SVG text. The drawing uses
+//! presentation attributes, not the page's CSS, so a chart copied out of the page still looks
+//! the same. Coordinates are
 //! written with one decimal: a 1000-point line costs about 12 KB.
 
 use std::fmt::Write as _;
@@ -84,10 +86,7 @@ pub(super) fn xy(chart: &XyChart) -> String {
     let series: Vec<Series> = chart.series.iter().map(thin).collect();
     let series = match chart.style {
         Style::Stacked => stack(&series),
-        Style::Lines | Style::Area => series
-            .into_iter()
-            .map(|s| (s, Vec::new()))
-            .collect(),
+        Style::Lines | Style::Area => series.into_iter().map(|s| (s, Vec::new())).collect(),
     };
     let all = || series.iter().flat_map(|(s, _)| s.points.iter().copied());
     let Some(frame) = frame(all(), chart.x_range) else {
@@ -172,7 +171,11 @@ fn frame(points: impl Iterator<Item = (f64, f64)>, x_range: Option<(f64, f64)>) 
     if y1 <= y0 {
         y1 = y0 + 1.0;
     }
-    let y1 = ticks(y0, y1).last().copied().filter(|&t| t >= y1).unwrap_or(y1);
+    let y1 = ticks(y0, y1)
+        .last()
+        .copied()
+        .filter(|&t| t >= y1)
+        .unwrap_or(y1);
     Some(Frame { x0, x1, y0, y1 })
 }
 
@@ -240,8 +243,8 @@ fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
         let y = f.py(t);
         let _ = write!(
             svg,
-            "<line class=\"grid\" x1=\"{left}\" x2=\"{right}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
-             <text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            "<line stroke=\"#eaeef2\" x1=\"{left}\" x2=\"{right}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+             <text font-size=\"11\" fill=\"#656d76\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             left - 6.0,
             y + 4.0,
             num(t)
@@ -251,8 +254,8 @@ fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
         let x = f.px(t);
         let _ = write!(
             svg,
-            "<line class=\"axis\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{bottom}\" y2=\"{:.1}\"/>\
-             <text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            "<line stroke=\"#8c959f\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{bottom}\" y2=\"{:.1}\"/>\
+             <text font-size=\"11\" fill=\"#656d76\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             bottom + 4.0,
             bottom + 16.0,
             num(t)
@@ -260,9 +263,9 @@ fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
     }
     let _ = write!(
         svg,
-        "<path class=\"axis\" d=\"M{left},{top}V{bottom}H{right}\"/>\
-         <text class=\"label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\
-         <text class=\"label\" transform=\"translate(14,{:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+        "<path stroke=\"#8c959f\" fill=\"none\" d=\"M{left},{top}V{bottom}H{right}\"/>\
+         <text font-size=\"12\" fill=\"#424a53\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\
+         <text font-size=\"12\" fill=\"#424a53\" transform=\"translate(14,{:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
         (left + right) / 2.0,
         HEIGHT - 6.0,
         esc(x_label),
@@ -298,7 +301,7 @@ fn draw_series(
             let (first, last) = (s.points[0].0, s.points[s.points.len() - 1].0);
             let _ = write!(
                 svg,
-                "<polygon class=\"area\" fill=\"{colour}\" points=\"{:.1},{zero:.1} {line} {:.1},{zero:.1}\"/>",
+                "<polygon fill-opacity=\".35\" fill=\"{colour}\" points=\"{:.1},{zero:.1} {line} {:.1},{zero:.1}\"/>",
                 f.px(first),
                 f.px(last)
             );
@@ -307,14 +310,14 @@ fn draw_series(
             let under: Vec<String> = base.iter().rev().map(|&p| f.point(p)).collect();
             let _ = write!(
                 svg,
-                "<polygon class=\"area\" fill=\"{colour}\" points=\"{line} {}\"/>",
+                "<polygon fill-opacity=\".35\" fill=\"{colour}\" points=\"{line} {}\"/>",
                 under.join(" ")
             );
         }
     }
     let _ = write!(
         svg,
-        "<polyline class=\"line\" stroke=\"{colour}\" points=\"{line}\"/>"
+        "<polyline fill=\"none\" stroke-width=\"1.6\" stroke=\"{colour}\" points=\"{line}\"/>"
     );
 }
 
@@ -339,7 +342,7 @@ pub(super) fn bars(title: &str, x_label: &str, y_label: &str, bins: &[(f64, f64,
         let (top, bottom) = (frame.py(c), frame.py(0.0f64.max(frame.y0)));
         let _ = write!(
             svg,
-            "<rect class=\"bar\" x=\"{:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{}–{}: {}</title></rect>",
+            "<rect x=\"{:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{}–{}: {}</title></rect>",
             x0 + 0.5,
             (x1 - x0 - 1.0).max(0.5),
             (bottom - top).max(0.0),
@@ -479,7 +482,10 @@ mod tests {
                 series: s.clone(),
                 x_range: None,
             });
-            assert!(html.contains("<svg") && html.contains("&lt;b&gt;"), "{html}");
+            assert!(
+                html.contains("<svg") && html.contains("&lt;b&gt;"),
+                "{html}"
+            );
         }
         let none = xy(&XyChart {
             title: "t",

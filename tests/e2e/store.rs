@@ -33,28 +33,78 @@ fn a_run_is_stored_and_the_task_commands_read_it() {
     assert_eq!(list[0]["pass_sla"], false);
     assert_eq!(list[0]["tags"][0], "nightly");
     let uuid = list[0]["uuid"].as_str().unwrap().to_string();
-    assert_eq!(rally_db(&db, &["task", "list", "--tag", "other"]).stdout, b"There are no tasks.\n");
+    assert_eq!(
+        rally_db(&db, &["task", "list", "--tag", "other"]).stdout,
+        b"There are no tasks.\n"
+    );
 
     let show = support::stdout(&rally_db(&db, &["task", "show", &uuid[..8]]));
-    assert_eq!(support::workload_counts(&show), vec![(2500, 0), (4, 2)], "{show}");
+    assert_eq!(
+        support::workload_counts(&show),
+        vec![(2500, 0), (4, 2)],
+        "{show}"
+    );
     assert!(show.contains("action_1"), "{show}");
 
     let check = rally_db(&db, &["task", "sla-check", "last"]);
     assert_eq!(check.status.code(), Some(2));
-    assert!(support::stdout(&check).contains("Failure rate criteria 0.00% <= 50.00% <= 0.00% - Failed"));
+    assert!(
+        support::stdout(&check).contains("Failure rate criteria 0.00% <= 50.00% <= 0.00% - Failed")
+    );
     // Re-checked against other criteria, from the stored iterations.
-    let check = rally_db(&db, &["task", "sla-check", "last", "--json", "--sla", "{failure_rate: {max: 60}}"]);
+    let check = rally_db(
+        &db,
+        &[
+            "task",
+            "sla-check",
+            "last",
+            "--json",
+            "--sla",
+            "{failure_rate: {max: 60}}",
+        ],
+    );
     assert_eq!(check.status.code(), Some(0), "{}", support::stderr(&check));
     let rows: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
-    assert_eq!(rows[1]["detail"], "Failure rate criteria 0.00% <= 50.00% <= 60.00% - Passed");
-    assert_eq!(rows[0]["detail"], "Failure rate criteria 0.00% <= 0.00% <= 60.00% - Passed");
+    assert_eq!(
+        rows[1]["detail"],
+        "Failure rate criteria 0.00% <= 50.00% <= 60.00% - Passed"
+    );
+    assert_eq!(
+        rows[0]["detail"],
+        "Failure rate criteria 0.00% <= 0.00% <= 60.00% - Passed"
+    );
 
     let csv_path = dir.path().join("it.csv");
-    assert!(rally_db(&db, &["task", "export", "last", "--type", "csv", "--to", csv_path.to_str().unwrap()]).status.success());
+    assert!(
+        rally_db(
+            &db,
+            &[
+                "task",
+                "export",
+                "last",
+                "--type",
+                "csv",
+                "--to",
+                csv_path.to_str().unwrap()
+            ]
+        )
+        .status
+        .success()
+    );
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2500 + 4);
-    assert!(csv.lines().next().unwrap().contains("action:action_0,action:action_1"));
-    assert_eq!(csv.lines().filter(|l| l.contains("DummyScenarioException")).count(), 2);
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .contains("action:action_0,action:action_1")
+    );
+    assert_eq!(
+        csv.lines()
+            .filter(|l| l.contains("DummyScenarioException"))
+            .count(),
+        2
+    );
 
     let json = rally_db(&db, &["task", "export", "last", "--type", "json"]);
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
@@ -64,33 +114,63 @@ fn a_run_is_stored_and_the_task_commands_read_it() {
     let data = subtasks[0]["workloads"][0]["data"].as_array().unwrap();
     assert_eq!(data.len(), 2500);
     assert_eq!(data[0]["atomic_actions"][1]["name"], "action_1");
-    assert_eq!(subtasks[1]["workloads"][0]["data"][0]["error"][0], "DummyScenarioException");
+    assert_eq!(
+        subtasks[1]["workloads"][0]["data"][0]["error"][0],
+        "DummyScenarioException"
+    );
 
-    let junit = support::stdout(&rally_db(&db, &["task", "export", "last", "--type", "junit-xml"]));
+    let junit = support::stdout(&rally_db(
+        &db,
+        &["task", "export", "last", "--type", "junit-xml"],
+    ));
     assert_eq!(junit.matches("<testcase ").count(), 2);
     assert_eq!(junit.matches("<failure ").count(), 1);
     assert!(junit.contains("classname=\"Dummy\" name=\"failure\""));
 
-    assert_eq!(rally_db(&db, &["task", "show", "nope"]).status.code(), Some(1));
+    assert_eq!(
+        rally_db(&db, &["task", "show", "nope"]).status.code(),
+        Some(1)
+    );
     assert!(rally_db(&db, &["task", "delete", &uuid]).status.success());
-    assert_eq!(rally_db(&db, &["task", "sla-check", &uuid]).status.code(), Some(1));
+    assert_eq!(
+        rally_db(&db, &["task", "sla-check", &uuid]).status.code(),
+        Some(1)
+    );
 }
 
 #[test]
 fn a_run_whose_process_died_is_shown_as_crashed() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tasks.db");
-    let task = support::write(dir.path(), "t.yaml", "---\nDummy.dummy:\n  - args: {sleep: 0.05}\n    runner: {type: constant_for_duration, duration: 60, concurrency: 2}\n");
-    let child = support::rally(&["--db", db.to_str().unwrap(), "run", task.to_str().unwrap(), "--no-tui"]).stdout(Stdio::null()).spawn().unwrap();
+    let task = support::write(
+        dir.path(),
+        "t.yaml",
+        "---\nDummy.dummy:\n  - args: {sleep: 0.05}\n    runner: {type: constant_for_duration, duration: 60, concurrency: 2}\n",
+    );
+    let child = support::rally(&[
+        "--db",
+        db.to_str().unwrap(),
+        "run",
+        task.to_str().unwrap(),
+        "--no-tui",
+    ])
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
     let mut child = KillOnDrop(child);
     // Wait until the task is stored as running, then kill the process outright.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let out = rally_db(&db, &["task", "list", "--json"]);
-        if serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| v[0]["status"] == "running") {
+        if serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|v| v[0]["status"] == "running")
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the task never showed as running");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task never showed as running"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     child.0.kill().unwrap();

@@ -16,9 +16,10 @@ pub fn bin() -> PathBuf {
 /// Cargo's target tmp dir (never the user's); tests that inspect storage pass `--db`.
 pub fn rally(args: &[&str]) -> Command {
     let mut c = Command::new(bin());
-    c.args(args)
-        .stdin(Stdio::null())
-        .env("RALLY_TUI_DB", Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-shared.db"));
+    c.args(args).stdin(Stdio::null()).env(
+        "RALLY_TUI_DB",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-shared.db"),
+    );
     c
 }
 
