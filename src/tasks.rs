@@ -59,6 +59,8 @@ pub enum TaskCommand {
         #[arg(long)]
         to: Option<PathBuf>,
     },
+    /// Load tasks from Rally's JSON results format (what `rally task export --type json` writes).
+    Import { file: PathBuf },
     /// Delete stored tasks.
     Delete {
         #[arg(required = true)]
@@ -84,6 +86,23 @@ pub fn dispatch(command: TaskCommand, db: &Path) -> anyhow::Result<u8> {
         TaskCommand::SlaCheck { id, json, sla } => sla_check(&store, &id, json, sla.as_deref()),
         TaskCommand::Report { ids, out } => report(&store, &ids, &out),
         TaskCommand::Export { id, kind, to } => export_task(&store, &id, kind, to.as_deref()),
+        TaskCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let mut store = store;
+            match rally_tui::report::import::import(&mut store, &text) {
+                Ok(uuids) => {
+                    for u in uuids {
+                        println!("Imported task {u}");
+                    }
+                    Ok(exit::OK)
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    Ok(exit::FAILURE)
+                }
+            }
+        }
         TaskCommand::Delete { ids } => {
             for id in &ids {
                 let uuid = store.resolve(id)?;

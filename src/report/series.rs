@@ -155,8 +155,12 @@ pub enum AdditiveData {
     /// `StatsTable`: statistics of each name's values (success is always `None`).
     Table { rows: Vec<StatsRow> },
     /// `StackedArea`, `Lines`: mean value per bucket; bucket `i` is centred at
-    /// `(i + 0.5) * step` on the X axis.
-    Series { step: f64, series: Vec<NamedSeries> },
+    /// `origin + (i + 0.5) * step` on the X axis.
+    Series {
+        origin: f64,
+        step: f64,
+        series: Vec<NamedSeries>,
+    },
     /// `Pie`: each name's sum over all iterations.
     Pie { slices: Vec<(String, f64)> },
 }
@@ -343,6 +347,7 @@ impl MeanBuckets {
 #[derive(Debug, Clone)]
 pub(crate) struct OutputAggregator {
     buckets: usize,
+    origin: f64,
     step: f64,
     charts: Vec<AdditiveAcc>,
     table_rows: usize,
@@ -376,10 +381,11 @@ struct NameAcc {
 }
 
 impl OutputAggregator {
-    /// `buckets` X positions; bucket `i` is drawn at `(i + 0.5) * step`.
-    pub(crate) fn new(buckets: usize, step: f64) -> OutputAggregator {
+    /// `buckets` X positions; bucket `i` is drawn at `origin + (i + 0.5) * step`.
+    pub(crate) fn new(buckets: usize, origin: f64, step: f64) -> OutputAggregator {
         OutputAggregator {
             buckets: buckets.max(1),
+            origin,
             step,
             charts: Vec::new(),
             table_rows: 0,
@@ -442,8 +448,11 @@ impl OutputAggregator {
     }
 
     pub(crate) fn finish(self) -> Vec<AdditiveChart> {
-        let step = self.step;
-        self.charts.into_iter().map(|c| c.finish(step)).collect()
+        let (origin, step) = (self.origin, self.step);
+        self.charts
+            .into_iter()
+            .map(|c| c.finish(origin, step))
+            .collect()
     }
 }
 
@@ -490,7 +499,7 @@ impl AdditiveAcc {
         true
     }
 
-    fn finish(self, step: f64) -> AdditiveChart {
+    fn finish(self, origin: f64, step: f64) -> AdditiveChart {
         let data = match self.kind {
             AdditiveKind::Table => AdditiveData::Table {
                 rows: self
@@ -507,6 +516,7 @@ impl AdditiveAcc {
                     .collect(),
             },
             AdditiveKind::Series => AdditiveData::Series {
+                origin,
                 step,
                 series: self
                     .names
@@ -600,7 +610,7 @@ impl SeriesBuilder {
             actions: Vec::new(),
             action_slot: Vec::new(),
             failure_samples: Vec::new(),
-            outputs: OutputAggregator::new(coarse, axis.width * FINE_PER_COARSE as f64),
+            outputs: OutputAggregator::new(coarse, 0.0, axis.width * FINE_PER_COARSE as f64),
             complete: Vec::new(),
             complete_seen: 0,
             truncated: false,
@@ -789,6 +799,11 @@ impl SeriesBuilder {
             *l += covered as f64;
         }
         let truncated = self.truncated || self.outputs.is_truncated();
+        let mut sources = self.sources;
+        // By name, so agents keep their colours from one report to the next; "other" last.
+        sources.sort_by(|a, b| {
+            (a.name == OTHER_SOURCES, &a.name).cmp(&(b.name == OTHER_SOURCES, &b.name))
+        });
         WorkloadSeries {
             start_time: self.axis.start,
             bucket_seconds: self.axis.width,
@@ -804,8 +819,7 @@ impl SeriesBuilder {
                 .map(|d| d.as_ref().map(|m| m.point()).unwrap_or_default())
                 .collect(),
             histogram: histogram(&self.all),
-            sources: self
-                .sources
+            sources: sources
                 .into_iter()
                 .map(|s| NamedSeries {
                     name: s.name,

@@ -101,6 +101,42 @@ pub struct Store {
     conn: Connection,
 }
 
+/// A task row to insert (from a run starting, or from an import).
+pub struct NewTask<'a> {
+    pub uuid: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub tags: &'a [String],
+    pub input_task: &'a str,
+    pub format_version: u8,
+    pub created_at: f64,
+    pub status: &'a str,
+    /// The process running it, for crash detection; `None` for imported tasks.
+    pub pid: Option<u32>,
+}
+
+/// A workload row to insert, with its subtask.
+pub struct NewWorkload<'a> {
+    pub task: &'a str,
+    pub subtask_uuid: &'a str,
+    pub subtask_index: usize,
+    pub subtask_title: &'a str,
+    pub subtask_description: &'a str,
+    /// 0-based over the whole task.
+    pub index: usize,
+    pub position: usize,
+    pub scenario: &'a str,
+    pub description: &'a str,
+    pub args: &'a serde_json::Value,
+    pub runner_type: &'a str,
+    pub runner: &'a serde_json::Value,
+    pub contexts: &'a serde_json::Value,
+    pub sla: &'a serde_json::Value,
+    pub hooks: &'a serde_json::Value,
+    pub action_names: &'a [String],
+    pub created_at: f64,
+}
+
 fn json(text: String) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
@@ -150,23 +186,38 @@ impl Store {
         Ok(())
     }
 
+    /// Record a task that starts running in this process.
     pub fn begin_task(&self, uuid: &str, spec: &TaskSpec) -> Result<(), StoreError> {
-        let now = unix_now();
+        self.insert_task(&NewTask {
+            uuid,
+            title: &spec.title,
+            description: &spec.description,
+            tags: &spec.tags,
+            input_task: &spec.rendered,
+            format_version: spec.version,
+            created_at: unix_now(),
+            status: "running",
+            pid: Some(std::process::id()),
+        })
+    }
+
+    pub fn insert_task(&self, t: &NewTask<'_>) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO tasks (uuid, title, description, status, input_task, format_version, created_at, updated_at, pid, hostname)
-             VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?6, ?7, ?8)",
-            params![uuid, spec.title, spec.description, spec.rendered, spec.version, now, std::process::id(), hostname()],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+            params![t.uuid, t.title, t.description, t.status, t.input_task, t.format_version, t.created_at, t.pid, hostname()],
         )?;
-        for tag in &spec.tags {
+        for tag in t.tags {
             self.conn.execute(
                 "INSERT INTO tags (task_uuid, tag) VALUES (?1, ?2)",
-                params![uuid, tag],
+                params![t.uuid, tag],
             )?;
         }
         Ok(())
     }
 
     /// Record a workload as running; returns its uuid.
+    #[allow(clippy::too_many_arguments)]
     pub fn begin_workload(
         &self,
         task: &str,
@@ -177,26 +228,46 @@ impl Store {
         w: &WorkloadSpec,
         action_names: &[String],
     ) -> Result<String, StoreError> {
-        let now = unix_now();
-        self.conn.execute(
-            "INSERT OR IGNORE INTO subtasks (uuid, task_uuid, position, title, description, status) VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
-            params![subtask_uuid, task, subtask_index as i64, subtask.title, subtask.description],
-        )?;
-        let uuid = uuid::Uuid::new_v4().to_string();
         let hooks: Vec<&serde_json::Value> = w.hooks.iter().map(|h| &h.config).collect();
         let contexts: serde_json::Map<String, serde_json::Value> = w
             .contexts
             .iter()
             .map(|c| (c.name.clone(), c.config.clone()))
             .collect();
+        self.insert_workload(&NewWorkload {
+            task,
+            subtask_uuid,
+            subtask_index,
+            subtask_title: &subtask.title,
+            subtask_description: &subtask.description,
+            index: info.index,
+            position: w.position,
+            scenario: &w.scenario.name,
+            description: &w.description,
+            args: &w.scenario.args,
+            runner_type: w.runner.name(),
+            runner: &w.runner.config_json(),
+            contexts: &serde_json::Value::Object(contexts),
+            sla: &serde_json::Value::Object(w.sla.clone()),
+            hooks: &serde_json::json!(hooks),
+            action_names,
+            created_at: unix_now(),
+        })
+    }
+
+    pub fn insert_workload(&self, w: &NewWorkload<'_>) -> Result<String, StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO subtasks (uuid, task_uuid, position, title, description, status) VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
+            params![w.subtask_uuid, w.task, w.subtask_index as i64, w.subtask_title, w.subtask_description],
+        )?;
+        let uuid = uuid::Uuid::new_v4().to_string();
         self.conn.execute(
             "INSERT INTO workloads (uuid, task_uuid, subtask_uuid, idx, position, scenario, description, args, runner_type, runner, contexts, sla, hooks_config, action_names, status, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'running', ?15, ?15)",
             params![
-                uuid, task, subtask_uuid, info.index as i64, w.position as i64, w.scenario.name, w.description,
-                w.scenario.args.to_string(), w.runner.name(), w.runner.config_json().to_string(),
-                serde_json::Value::Object(contexts).to_string(), serde_json::Value::Object(w.sla.clone()).to_string(),
-                serde_json::to_string(&hooks).unwrap_or_default(), serde_json::to_string(action_names).unwrap_or_default(), now
+                uuid, w.task, w.subtask_uuid, w.index as i64, w.position as i64, w.scenario, w.description,
+                w.args.to_string(), w.runner_type, w.runner.to_string(), w.contexts.to_string(), w.sla.to_string(),
+                w.hooks.to_string(), serde_json::to_string(w.action_names).unwrap_or_default(), w.created_at
             ],
         )?;
         Ok(uuid)

@@ -1,7 +1,7 @@
 //! The database schema and its migrations. `PRAGMA user_version` records how far a file has
 //! been migrated; each step runs in a transaction, so a file is never half-migrated.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
@@ -92,18 +92,22 @@ const MIGRATIONS: &[&str] = &[
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if current > LATEST {
-        return Err(StoreError::TooNew {
-            found: current,
-            known: LATEST,
-        });
-    }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
+    // Several processes may open a new file at once (a run and a `task list`): each step
+    // takes the write lock first and reads the version under it, so only one migrates.
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if current > LATEST {
+            return Err(StoreError::TooNew {
+                found: current,
+                known: LATEST,
+            });
+        }
+        let Some(step) = MIGRATIONS.get(current as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(step)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.pragma_update(None, "user_version", current + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }
