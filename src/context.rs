@@ -80,35 +80,24 @@ impl ContextSpec {
     }
 
     pub fn setup(&self) -> PhaseResult {
-        let started_at = unix_now();
-        let error = match self.kind {
-            ContextKind::Dummy {
-                fail_setup: true, ..
-            } => Some("Oops...setup is failed".to_string()),
-            ContextKind::Dummy { .. } => None,
-        };
-        PhaseResult {
-            started_at,
-            finished_at: unix_now(),
-            atomic_actions: Vec::new(),
-            error,
-        }
+        let ContextKind::Dummy { fail_setup, .. } = self.kind;
+        phase(fail_setup.then_some("Oops...setup is failed"))
     }
 
     pub fn cleanup(&self) -> PhaseResult {
-        let started_at = unix_now();
-        let error = match self.kind {
-            ContextKind::Dummy {
-                fail_cleanup: true, ..
-            } => Some("Oops...cleanup is failed".to_string()),
-            ContextKind::Dummy { .. } => None,
-        };
-        PhaseResult {
-            started_at,
-            finished_at: unix_now(),
-            atomic_actions: Vec::new(),
-            error,
-        }
+        let ContextKind::Dummy { fail_cleanup, .. } = self.kind;
+        phase(fail_cleanup.then_some("Oops...cleanup is failed"))
+    }
+}
+
+/// Time one phase of a context; `failure` is the error it raises, if any.
+fn phase(failure: Option<&str>) -> PhaseResult {
+    let started_at = unix_now();
+    PhaseResult {
+        started_at,
+        finished_at: unix_now(),
+        atomic_actions: Vec::new(),
+        error: failure.map(str::to_string),
     }
 }
 
