@@ -65,6 +65,10 @@ pub enum Record {
         chunk: Chunk,
     },
     WorkloadFinished(Box<WorkloadReport>),
+    /// The task is stopping: Rally's `soft_aborting` (SLA abort) or `aborting` (user).
+    Stopping {
+        status: &'static str,
+    },
     TaskFinished {
         status: TaskStatus,
         pass_sla: bool,
@@ -164,6 +168,14 @@ impl TaskEngine {
             title: self.spec.title.clone(),
             workloads: infos.clone(),
         });
+        // A user's stop shows as `aborting` in the store while in-flight iterations finish.
+        let stop_watch = self.recorder.clone().map(|r| {
+            let stop = self.stop.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                let _ = r.send(Record::Stopping { status: "aborting" }).await;
+            })
+        });
         let mut reports = Vec::new();
         let mut abort = None;
         let subtask_of = self
@@ -194,6 +206,9 @@ impl TaskEngine {
         } else {
             TaskStatus::Finished
         };
+        if let Some(watch) = stop_watch {
+            watch.abort();
+        }
         self.record(Record::TaskFinished { status, pass_sla }).await;
         self.publish(Event::TaskFinished {
             uuid: self.uuid.clone(),
@@ -379,6 +394,9 @@ impl Consumer {
                             self.aborted_on_sla = true;
                             stop.cancel();
                             publish(Event::Stopping { reason: "SLA failure".into() });
+                            if let Some(r) = recorder {
+                                let _ = r.send(Record::Stopping { status: "soft_aborting" }).await;
+                            }
                         }
                         if let Some(r) = recorder {
                             let _ = r.send(Record::Chunk { index: self.index, chunk }).await;

@@ -333,6 +333,15 @@ impl Store {
         Ok(())
     }
 
+    /// Rally's transitional statuses while a task stops (`aborting`, `soft_aborting`).
+    pub fn set_task_status(&self, uuid: &str, status: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE tasks SET status = ?2, updated_at = ?3 WHERE uuid = ?1",
+            params![uuid, status, unix_now()],
+        )?;
+        Ok(())
+    }
+
     pub fn finish_task(
         &self,
         uuid: &str,

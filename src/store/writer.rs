@@ -153,6 +153,7 @@ impl Writer {
                 }
                 None => Ok(()),
             },
+            Record::Stopping { status } => self.store.set_task_status(&self.task, status),
             Record::TaskFinished { status, pass_sla } => {
                 self.store.finish_task(&self.task, status, pass_sla)
             }
