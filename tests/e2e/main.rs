@@ -1,6 +1,7 @@
 //! End-to-end tests: they run the real `rally-tui` binary, against real servers on loopback.
 
 mod invalid;
+mod rally_interop;
 mod run;
 mod samples;
 mod store;

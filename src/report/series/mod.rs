@@ -25,12 +25,22 @@
 
 use std::sync::Arc;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::chunk::{ActionSpan, IterationRecord};
-use crate::stats::{Metric, StatsRow};
+use crate::stats::Metric;
+
+mod buckets;
+mod output;
+
+use buckets::{Axis, MeanBuckets, histogram};
+pub(crate) use buckets::CoarseMetric;
+use output::CompleteSampler;
+pub(crate) use output::OutputAggregator;
+pub use output::{
+    AdditiveChart, AdditiveData, CompleteSample, MAX_ADDITIVE_CHARTS, MAX_ADDITIVE_SERIES,
+    MAX_COMPLETE_BYTES, MAX_COMPLETE_SAMPLES, MAX_TABLE_ROWS,
+};
 
 /// Fine buckets of the time axis (counts, failures, load profile): Rally's GraphZipper also
 /// keeps at most 1000 points.
@@ -50,18 +60,6 @@ pub const MAX_ACTIONS: usize = 20;
 pub const MAX_FAILURE_SAMPLES: usize = 100;
 /// Longest error type, message or traceback kept, in bytes.
 pub const MAX_TEXT: usize = 2048;
-/// Distinct additive output charts aggregated (by title).
-pub const MAX_ADDITIVE_CHARTS: usize = 16;
-/// Distinct names per additive chart.
-pub const MAX_ADDITIVE_SERIES: usize = 16;
-/// StatsTable rows over all additive charts (each holds a coarse histogram).
-pub const MAX_TABLE_ROWS: usize = 64;
-/// Iterations whose complete output is kept.
-pub const MAX_COMPLETE_SAMPLES: usize = 6;
-/// Largest complete output kept for one iteration, as JSON bytes.
-pub const MAX_COMPLETE_BYTES: usize = 256 * 1024;
-/// The first iterations with complete output that are always kept.
-const FIRST_COMPLETE: u64 = 3;
 
 /// Everything the HTML report draws of one workload's iterations.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -136,411 +134,6 @@ pub struct FailureSample {
     pub details: String,
 }
 
-/// An additive output chart aggregated over iterations (or hook runs).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AdditiveChart {
-    pub title: String,
-    pub description: String,
-    /// Y axis label.
-    pub label: String,
-    /// X axis label.
-    pub axis_label: String,
-    pub plugin: String,
-    pub data: AdditiveData,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AdditiveData {
-    /// `StatsTable`: statistics of each name's values (success is always `None`).
-    Table { rows: Vec<StatsRow> },
-    /// `StackedArea`, `Lines`: mean value per bucket; bucket `i` is centred at
-    /// `origin + (i + 0.5) * step` on the X axis.
-    Series {
-        origin: f64,
-        step: f64,
-        series: Vec<NamedSeries>,
-    },
-    /// `Pie`: each name's sum over all iterations.
-    Pie { slices: Vec<(String, f64)> },
-}
-
-/// The complete output of one iteration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CompleteSample {
-    pub iteration: u64,
-    pub timestamp: f64,
-    pub charts: Vec<Value>,
-}
-
-/// The time axis, in fine buckets.
-#[derive(Debug, Clone, Copy)]
-struct Axis {
-    start: f64,
-    /// Fine bucket width in seconds; 0 for a one-bucket axis.
-    width: f64,
-    buckets: usize,
-}
-
-impl Axis {
-    fn new(start: f64, load_duration: f64) -> Axis {
-        if load_duration.is_finite() && load_duration > 0.0 {
-            Axis {
-                start,
-                width: load_duration / BUCKETS as f64,
-                buckets: BUCKETS,
-            }
-        } else {
-            Axis {
-                start,
-                width: 0.0,
-                buckets: 1,
-            }
-        }
-    }
-
-    fn coarse_buckets(&self) -> usize {
-        self.buckets.div_ceil(FINE_PER_COARSE)
-    }
-
-    /// Position of `t` in fine-bucket units, clamped to `[0, buckets]`; NaN goes to 0.
-    fn position(&self, t: f64) -> f64 {
-        if self.width <= 0.0 {
-            return 0.0;
-        }
-        let p = (t - self.start) / self.width;
-        if p.is_nan() {
-            0.0
-        } else {
-            p.clamp(0.0, self.buckets as f64)
-        }
-    }
-
-    fn fine(&self, t: f64) -> usize {
-        (self.position(t) as usize).min(self.buckets - 1)
-    }
-
-    fn coarse(&self, t: f64) -> usize {
-        self.fine(t) / FINE_PER_COARSE
-    }
-}
-
-/// A distribution kept with a 2-significant-digit HDR histogram with `u32` counts (≈13 KiB
-/// for one hour in microseconds), for the many per-bucket distributions where the full
-/// [`Metric`] would cost 184 KiB each. Values are stored as `round(value * scale)`;
-/// negative values count as 0 in the percentiles, which stay clamped to the exact min/max.
-#[derive(Debug, Clone)]
-pub(crate) struct CoarseMetric {
-    hist: Histogram<u32>,
-    scale: f64,
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-impl CoarseMetric {
-    /// Durations in seconds, at microsecond resolution up to one hour (as [`Metric`]).
-    fn durations() -> CoarseMetric {
-        CoarseMetric::new(1e6, 3_600_000_000)
-    }
-
-    /// Arbitrary scenario output numbers, at 1/1000 resolution up to 10^12.
-    fn values() -> CoarseMetric {
-        CoarseMetric::new(1e3, 1_000_000_000_000_000)
-    }
-
-    fn new(scale: f64, high: u64) -> CoarseMetric {
-        CoarseMetric {
-            // Constant bounds hdrhistogram accepts (1 ≤ low, high ≥ 2·low, 2 digits).
-            hist: Histogram::new_with_bounds(1, high, 2).expect("valid histogram bounds"),
-            scale,
-            count: 0,
-            sum: 0.0,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-        }
-    }
-
-    fn add(&mut self, v: f64) {
-        if !v.is_finite() {
-            return;
-        }
-        let scaled = (v * self.scale).round().clamp(0.0, u64::MAX as f64) as u64;
-        self.hist.saturating_record(scaled);
-        self.count += 1;
-        self.sum += v;
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
-    }
-
-    fn quantile(&self, q: f64) -> Option<f64> {
-        (self.count > 0)
-            .then(|| (self.hist.value_at_quantile(q) as f64 / self.scale).clamp(self.min, self.max))
-    }
-
-    fn point(&self) -> DurationPoint {
-        let some = self.count > 0;
-        DurationPoint {
-            count: self.count,
-            min: some.then_some(self.min),
-            median: self.quantile(0.5),
-            p90: self.quantile(0.9),
-            p95: self.quantile(0.95),
-            max: some.then_some(self.max),
-            avg: some.then(|| self.sum / self.count as f64),
-        }
-    }
-
-    fn row(&self, name: String) -> StatsRow {
-        let p = self.point();
-        StatsRow {
-            name,
-            min: p.min,
-            median: p.median,
-            p90: p.p90,
-            p95: p.p95,
-            max: p.max,
-            avg: p.avg,
-            success: None,
-            count: p.count,
-            children: Vec::new(),
-        }
-    }
-}
-
-/// Sum and count per bucket, for means.
-#[derive(Debug, Clone)]
-struct MeanBuckets {
-    sum: Vec<f64>,
-    count: Vec<u32>,
-}
-
-impl MeanBuckets {
-    fn new(buckets: usize) -> MeanBuckets {
-        MeanBuckets {
-            sum: vec![0.0; buckets],
-            count: vec![0; buckets],
-        }
-    }
-
-    fn add(&mut self, bucket: usize, v: f64) {
-        if let (Some(s), Some(c)) = (self.sum.get_mut(bucket), self.count.get_mut(bucket))
-            && v.is_finite()
-        {
-            *s += v;
-            *c = c.saturating_add(1);
-        }
-    }
-
-    fn means(&self) -> Vec<Option<f64>> {
-        self.sum
-            .iter()
-            .zip(&self.count)
-            .map(|(&s, &c)| (c > 0).then(|| s / f64::from(c)))
-            .collect()
-    }
-}
-
-/// Aggregates additive output items (Rally's `{title, chart_plugin, data: [[name, number],
-/// …]}`) over iterations or hook runs, into a fixed number of buckets.
-#[derive(Debug, Clone)]
-pub(crate) struct OutputAggregator {
-    buckets: usize,
-    origin: f64,
-    step: f64,
-    charts: Vec<AdditiveAcc>,
-    table_rows: usize,
-    truncated: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum AdditiveKind {
-    Table,
-    Series,
-    Pie,
-}
-
-#[derive(Debug, Clone)]
-struct AdditiveAcc {
-    title: String,
-    description: String,
-    label: String,
-    axis_label: String,
-    plugin: String,
-    kind: AdditiveKind,
-    names: Vec<NameAcc>,
-}
-
-#[derive(Debug, Clone)]
-struct NameAcc {
-    name: String,
-    table: Option<Box<CoarseMetric>>,
-    means: Option<MeanBuckets>,
-    total: f64,
-}
-
-impl OutputAggregator {
-    /// `buckets` X positions; bucket `i` is drawn at `origin + (i + 0.5) * step`.
-    pub(crate) fn new(buckets: usize, origin: f64, step: f64) -> OutputAggregator {
-        OutputAggregator {
-            buckets: buckets.max(1),
-            origin,
-            step,
-            charts: Vec::new(),
-            table_rows: 0,
-            truncated: false,
-        }
-    }
-
-    pub(crate) fn add(&mut self, bucket: usize, items: &[Value]) {
-        let bucket = bucket.min(self.buckets - 1);
-        for item in items {
-            let Some(i) = self.chart_index(item) else {
-                continue;
-            };
-            let Some(data) = item.get("data").and_then(Value::as_array) else {
-                continue;
-            };
-            for pair in data {
-                let name = pair.get(0).and_then(Value::as_str);
-                let value = pair.get(1).and_then(Value::as_f64);
-                if let (Some(name), Some(value)) = (name, value) {
-                    let added =
-                        self.charts[i].add(name, value, bucket, self.buckets, &mut self.table_rows);
-                    self.truncated |= !added;
-                }
-            }
-        }
-    }
-
-    /// The chart an item adds to, created on first sight; `None` beyond the cap or for an
-    /// item without a title.
-    fn chart_index(&mut self, item: &Value) -> Option<usize> {
-        let text = |key: &str| item.get(key).and_then(Value::as_str).unwrap_or("");
-        let title = item.get("title").and_then(Value::as_str)?;
-        if let Some(i) = self.charts.iter().position(|c| c.title == title) {
-            return Some(i);
-        }
-        if self.charts.len() >= MAX_ADDITIVE_CHARTS {
-            self.truncated = true;
-            return None;
-        }
-        let plugin = text("chart_plugin");
-        self.charts.push(AdditiveAcc {
-            title: title.to_string(),
-            description: text("description").to_string(),
-            label: text("label").to_string(),
-            axis_label: text("axis_label").to_string(),
-            plugin: plugin.to_string(),
-            kind: match plugin {
-                "StatsTable" => AdditiveKind::Table,
-                "Pie" => AdditiveKind::Pie,
-                _ => AdditiveKind::Series,
-            },
-            names: Vec::new(),
-        });
-        Some(self.charts.len() - 1)
-    }
-
-    pub(crate) fn is_truncated(&self) -> bool {
-        self.truncated
-    }
-
-    pub(crate) fn finish(self) -> Vec<AdditiveChart> {
-        let (origin, step) = (self.origin, self.step);
-        self.charts
-            .into_iter()
-            .map(|c| c.finish(origin, step))
-            .collect()
-    }
-}
-
-impl AdditiveAcc {
-    /// Adds one value; false when it was dropped by a cap.
-    fn add(
-        &mut self,
-        name: &str,
-        value: f64,
-        bucket: usize,
-        buckets: usize,
-        table_rows: &mut usize,
-    ) -> bool {
-        if !value.is_finite() {
-            return true;
-        }
-        let i = match self.names.iter().position(|n| n.name == name) {
-            Some(i) => i,
-            None => {
-                if self.names.len() >= MAX_ADDITIVE_SERIES
-                    || (self.kind == AdditiveKind::Table && *table_rows >= MAX_TABLE_ROWS)
-                {
-                    return false;
-                }
-                *table_rows += usize::from(self.kind == AdditiveKind::Table);
-                self.names.push(NameAcc {
-                    name: name.to_string(),
-                    table: (self.kind == AdditiveKind::Table)
-                        .then(|| Box::new(CoarseMetric::values())),
-                    means: (self.kind == AdditiveKind::Series).then(|| MeanBuckets::new(buckets)),
-                    total: 0.0,
-                });
-                self.names.len() - 1
-            }
-        };
-        let acc = &mut self.names[i];
-        acc.total += value;
-        if let Some(t) = &mut acc.table {
-            t.add(value);
-        }
-        if let Some(m) = &mut acc.means {
-            m.add(bucket, value);
-        }
-        true
-    }
-
-    fn finish(self, origin: f64, step: f64) -> AdditiveChart {
-        let data = match self.kind {
-            AdditiveKind::Table => AdditiveData::Table {
-                rows: self
-                    .names
-                    .iter()
-                    .filter_map(|n| n.table.as_ref().map(|t| t.row(n.name.clone())))
-                    .collect(),
-            },
-            AdditiveKind::Pie => AdditiveData::Pie {
-                slices: self
-                    .names
-                    .iter()
-                    .map(|n| (n.name.clone(), n.total))
-                    .collect(),
-            },
-            AdditiveKind::Series => AdditiveData::Series {
-                origin,
-                step,
-                series: self
-                    .names
-                    .iter()
-                    .filter_map(|n| {
-                        n.means.as_ref().map(|m| NamedSeries {
-                            name: n.name.clone(),
-                            values: m.means(),
-                        })
-                    })
-                    .collect(),
-            },
-        };
-        AdditiveChart {
-            title: self.title,
-            description: self.description,
-            label: self.label,
-            axis_label: self.axis_label,
-            plugin: self.plugin,
-            data,
-        }
-    }
-}
-
 /// Iterations started per coarse bucket by one runner instance.
 #[derive(Debug, Clone)]
 struct SourceAcc {
@@ -581,8 +174,7 @@ pub struct SeriesBuilder {
     action_slot: Vec<u16>,
     failure_samples: Vec<FailureSample>,
     outputs: OutputAggregator,
-    complete: Vec<CompleteSample>,
-    complete_seen: u64,
+    complete: CompleteSampler,
     truncated: bool,
 }
 
@@ -611,8 +203,7 @@ impl SeriesBuilder {
             action_slot: Vec::new(),
             failure_samples: Vec::new(),
             outputs: OutputAggregator::new(coarse, 0.0, axis.width * FINE_PER_COARSE as f64),
-            complete: Vec::new(),
-            complete_seen: 0,
+            complete: CompleteSampler::default(),
             truncated: false,
         }
     }
@@ -640,7 +231,7 @@ impl SeriesBuilder {
         if let Some(output) = &record.output {
             self.outputs.add(coarse, &output.additive);
             if !output.complete.is_empty() {
-                self.sample_complete(record, &output.complete);
+                self.complete.add(record, &output.complete);
             }
         }
     }
@@ -762,34 +353,6 @@ impl SeriesBuilder {
         }
     }
 
-    /// Keeps the first [`FIRST_COMPLETE`] outputs and then those at power-of-two positions,
-    /// dropping the oldest of the latter beyond [`MAX_COMPLETE_SAMPLES`]: at most log2(N)
-    /// copies over the whole run, and samples from its start, middle and end.
-    fn sample_complete(&mut self, record: &IterationRecord, charts: &[Value]) {
-        self.complete_seen += 1;
-        let n = self.complete_seen;
-        if n > FIRST_COMPLETE && !n.is_power_of_two() {
-            return;
-        }
-        if self.complete.len() >= MAX_COMPLETE_SAMPLES {
-            self.complete.remove(FIRST_COMPLETE as usize);
-        }
-        let size = serde_json::to_string(charts).map_or(usize::MAX, |s| s.len());
-        let charts = if size <= MAX_COMPLETE_BYTES {
-            charts.to_vec()
-        } else {
-            vec![serde_json::json!({
-                "title": "Output too large",
-                "chart_plugin": "TextArea",
-                "data": [format!("{size} bytes of complete output are not included in the report.")],
-            })]
-        };
-        self.complete.push(CompleteSample {
-            iteration: record.iteration,
-            timestamp: record.timestamp,
-            charts,
-        });
-    }
 
     pub fn finish(self) -> WorkloadSeries {
         let mut load = self.load;
@@ -836,49 +399,10 @@ impl SeriesBuilder {
                 .collect(),
             failure_samples: self.failure_samples,
             additive: self.outputs.finish(),
-            complete: self.complete,
+            complete: self.complete.finish(),
             truncated,
         }
     }
-}
-
-/// Most bins of the durations histogram.
-const MAX_BINS: usize = 40;
-
-/// Linear bins between the fastest and the slowest duration; Rice's rule (2·∛n) for their
-/// number, as one of Rally's choices, capped so a huge run stays readable.
-fn histogram(m: &Metric) -> Vec<HistogramBin> {
-    if m.count == 0 || !m.min.is_finite() || !m.max.is_finite() {
-        return Vec::new();
-    }
-    let (lo, hi) = (m.min, m.max);
-    let bins = if hi > lo {
-        ((2.0 * (m.count as f64).cbrt()).ceil() as usize).clamp(1, MAX_BINS)
-    } else {
-        1
-    };
-    let width = (hi - lo) / bins as f64;
-    let mut out: Vec<HistogramBin> = (0..bins)
-        .map(|i| HistogramBin {
-            from: lo + width * i as f64,
-            to: if i + 1 == bins {
-                hi
-            } else {
-                lo + width * (i + 1) as f64
-            },
-            count: 0,
-        })
-        .collect();
-    for v in m.hist.iter_recorded() {
-        let s = (m.hist.median_equivalent(v.value_iterated_to()) as f64 / 1e6).clamp(lo, hi);
-        let i = if width > 0.0 {
-            (((s - lo) / width) as usize).min(bins - 1)
-        } else {
-            0
-        };
-        out[i].count += v.count_at_value();
-    }
-    out
 }
 
 fn finite_or_zero(v: f64) -> f64 {
@@ -903,11 +427,11 @@ mod tests {
     use crate::chunk::{IterationError, Output};
     use serde_json::json;
 
-    fn names() -> Arc<[String]> {
+    pub(super) fn names() -> Arc<[String]> {
         vec!["foo".to_string(), "bar".to_string()].into()
     }
 
-    fn record(iteration: u64, timestamp: f64, duration: f64, fail: bool) -> IterationRecord {
+    pub(super) fn record(iteration: u64, timestamp: f64, duration: f64, fail: bool) -> IterationRecord {
         IterationRecord {
             iteration,
             timestamp,
@@ -1026,54 +550,6 @@ mod tests {
         let foo = s.actions[0].values[0].unwrap_or_default();
         assert!((foo - 0.5).abs() < 1e-9, "{foo}");
         assert_eq!(s.actions[0].values[1], None);
-    }
-
-    fn dummy_output(v: i64) -> Output {
-        Output {
-            additive: vec![
-                json!({"title": "T", "chart_plugin": "StatsTable", "data": [["foo stat", v]]}),
-                json!({"title": "A", "chart_plugin": "StackedArea", "data": [["x", v], ["y", 1]]}),
-                json!({"title": "P", "chart_plugin": "Pie", "data": [["spam", v]]}),
-            ],
-            complete: vec![
-                json!({"title": "C", "chart_plugin": "TextArea", "data": [v.to_string()]}),
-            ],
-        }
-    }
-
-    #[test]
-    fn outputs_are_aggregated_and_sampled() {
-        let mut b = SeriesBuilder::new(0.0, 1.0, names());
-        for i in 1..=100i64 {
-            let mut r = record(i as u64, 0.0, 0.1, false);
-            r.output = Some(Box::new(dummy_output(i)));
-            b.add(&r, &[], "local");
-        }
-        let s = b.finish();
-        assert_eq!(s.additive.len(), 3);
-        match &s.additive[0].data {
-            AdditiveData::Table { rows } => {
-                assert_eq!(rows[0].name, "foo stat");
-                assert_eq!(rows[0].count, 100);
-                assert_eq!((rows[0].min, rows[0].max), (Some(1.0), Some(100.0)));
-                assert_eq!(rows[0].avg, Some(50.5));
-            }
-            other => panic!("{other:?}"),
-        }
-        match &s.additive[1].data {
-            AdditiveData::Series { series, .. } => {
-                assert_eq!(series.len(), 2);
-                assert_eq!(series[0].values[0], Some(50.5));
-                assert_eq!(series[1].values[0], Some(1.0));
-            }
-            other => panic!("{other:?}"),
-        }
-        match &s.additive[2].data {
-            AdditiveData::Pie { slices } => assert_eq!(slices, &[("spam".to_string(), 5050.0)]),
-            other => panic!("{other:?}"),
-        }
-        let sampled: Vec<u64> = s.complete.iter().map(|c| c.iteration).collect();
-        assert_eq!(sampled, [1, 2, 3, 16, 32, 64]);
     }
 
     #[test]
