@@ -7,6 +7,11 @@
 //!
 //! Size: a workload draws at most ~1000 points per time chart (see [`super::series`]), so
 //! a report is a few hundred KB per workload whatever the number of iterations.
+//!
+//! This file holds the page (head, styles, navigation), the task and workload sections and the
+//! small formatting helpers; each workload's parts come from `tables.rs` (overview, SLA,
+//! statistics, errors, configuration), `charts.rs` (the time series and their sections) and
+//! `output.rs` (scenario output and hooks).
 
 use std::fmt::Write as _;
 

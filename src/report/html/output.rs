@@ -8,10 +8,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::esc;
-use super::{fmt_time, secs};
 use super::charts::named;
 use super::tables::{stats_header, stats_rows};
+use super::{esc, fmt_time, secs};
 use crate::hook::{HookResult, HookRun};
 use crate::report::series::{
     AdditiveChart, AdditiveData, COARSE_BUCKETS, CompleteSample, NamedSeries, OutputAggregator,

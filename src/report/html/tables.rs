@@ -91,7 +91,13 @@ pub(super) fn stats_header(out: &mut String, durations: bool) {
     );
 }
 
-pub(super) fn stats_rows(out: &mut String, row: &StatsRow, depth: usize, success: bool, total: bool) {
+pub(super) fn stats_rows(
+    out: &mut String,
+    row: &StatsRow,
+    depth: usize,
+    success: bool,
+    total: bool,
+) {
     let cells = [row.min, row.median, row.p90, row.p95, row.max, row.avg];
     let _ = write!(
         out,

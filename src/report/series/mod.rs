@@ -22,6 +22,11 @@
 //!   [`MAX_COMPLETE_BYTES`] of JSON.
 //!
 //! So a builder stays under about 5 MiB whatever the run, and typically needs about 3 MiB.
+//!
+//! This file holds the series themselves and the [`SeriesBuilder`] that streams records into
+//! them; `buckets.rs` the bounded accumulators it is made of (time axis, per-bucket
+//! distributions and means, histogram), and `output.rs` the scenario-output aggregation
+//! (additive charts, complete samples and their caps).
 
 use std::sync::Arc;
 
@@ -33,8 +38,8 @@ use crate::stats::Metric;
 mod buckets;
 mod output;
 
-use buckets::{Axis, MeanBuckets, histogram};
 pub(crate) use buckets::CoarseMetric;
+use buckets::{Axis, MeanBuckets, histogram};
 use output::CompleteSampler;
 pub(crate) use output::OutputAggregator;
 pub use output::{
@@ -353,7 +358,6 @@ impl SeriesBuilder {
         }
     }
 
-
     pub fn finish(self) -> WorkloadSeries {
         let mut load = self.load;
         let mut covered = 0i64;
@@ -424,14 +428,18 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::{IterationError, Output};
-    use serde_json::json;
+    use crate::chunk::IterationError;
 
     pub(super) fn names() -> Arc<[String]> {
         vec!["foo".to_string(), "bar".to_string()].into()
     }
 
-    pub(super) fn record(iteration: u64, timestamp: f64, duration: f64, fail: bool) -> IterationRecord {
+    pub(super) fn record(
+        iteration: u64,
+        timestamp: f64,
+        duration: f64,
+        fail: bool,
+    ) -> IterationRecord {
         IterationRecord {
             iteration,
             timestamp,

@@ -360,5 +360,4 @@ mod tests {
         let sampled: Vec<u64> = s.complete.iter().map(|c| c.iteration).collect();
         assert_eq!(sampled, [1, 2, 3, 16, 32, 64]);
     }
-
 }
