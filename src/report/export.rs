@@ -256,6 +256,35 @@ pub fn rally_record(names: &[String], chunk: &Chunk, r: &IterationRecord) -> Val
     })
 }
 
+/// Our statistics table in the shape of Rally's `MainStatsTable.to_dict()`.
+fn rally_stats(table: &crate::stats::StatsTable) -> Value {
+    fn row(r: &crate::stats::StatsRow) -> Value {
+        let round =
+            |v: Option<f64>| v.map_or(json!("n/a"), |v| json!((v * 1000.0).round() / 1000.0));
+        // Our names carry Rally's "(xN)" display suffix; Rally keeps it apart.
+        let (name, per_iteration) = match r.name.rsplit_once(" (x") {
+            Some((n, count)) => (
+                n.to_string(),
+                count.trim_end_matches(')').parse::<u64>().unwrap_or(1),
+            ),
+            None => (r.name.clone(), 1),
+        };
+        json!({
+            "name": name,
+            "display_name": r.name,
+            "count_per_iteration": per_iteration,
+            "data": {
+                "iteration_count": r.count,
+                "min": round(r.min), "median": round(r.median), "90%ile": round(r.p90), "95%ile": round(r.p95),
+                "max": round(r.max), "avg": round(r.avg),
+                "success": r.success.map_or_else(|| "n/a".to_string(), |s| format!("{s:.1}%")),
+            },
+            "children": r.children.iter().map(row).collect::<Vec<_>>(),
+        })
+    }
+    json!({"atomics": table.atomics.iter().map(row).collect::<Vec<_>>(), "total": row(&table.total)})
+}
+
 fn workload_json(w: &StoredWorkload) -> serde_json::Map<String, Value> {
     let r = w.report.as_ref();
     let mut m = serde_json::Map::new();
@@ -287,7 +316,7 @@ fn workload_json(w: &StoredWorkload) -> serde_json::Map<String, Value> {
     );
     m.insert(
         "statistics".into(),
-        json!({"durations": r.map(|r| &r.stats)}),
+        json!({"durations": r.map(|r| rally_stats(&r.stats))}),
     );
     m.insert(
         "failed_iteration_count".into(),

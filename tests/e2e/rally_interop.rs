@@ -70,7 +70,15 @@ impl RealRally {
         support::write(dir.path(), "spec.json", "{}\n");
         let rally = RealRally { bin, dir };
         rally.ok(&["db", "create"]);
-        rally.ok(&["env", "create", "--name", "local", "--spec", "spec.json", "--no-use"]);
+        rally.ok(&[
+            "env",
+            "create",
+            "--name",
+            "local",
+            "--spec",
+            "spec.json",
+            "--no-use",
+        ]);
         rally
     }
 
@@ -120,7 +128,16 @@ impl RealRally {
     /// `rally task export --type json` of a task, parsed.
     fn export_json(&self, uuid: &str) -> Value {
         let to = self.path(&format!("export-{uuid}.json"));
-        self.ok(&["task", "export", "--uuid", uuid, "--type", "json", "--to", to.to_str().unwrap()]);
+        self.ok(&[
+            "task",
+            "export",
+            "--uuid",
+            uuid,
+            "--type",
+            "json",
+            "--to",
+            to.to_str().unwrap(),
+        ]);
         serde_json::from_slice(&std::fs::read(&to).expect("rally wrote the export"))
             .expect("rally's export is JSON")
     }
@@ -138,16 +155,29 @@ type Verdict = (String, u64, String, String, String);
 
 fn verdicts(rows: &[u8]) -> Vec<Verdict> {
     let rows: Value = serde_json::from_slice(rows).unwrap_or_else(|e| {
-        panic!("sla-check --json is not JSON ({e}): {}", String::from_utf8_lossy(rows))
+        panic!(
+            "sla-check --json is not JSON ({e}): {}",
+            String::from_utf8_lossy(rows)
+        )
     });
     rows.as_array()
         .expect("a JSON array of rows")
         .iter()
         .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap_or_else(|| panic!("{k} in {r}")).to_string();
+            let s = |k: &str| {
+                r[k].as_str()
+                    .unwrap_or_else(|| panic!("{k} in {r}"))
+                    .to_string()
+            };
             let benchmark = s("benchmark");
             let scenario = benchmark.rsplit(' ').next().unwrap().to_string();
-            (scenario, r["pos"].as_u64().expect("pos"), s("criterion"), s("status"), s("detail"))
+            (
+                scenario,
+                r["pos"].as_u64().expect("pos"),
+                s("criterion"),
+                s("status"),
+                s("detail"),
+            )
         })
         .collect()
 }
@@ -167,8 +197,12 @@ fn workloads(export: &Value) -> Vec<(u64, u64, bool)> {
         .flat_map(|s| s["workloads"].as_array().expect("workloads").iter())
         .map(|w| {
             (
-                w["total_iteration_count"].as_u64().expect("total_iteration_count"),
-                w["failed_iteration_count"].as_u64().expect("failed_iteration_count"),
+                w["total_iteration_count"]
+                    .as_u64()
+                    .expect("total_iteration_count"),
+                w["failed_iteration_count"]
+                    .as_u64()
+                    .expect("failed_iteration_count"),
                 w["pass_sla"].as_bool().expect("pass_sla"),
             )
         })
@@ -181,12 +215,18 @@ fn expected_verdicts() -> Vec<(&'static str, &'static str, &'static str)> {
         ("Dummy.failure", "failure_rate", "FAIL"),
         ("Dummy.failure", "max_seconds_per_iteration", "PASS"),
         ("Dummy.dummy_timed_atomic_actions", "failure_rate", "PASS"),
-        ("Dummy.dummy_timed_atomic_actions", "max_avg_duration_per_atomic", "PASS"),
+        (
+            "Dummy.dummy_timed_atomic_actions",
+            "max_avg_duration_per_atomic",
+            "PASS",
+        ),
     ]
 }
 
 fn short(v: &[Verdict]) -> Vec<(&str, &str, &str)> {
-    v.iter().map(|r| (r.0.as_str(), r.2.as_str(), r.3.as_str())).collect()
+    v.iter()
+        .map(|r| (r.0.as_str(), r.2.as_str(), r.3.as_str()))
+        .collect()
 }
 
 #[test]
@@ -197,9 +237,26 @@ fn real_rally_imports_our_export_and_agrees_on_the_sla() {
     let task = support::write(dir.path(), "task.yaml", TASK);
 
     let out = ours(&db, &["run", task.to_str().unwrap(), "--no-tui"]);
-    assert_eq!(out.status.code(), Some(2), "{}{}", support::stdout(&out), support::stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        support::stdout(&out),
+        support::stderr(&out)
+    );
     let export = dir.path().join("ours.json");
-    let out = ours(&db, &["task", "export", "last", "--type", "json", "--to", export.to_str().unwrap()]);
+    let out = ours(
+        &db,
+        &[
+            "task",
+            "export",
+            "last",
+            "--type",
+            "json",
+            "--to",
+            export.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     let our_export: Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
     let check = ours(&db, &["task", "sla-check", "last", "--json"]);
@@ -208,35 +265,69 @@ fn real_rally_imports_our_export_and_agrees_on_the_sla() {
     assert_eq!(short(&our_rows), expected_verdicts());
 
     // Real Rally accepts the file (it validates every iteration record against its schema).
-    rally.ok(&["task", "import", "--file", export.to_str().unwrap(), "--env", "local"]);
+    rally.ok(&[
+        "task",
+        "import",
+        "--file",
+        export.to_str().unwrap(),
+        "--env",
+        "local",
+    ]);
     let uuid = rally.only_task();
 
     // Rally's sla-check: exit code = number of failed criteria; same rows as ours.
     let check = rally.run(&["task", "sla-check", "--uuid", &uuid, "--json"]);
     let rally_rows = verdicts(&check.stdout);
-    assert_eq!(check.status.code(), Some(failed(&rally_rows) as i32), "{}", support::stderr(&check));
+    assert_eq!(
+        check.status.code(),
+        Some(failed(&rally_rows) as i32),
+        "{}",
+        support::stderr(&check)
+    );
     assert_eq!(rally_rows, our_rows, "rally sla-check vs ours");
 
     // Rally recomputes counts and statistics from our iteration records on import.
     let rally_export = rally.export_json(&uuid);
-    assert_eq!(workloads(&rally_export), workloads(&our_export), "rally's re-export vs ours");
     assert_eq!(
         workloads(&rally_export),
-        vec![(COUNTS[0].0, COUNTS[0].1, false), (COUNTS[1].0, COUNTS[1].1, true)]
+        workloads(&our_export),
+        "rally's re-export vs ours"
+    );
+    assert_eq!(
+        workloads(&rally_export),
+        vec![
+            (COUNTS[0].0, COUNTS[0].1, false),
+            (COUNTS[1].0, COUNTS[1].1, true)
+        ]
     );
     assert_eq!(rally_export["tasks"][0]["pass_sla"], false);
-    let atomics = &rally_export["tasks"][0]["subtasks"][1]["workloads"][0]["statistics"]["durations"]["atomics"];
+    let atomics = &rally_export["tasks"][0]["subtasks"][1]["workloads"][0]["statistics"]["durations"]
+        ["atomics"];
     let names: Vec<(&str, u64)> = atomics
         .as_array()
         .expect("atomics")
         .iter()
-        .map(|a| (a["name"].as_str().unwrap(), a["data"]["iteration_count"].as_u64().unwrap()))
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap(),
+                a["data"]["iteration_count"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(names, vec![("action_0", 6), ("action_1", 6)], "{atomics}");
 
     // And Rally's HTML report (charts over every iteration) builds from our data.
     let html = rally.path("report.html");
-    rally.ok(&["task", "export", "--uuid", &uuid, "--type", "html", "--to", html.to_str().unwrap()]);
+    rally.ok(&[
+        "task",
+        "export",
+        "--uuid",
+        &uuid,
+        "--type",
+        "html",
+        "--to",
+        html.to_str().unwrap(),
+    ]);
     assert!(std::fs::metadata(&html).unwrap().len() > 1000);
 }
 
@@ -259,26 +350,47 @@ fn we_import_a_real_rally_run_and_agree_on_counts_and_sla() {
     let uuid = rally.only_task();
     let check = rally.run(&["task", "sla-check", "--uuid", &uuid, "--json"]);
     let rally_rows = verdicts(&check.stdout);
-    assert_eq!(check.status.code(), Some(failed(&rally_rows) as i32), "{}", support::stderr(&check));
+    assert_eq!(
+        check.status.code(),
+        Some(failed(&rally_rows) as i32),
+        "{}",
+        support::stderr(&check)
+    );
     assert_eq!(short(&rally_rows), expected_verdicts());
     let rally_export = rally.export_json(&uuid);
     assert_eq!(rally_export["info"]["format_version"], "1.2");
     assert_eq!(
         workloads(&rally_export),
-        vec![(COUNTS[0].0, COUNTS[0].1, false), (COUNTS[1].0, COUNTS[1].1, true)]
+        vec![
+            (COUNTS[0].0, COUNTS[0].1, false),
+            (COUNTS[1].0, COUNTS[1].1, true)
+        ]
     );
     let file = dir.path().join("rally.json");
     std::fs::write(&file, serde_json::to_vec(&rally_export).unwrap()).unwrap();
 
     let out = ours(&db, &["task", "import", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", support::stdout(&out), support::stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        support::stdout(&out),
+        support::stderr(&out)
+    );
     let show = ours(&db, &["task", "show", "last"]);
     let text = support::stdout(&show);
     assert_eq!(support::workload_counts(&text), COUNTS.to_vec(), "{text}");
-    assert!(text.contains("action_0") && text.contains("action_1"), "{text}");
+    assert!(
+        text.contains("action_0") && text.contains("action_1"),
+        "{text}"
+    );
     assert!(text.contains("DummyScenarioException"), "{text}");
 
     let check = ours(&db, &["task", "sla-check", "last", "--json"]);
     assert_eq!(check.status.code(), Some(2), "{}", support::stdout(&check));
-    assert_eq!(verdicts(&check.stdout), rally_rows, "our sla-check vs rally's");
+    assert_eq!(
+        verdicts(&check.stdout),
+        rally_rows,
+        "our sla-check vs rally's"
+    );
 }
