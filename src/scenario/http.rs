@@ -139,23 +139,26 @@ impl Connections {
         target: &Target,
         build: impl Fn() -> Request<Full<Bytes>>,
     ) -> Result<Response, HttpFailure> {
-        let position = self.open.iter().position(|(a, _)| *a == target.authority);
-        let (mut sender, reused) = match position {
-            Some(i) => {
-                let (_, mut s) = self.open.swap_remove(i);
-                if s.ready().await.is_ok() {
-                    (s, true)
-                } else {
-                    (Self::connect(target).await?, false)
-                }
+        // The connection stays in place: no allocation per request on the hot path.
+        let (i, mut reused) = match self.open.iter().position(|(a, _)| *a == target.authority) {
+            Some(i) => (i, true),
+            None => {
+                let sender = Self::connect(target).await?;
+                self.open.push((target.authority.clone(), sender));
+                (self.open.len() - 1, false)
             }
-            None => (Self::connect(target).await?, false),
         };
-        let response = match sender.send_request(build()).await {
+        if reused && self.open[i].1.ready().await.is_err() {
+            self.open[i].1 = Self::connect(target).await?;
+            reused = false;
+        }
+        let response = match self.open[i].1.send_request(build()).await {
             Ok(r) => r,
             Err(e) if reused && (e.is_canceled() || e.is_incomplete_message() || e.is_closed()) => {
-                sender = Self::connect(target).await?;
-                sender
+                // The server had closed the idle connection: once more on a new one.
+                self.open[i].1 = Self::connect(target).await?;
+                self.open[i]
+                    .1
                     .send_request(build())
                     .await
                     .map_err(HttpFailure::Protocol)?
@@ -176,7 +179,6 @@ impl Connections {
                 body_bytes += data.len() as u64;
             }
         }
-        self.open.push((target.authority.clone(), sender));
         Ok(Response {
             status,
             location,
@@ -205,7 +207,11 @@ impl HttpRequestScenario {
         let url = check::required(check::string(args, "url")?, "url", "an http:// URL")?;
         let target = Target::parse(&url).map_err(|m| PluginError::new("url", m))?;
         let method = parse_method(check::string(args, "method")?.as_deref().unwrap_or("GET"))?;
-        let headers = parse_headers(args)?;
+        // Host first, built once: the request path only copies headers.
+        let host = HeaderValue::from_str(&target.authority)
+            .map_err(|_| PluginError::new("url", "the host is not a valid Host header"))?;
+        let mut headers = vec![(HOST, host)];
+        headers.extend(parse_headers(args)?);
         let body = Bytes::from(check::string(args, "body")?.unwrap_or_default());
         let status_code = status(args, "status_code")?.unwrap_or(200);
         let timeout =
@@ -225,9 +231,7 @@ impl HttpRequestScenario {
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.target.uri.clone();
         let headers = request.headers_mut();
-        if let Ok(host) = HeaderValue::from_str(&self.target.authority) {
-            headers.insert(HOST, host);
-        }
+        headers.reserve(self.headers.len());
         for (k, v) in &self.headers {
             headers.append(k.clone(), v.clone());
         }
