@@ -82,6 +82,15 @@ impl TaskArgs {
 }
 
 fn main() -> ExitCode {
+    // Headless for now: warnings and errors go to stderr (RUST_LOG refines). The TUI will log
+    // to a file instead, never onto its screen.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
