@@ -20,3 +20,4 @@ pub mod sla;
 pub mod stats;
 pub mod store;
 pub mod task;
+pub mod transport;
