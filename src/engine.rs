@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chunk::{Chunk, ChunkLimits};
 use crate::clock::Clock;
 use crate::events::{
-    Event, Figures, Progress, SlaSnapshot, TaskStatus, WorkloadInfo, WorkloadReport,
+    Event, Figures, Progress, SlaSnapshot, SourceFigures, TaskStatus, WorkloadInfo, WorkloadReport,
 };
 use crate::hook::HookExecutor;
 use crate::runner::{LocalRunner, RunJob, Runner};
@@ -504,7 +504,11 @@ impl Consumer {
             full_duration,
             start_time: (self.stats.iterations > 0).then_some(self.stats.first_timestamp),
             hooks: self.hooks,
-            sources: vec![("local".into(), self.stats.iterations, self.stats.failures)],
+            sources: vec![SourceFigures::from_metric(
+                "local",
+                &self.stats.duration,
+                self.stats.failures,
+            )],
             sla,
         }
     }

@@ -57,6 +57,31 @@ pub struct SlaSnapshot {
     pub sources: Vec<(String, Vec<CriterionStatus>)>,
 }
 
+/// One runner instance's (agent's) share of a finished workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceFigures {
+    pub name: String,
+    pub iterations: u64,
+    pub failures: u64,
+    /// Duration percentiles of its iterations (seconds); `None` when it ran none.
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl SourceFigures {
+    pub fn from_metric(name: &str, m: &crate::stats::Metric, failures: u64) -> SourceFigures {
+        SourceFigures {
+            name: name.to_string(),
+            iterations: m.count,
+            failures,
+            p50: m.quantile(0.5),
+            p95: m.quantile(0.95),
+            p99: m.quantile(0.99),
+        }
+    }
+}
+
 /// How a workload ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkloadReport {
@@ -71,8 +96,8 @@ pub struct WorkloadReport {
     /// Unix seconds of the first iteration, if any ran.
     pub start_time: Option<f64>,
     pub hooks: Vec<HookResult>,
-    /// Per runner instance: name, iterations, failures.
-    pub sources: Vec<(String, u64, u64)>,
+    /// What each runner instance (agent) did.
+    pub sources: Vec<SourceFigures>,
     /// The most common errors, most frequent first.
     pub errors: Vec<ErrorCount>,
 }

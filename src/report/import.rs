@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::chunk::{ActionSpan, Chunk, IterationError, IterationRecord, Output};
-use crate::events::{TaskStatus, WorkloadInfo, WorkloadReport};
+use crate::events::{SourceFigures, TaskStatus, WorkloadInfo, WorkloadReport};
 use crate::hook::HookResult;
 use crate::sla::CriterionStatus;
 use crate::stats::WorkloadStats;
@@ -367,7 +367,11 @@ fn import_workload(
             .flatten()
             .filter_map(|h| serde_json::from_value::<HookResult>(h.clone()).ok())
             .collect(),
-        sources: vec![("rally".into(), stats.iterations, stats.failures)],
+        sources: vec![SourceFigures::from_metric(
+            "rally",
+            &stats.duration,
+            stats.failures,
+        )],
         errors,
     };
     store.finish_workload(&uuid, &report, "finished")?;

@@ -109,7 +109,11 @@ pub fn build(
             stats: r.stats.clone(),
             hooks: r.hooks.clone(),
             errors: r.errors.clone(),
-            sources: r.sources.clone(),
+            sources: r
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), s.iterations, s.failures))
+                .collect(),
             series: builder.finish(),
         });
     }

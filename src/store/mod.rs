@@ -324,10 +324,11 @@ impl Store {
             params![uuid, status, report.start_time, report.load_duration, report.full_duration, report.iterations as i64,
                     report.failures as i64, report.pass_sla, serde_json::to_string(report).unwrap_or_default(), unix_now()],
         )?;
-        for (source, iterations, failures) in &report.sources {
+        for s in &report.sources {
             self.conn.execute(
-                "INSERT INTO workload_sources (workload_uuid, source, iterations, failures) VALUES (?1, ?2, ?3, ?4)",
-                params![uuid, source, *iterations as i64, *failures as i64],
+                "INSERT INTO workload_sources (workload_uuid, source, iterations, failures, p50, p95, p99)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![uuid, s.name, s.iterations as i64, s.failures as i64, s.p50, s.p95, s.p99],
             )?;
         }
         Ok(())

@@ -87,6 +87,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (workload_uuid, chunk_order)
     );
     "#,
+    // 2: each runner instance's duration percentiles.
+    r#"
+    ALTER TABLE workload_sources ADD COLUMN p50 REAL;
+    ALTER TABLE workload_sources ADD COLUMN p95 REAL;
+    ALTER TABLE workload_sources ADD COLUMN p99 REAL;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -109,5 +115,40 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", current + 1)?;
         tx.commit()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_file_is_migrated_step_by_step() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, LATEST);
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('workload_sources')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(columns.iter().any(|c| c == "p95"), "{columns:?}");
+        // Migrating again is a no-op.
+        migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn a_newer_file_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", LATEST + 1)
+            .unwrap();
+        assert!(matches!(migrate(&mut conn), Err(StoreError::TooNew { .. })));
     }
 }

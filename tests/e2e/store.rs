@@ -26,6 +26,23 @@ fn a_run_is_stored_and_the_task_commands_read_it() {
     assert_eq!(out.status.code(), Some(2), "{}", support::stdout(&out));
     assert!(support::stdout(&out).contains("Stored as task "));
 
+    // Per-runner-instance figures, percentiles included, are in the database.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (source, iterations, failures, p95): (String, i64, i64, Option<f64>) = conn
+        .query_row(
+            "SELECT source, iterations, failures, p95 FROM workload_sources ORDER BY rowid LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((source.as_str(), iterations, failures), ("local", 2500, 0));
+    assert!(p95.is_some_and(|p| p >= 0.0));
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2, "migrated to the latest schema");
+    drop(conn);
+
     let out = rally_db(&db, &["task", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
