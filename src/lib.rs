@@ -21,3 +21,4 @@ pub mod stats;
 pub mod store;
 pub mod task;
 pub mod transport;
+pub mod tui;
