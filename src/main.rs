@@ -1,5 +1,6 @@
 //! The `rally-tui` command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use rally_tui::engine::{Abort, EngineOptions, TaskEngine};
 use rally_tui::headless;
 use rally_tui::task::TaskSource;
+use rally_tui::tui::app::run_tui;
+use rally_tui::tui::theme::Theme;
 
 mod tasks;
 
@@ -69,6 +72,13 @@ struct RunArgs {
     /// Stop all load the first time any SLA criterion fails, and skip the remaining workloads.
     #[arg(long)]
     abort_on_sla_failure: bool,
+    /// TUI colour theme: a built-in name (dark, light, high-contrast) or a TOML file.
+    #[arg(long, value_name = "NAME|PATH", default_value = "dark")]
+    theme: String,
+    /// Where the TUI writes its log (never onto the screen). Default: rally-tui.log next to
+    /// the task database.
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
 }
 
 impl TaskArgs {
@@ -81,16 +91,22 @@ impl TaskArgs {
     }
 }
 
-fn main() -> ExitCode {
-    // Headless for now: warnings and errors go to stderr (RUST_LOG refines). The TUI will log
-    // to a file instead, never onto its screen.
+/// Warnings and errors (RUST_LOG refines) go to `writer`: stderr, or the TUI's log file.
+fn init_tracing<W>(writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .with_ansi(false)
         .init();
+}
+
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -113,6 +129,9 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    if !matches!(cli.command, Command::Run(_)) {
+        init_tracing(std::io::stderr);
+    }
     match cli.command {
         Command::Validate(args) => match args.source().load() {
             Ok(spec) => {
@@ -141,6 +160,38 @@ fn db_path(db: Option<PathBuf>) -> PathBuf {
 }
 
 fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
+    let theme = match Theme::load(&args.theme) {
+        Ok(theme) => theme,
+        Err(e) => {
+            init_tracing(std::io::stderr);
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let tui = !args.no_tui && std::io::stdout().is_terminal();
+    let db = db_path(db);
+    // The TUI logs to a file, never onto its screen; the guard flushes it on the way out.
+    let _log_guard = if tui {
+        let path = args
+            .log_file
+            .clone()
+            .unwrap_or_else(|| db.with_file_name("rally-tui.log"));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the log file {}", path.display()))?;
+        let (writer, guard) = tracing_appender::non_blocking(file);
+        init_tracing(writer);
+        Some(guard)
+    } else {
+        init_tracing(std::io::stderr);
+        None
+    };
     let spec = match args.task.source().load() {
         Ok(spec) => spec,
         Err(e) => {
@@ -148,7 +199,6 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             return Ok(exit::USAGE);
         }
     };
-    let db = db_path(db);
     let store = rally_tui::store::Store::open(&db)
         .with_context(|| format!("cannot open the task database {}", db.display()))?;
     let (recorder, writer) = rally_tui::store::writer::spawn(store);
@@ -162,15 +212,25 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             ..EngineOptions::default()
         };
         let engine = TaskEngine::new(spec, options).with_recorder(recorder);
-        let printer = tokio::spawn(headless::print_events(engine.subscribe(), std::io::stdout()));
         let stopper = engine.stopper();
+        let front = if tui {
+            tokio::spawn(run_tui(engine.subscribe(), stopper.clone(), theme))
+        } else {
+            let printer = headless::print_events(engine.subscribe(), std::io::stdout());
+            tokio::spawn(async move {
+                printer.await;
+                Ok(())
+            })
+        };
         tokio::spawn(async move {
             let mut signals = 0;
             loop {
                 wait_for_signal().await;
                 signals += 1;
                 if signals == 1 {
-                    eprintln!("Stopping: no new iterations start; in-flight ones finish. Press Ctrl-C again to quit now.");
+                    if !tui {
+                        eprintln!("Stopping: no new iterations start; in-flight ones finish. Press Ctrl-C again to quit now.");
+                    }
                     stopper.cancel();
                 } else {
                     std::process::exit(i32::from(exit::STOPPED));
@@ -178,8 +238,14 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             }
         });
         let outcome = engine.run().await;
-        let _ = printer.await;
+        // The TUI stays on its final screen until the user quits.
+        let front = front.await;
         drop(engine);
+        match front {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("error: the terminal UI failed: {e}"),
+            Err(e) => eprintln!("error: the terminal UI failed: {e}"),
+        }
         let stored = tokio::task::spawn_blocking(move || writer.join()).await;
         match stored {
             Ok(Ok(Ok(()))) => println!("Stored as task {} in {}", outcome.uuid, db.display()),

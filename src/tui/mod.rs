@@ -8,9 +8,10 @@
 //! - [`render`] draws a state with a theme onto a ratatui `Frame`, with no side effects, so the
 //!   snapshot tests in [`render`] pin every screen with `TestBackend`.
 //!
-//! The event loop (terminal setup/restore, crossterm input, frame pacing) lives elsewhere and
-//! only calls [`state::TuiState::apply`], [`state::TuiState::on_key`] and [`render::draw`].
+//! The event loop ([`app`]: terminal setup/restore, crossterm input, frame pacing) only calls
+//! [`state::TuiState::apply`], [`state::TuiState::on_key`] and [`render::draw`].
 
+pub mod app;
 pub mod render;
 pub mod state;
 pub mod theme;

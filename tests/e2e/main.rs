@@ -6,3 +6,4 @@ mod run;
 mod samples;
 mod store;
 mod support;
+mod tui;

@@ -1,0 +1,152 @@
+//! The terminal UI in a real terminal: a detached tmux session of fixed size.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support;
+
+/// A tmux session owned by one test, killed when the test ends, pass or fail.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    /// Starts `cmd` (a shell command line) in a new detached 120x40 session.
+    fn start(cmd: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "rally-tui-e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "120",
+                "-y",
+                "40",
+                cmd,
+            ])
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::null())
+            .status()
+            .expect("tmux is installed")
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Self { name }
+    }
+
+    fn capture(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn send(&self, key: &str) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, key])
+            .status()
+            .expect("tmux send-keys")
+            .success();
+        assert!(ok, "tmux send-keys {key} failed");
+    }
+
+    /// Polls the pane until `done` holds, or panics with the last screen after `limit`.
+    fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Single-quotes `p` for the shell tmux runs the command with.
+fn quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+#[test]
+fn s_then_y_stops_the_run_and_q_quits_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = support::write(
+        dir.path(),
+        "task.yaml",
+        "version: 2\ntitle: tui-stop\nsubtasks:\n\
+         - title: long\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant_for_duration: {duration: 60, concurrency: 2}}\n",
+    );
+    let db = dir.path().join("tasks.db");
+    let exit_file = dir.path().join("exit");
+    let cmd = format!(
+        "{} --db {} run {}; echo EXIT=$? > {}",
+        quote(&support::bin()),
+        quote(&db),
+        quote(&task),
+        quote(&exit_file)
+    );
+    let tmux = Tmux::start(&cmd);
+    tmux.wait_for(
+        "the header and the SLA panel",
+        Duration::from_secs(10),
+        |s| s.contains("rally-tui tui-stop") && s.contains("RUNNING") && s.contains("SLA"),
+    );
+    tmux.send("s");
+    tmux.wait_for("the stop confirmation", Duration::from_secs(5), |s| {
+        s.contains("Stop the run?")
+    });
+    tmux.send("y");
+    let stopped = Instant::now();
+    tmux.wait_for("the aborted state", Duration::from_secs(10), |s| {
+        s.contains("ABORTED")
+    });
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        stopped.elapsed()
+    );
+    // The final screen stays until `q`.
+    assert!(!exit_file.exists(), "the TUI left before q");
+    tmux.send("q");
+    let start = Instant::now();
+    let code = loop {
+        if let Ok(text) = std::fs::read_to_string(&exit_file)
+            && text.ends_with('\n')
+        {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "rally-tui did not exit after q; screen:\n{}",
+            tmux.capture()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code.trim(), "EXIT=3");
+    let list = support::run(&["--db", db.to_str().unwrap(), "task", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "aborted", "{rows}");
+}
