@@ -123,7 +123,6 @@ const TABLE_DEPTH: u8 = 3;
 const NO_NAME_ACTION: &str = "<no-name-action>";
 
 struct ActionRow {
-    parent: Option<usize>,
     name: Option<u16>,
     children: Vec<usize>,
     metric: Metric,
@@ -148,8 +147,6 @@ pub struct WorkloadStats {
     pending: Vec<Pending>,
     pub duration: Metric,
     pub idle: Metric,
-    /// Latency from the scheduled start (open-model runners): duration + lateness.
-    pub from_schedule: Metric,
     pub iterations: u64,
     pub failures: u64,
     /// Rally's `load_started_at` / `load_finished_at`.
@@ -179,7 +176,6 @@ impl WorkloadStats {
             pending: Vec::new(),
             duration: Metric::default(),
             idle: Metric::default(),
-            from_schedule: Metric::default(),
             iterations: 0,
             failures: 0,
             first_timestamp: f64::INFINITY,
@@ -201,9 +197,6 @@ impl WorkloadStats {
         self.failures += u64::from(!ok);
         self.duration.add(r.duration, ok);
         self.idle.add(r.idle_duration, ok);
-        if r.lateness > 0.0 {
-            self.from_schedule.add(r.duration + r.lateness, ok);
-        }
         self.first_timestamp = self.first_timestamp.min(r.timestamp);
         self.last_finish = self.last_finish.max(r.timestamp + r.duration);
         if let Some(e) = &r.error {
@@ -240,7 +233,6 @@ impl WorkloadStats {
         }
         let i = self.rows.len();
         self.rows.push(ActionRow {
-            parent,
             name,
             children: Vec::new(),
             metric: Metric::default(),
@@ -331,7 +323,6 @@ impl WorkloadStats {
         }
         let mut out = row.metric.row(name);
         out.children = row.children.iter().map(|&c| self.action_row(c)).collect();
-        let _ = row.parent;
         out
     }
 }

@@ -18,14 +18,6 @@ pub enum ExportError {
     Csv(#[from] csv::Error),
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
 /// `class` and `name` of a scenario, as Rally's JUnit exporter splits `Dummy.dummy`.
 fn split_scenario(name: &str) -> (&str, &str) {
     name.split_once('.').unwrap_or(("", name))
@@ -43,8 +35,8 @@ pub fn junit(tasks: &[StoredTask]) -> String {
             .count();
         out.push_str(&format!(
             "  <testsuite id=\"{}\" name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{:.2}\" timestamp=\"{}\">\n",
-            xml_escape(&t.row.uuid),
-            xml_escape(&t.row.title),
+            super::html::esc(&t.row.uuid),
+            super::html::esc(&t.row.title),
             t.workloads.len(),
             (t.updated_at - t.row.created_at).max(0.0),
             iso_time(t.row.created_at)
@@ -54,9 +46,9 @@ pub fn junit(tasks: &[StoredTask]) -> String {
             let time = w.report.as_ref().map_or(0.0, |r| r.full_duration);
             out.push_str(&format!(
                 "    <testcase classname=\"{}\" name=\"{}\" id=\"{}\" time=\"{time:.2}\" timestamp=\"{}\">\n",
-                xml_escape(class),
-                xml_escape(name),
-                xml_escape(&w.uuid),
+                super::html::esc(class),
+                super::html::esc(name),
+                super::html::esc(&w.uuid),
                 iso_time(w.created_at)
             ));
             match &w.report {
@@ -69,14 +61,14 @@ pub fn junit(tasks: &[StoredTask]) -> String {
                         .collect();
                     out.push_str(&format!(
                         "      <failure message=\"{}\">{}</failure>\n",
-                        xml_escape(&details.join("; ")),
-                        xml_escape(&details.join("\n"))
+                        super::html::esc(&details.join("; ")),
+                        super::html::esc(&details.join("\n"))
                     ));
                 }
                 Some(_) => {}
                 None => out.push_str(&format!(
                     "      <failure message=\"workload did not finish ({})\"/>\n",
-                    xml_escape(&w.status)
+                    super::html::esc(&w.status)
                 )),
             }
             out.push_str("    </testcase>\n");
