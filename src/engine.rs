@@ -9,11 +9,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chunk::{Chunk, ChunkLimits};
 use crate::clock::Clock;
+use crate::distributed::controller::{Controller, DistributedRunner, WorkloadOutcome};
 use crate::events::{
-    Event, Figures, Progress, SlaSnapshot, SourceFigures, TaskStatus, WorkloadInfo, WorkloadReport,
+    AgentRow, AgentsSnapshot, DistributedSummary, Event, Figures, Progress, SlaSnapshot,
+    SourceFigures, TaskStatus, WorkloadInfo, WorkloadReport,
 };
 use crate::hook::HookExecutor;
-use crate::runner::{LocalRunner, RunJob, Runner};
+use crate::runner::{InstanceStatus, LocalRunner, RunJob, Runner, RunnerSpec};
 use crate::scenario::Scenario;
 use crate::sla::{self, CriterionStatus, IterationSample, SlaChecker};
 use crate::stats::{Metric, WorkloadStats};
@@ -92,6 +94,8 @@ pub struct TaskEngine {
     stop: CancellationToken,
     uuid: String,
     recorder: Option<mpsc::Sender<Record>>,
+    /// Runs distributed workloads on agents; without it they run in this process.
+    controller: Option<Arc<Controller>>,
 }
 
 impl TaskEngine {
@@ -104,7 +108,14 @@ impl TaskEngine {
             stop: CancellationToken::new(),
             uuid: uuid::Uuid::new_v4().to_string(),
             recorder: None,
+            controller: None,
         }
+    }
+
+    /// Run workloads with a distributed runner on the controller's agents.
+    pub fn with_controller(mut self, controller: Arc<Controller>) -> TaskEngine {
+        self.controller = Some(controller);
+        self
     }
 
     /// Send everything the task produces to `recorder` (the store's writer) as it happens.
@@ -122,6 +133,11 @@ impl TaskEngine {
 
     pub fn uuid(&self) -> &str {
         &self.uuid
+    }
+
+    /// The event stream's sender, for other parts of the run (the controller's notices).
+    pub fn events(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -265,6 +281,7 @@ impl TaskEngine {
             let hooks = HookExecutor::start(w.hooks.clone());
             let workload_stop = self.stop.child_token();
             let (tx, rx) = mpsc::channel::<Chunk>(256);
+            let (live_tx, live_rx) = mpsc::unbounded_channel();
             let job = RunJob {
                 scenario: scenario.clone(),
                 source: Arc::from("local"),
@@ -273,17 +290,43 @@ impl TaskEngine {
                 on_iteration: hooks.iteration_listener(),
                 limits: self.options.limits,
                 clock: Clock::new(),
+                feed: None,
+                live: Some(live_tx),
             };
-            let runner = LocalRunner {
+            let distributed = match (&w.runner, &self.controller) {
+                (RunnerSpec::Distributed { agents, inner }, Some(controller)) => {
+                    Some(DistributedRunner {
+                        controller: controller.clone(),
+                        run: self.uuid.clone(),
+                        workload: info.index as u32,
+                        scenario: w.scenario.name.clone(),
+                        args: w.scenario.args.clone(),
+                        inner: (**inner).clone(),
+                        agents: *agents as usize,
+                        sla: w.sla.clone(),
+                        outcome: Default::default(),
+                    })
+                }
+                _ => None,
+            };
+            let local = LocalRunner {
                 spec: w.runner.clone(),
+            };
+            let runner: &dyn Runner = match &distributed {
+                Some(d) => d,
+                None => &local,
             };
             let (run_result, ()) = tokio::join!(
                 runner.run(job),
-                consumer.consume(rx, &workload_stop, self.recorder.as_ref(), |e| self
-                    .publish(e))
+                consumer.consume(rx, live_rx, &workload_stop, self.recorder.as_ref(), |e| {
+                    self.publish(e)
+                })
             );
             if let Err(e) = run_result {
                 failure = Some(e.to_string());
+            }
+            if let Some(outcome) = distributed.and_then(|d| d.outcome.into_inner().ok().flatten()) {
+                consumer.distributed = Some(outcome);
             }
             consumer.hooks = hooks.finish().await;
             abort = if consumer.aborted_on_sla {
@@ -352,6 +395,11 @@ struct Consumer {
     recent: Interval,
     hooks: Vec<crate::hook::HookResult>,
     total: Option<u64>,
+    /// Stored figures per runner instance (agent), from the chunks.
+    per_source: Vec<(Arc<str>, Metric, u64)>,
+    /// The agents' latest live reports (distributed workloads only).
+    instances: Vec<InstanceStatus>,
+    distributed: Option<WorkloadOutcome>,
 }
 
 impl Consumer {
@@ -372,12 +420,16 @@ impl Consumer {
             recent: Interval::new(),
             hooks: Vec::new(),
             total: info.total,
+            per_source: Vec::new(),
+            instances: Vec::new(),
+            distributed: None,
         }
     }
 
     async fn consume(
         &mut self,
         mut rx: mpsc::Receiver<Chunk>,
+        mut live: mpsc::UnboundedReceiver<Vec<InstanceStatus>>,
         stop: &CancellationToken,
         recorder: Option<&mpsc::Sender<Record>>,
         publish: impl Fn(Event),
@@ -386,17 +438,25 @@ impl Consumer {
         let mut tick = tokio::time::interval_at((started + self.interval).into(), self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_tick = started;
+        let mut live_open = true;
         loop {
             tokio::select! {
+                update = live.recv(), if live_open => match update {
+                    Some(instances) => {
+                        self.instances = instances;
+                        // The merged agents' state is the live verdict: chunks reach the
+                        // controller later than the agents' SLA reports.
+                        let failing = self.merged_sla().is_some_and(|m| m.is_ok_and(|m| !m.success()));
+                        if failing && self.abort_on_sla && !self.aborted_on_sla {
+                            self.abort(stop, recorder, &publish).await;
+                        }
+                    }
+                    None => live_open = false,
+                },
                 chunk = rx.recv() => match chunk {
                     Some(chunk) => {
                         if self.ingest(&chunk) && self.abort_on_sla && !self.aborted_on_sla {
-                            self.aborted_on_sla = true;
-                            stop.cancel();
-                            publish(Event::Stopping { reason: "SLA failure".into() });
-                            if let Some(r) = recorder {
-                                let _ = r.send(Record::Stopping { status: "soft_aborting" }).await;
-                            }
+                            self.abort(stop, recorder, &publish).await;
                         }
                         if let Some(r) = recorder {
                             let _ = r.send(Record::Chunk { index: self.index, chunk }).await;
@@ -419,9 +479,57 @@ impl Consumer {
         );
     }
 
+    async fn abort(
+        &mut self,
+        stop: &CancellationToken,
+        recorder: Option<&mpsc::Sender<Record>>,
+        publish: &impl Fn(Event),
+    ) {
+        self.aborted_on_sla = true;
+        stop.cancel();
+        publish(Event::Stopping {
+            reason: "SLA failure".into(),
+        });
+        if let Some(r) = recorder {
+            let _ = r
+                .send(Record::Stopping {
+                    status: "soft_aborting",
+                })
+                .await;
+        }
+    }
+
+    /// The agents' SLA states merged, when agents report them.
+    fn merged_sla(&self) -> Option<Result<SlaChecker, String>> {
+        let mut states = self.instances.iter().filter_map(|i| i.sla.as_ref());
+        let mut merged = states.next()?.clone();
+        for s in states {
+            if let Err(e) = merged.merge(s) {
+                return Some(Err(e.to_string()));
+            }
+        }
+        Some(Ok(merged))
+    }
+
+    fn source_metric(&mut self, source: &Arc<str>) -> usize {
+        match self.per_source.iter().position(|(s, _, _)| s == source) {
+            Some(i) => i,
+            None => {
+                self.per_source.push((source.clone(), Metric::default(), 0));
+                self.per_source.len() - 1
+            }
+        }
+    }
+
     /// Account for a chunk; true when an SLA criterion failed on the data so far.
     fn ingest(&mut self, chunk: &Chunk) -> bool {
         let mut sla_failed = false;
+        let source = self.source_metric(&chunk.source);
+        for record in &chunk.records {
+            let (_, metric, failures) = &mut self.per_source[source];
+            metric.add(record.duration, record.error.is_none());
+            *failures += u64::from(record.error.is_some());
+        }
         let mut tops: Vec<(&str, f64)> = Vec::with_capacity(8);
         for record in &chunk.records {
             let actions = chunk.actions_of(record);
@@ -459,19 +567,78 @@ impl Consumer {
         let all = self
             .recent
             .figures(seconds, &self.stats.duration, self.stats.failures);
+        if self.instances.is_empty() {
+            publish(Event::Progress(Progress {
+                workload: self.index,
+                elapsed,
+                total: self.total,
+                all: all.clone(),
+                sources: vec![("local".into(), all)],
+            }));
+            let rows = self.sla_rows();
+            publish(Event::Sla(SlaSnapshot {
+                workload: self.index,
+                total: rows.clone(),
+                sources: vec![("local".into(), rows)],
+            }));
+            return;
+        }
+        let sources: Vec<(String, Figures)> = self
+            .instances
+            .iter()
+            .map(|i| (i.name.clone(), Figures::from_instance(i)))
+            .collect();
         publish(Event::Progress(Progress {
             workload: self.index,
             elapsed,
             total: self.total,
-            all: all.clone(),
-            sources: vec![("local".into(), all)],
+            all: Figures::merged(&self.instances),
+            sources,
         }));
-        let rows = self.sla_rows();
+        publish(Event::Agents(AgentsSnapshot {
+            workload: self.index,
+            agents: self.instances.iter().map(AgentRow::from_instance).collect(),
+        }));
+        let total = match self.merged_sla() {
+            Some(Ok(merged)) => merged.results(),
+            Some(Err(e)) => vec![sla::something_went_wrong(&e)],
+            None => self.sla_rows(),
+        };
         publish(Event::Sla(SlaSnapshot {
             workload: self.index,
-            total: rows.clone(),
-            sources: vec![("local".into(), rows)],
+            total,
+            sources: self
+                .instances
+                .iter()
+                .map(|i| {
+                    (
+                        i.name.clone(),
+                        i.sla.as_ref().map(SlaChecker::results).unwrap_or_default(),
+                    )
+                })
+                .collect(),
         }));
+    }
+
+    /// Per runner instance, from the stored chunks; agents that ran nothing or were lost are
+    /// listed too.
+    fn sources(&self) -> Vec<SourceFigures> {
+        let mut out: Vec<SourceFigures> = self
+            .per_source
+            .iter()
+            .map(|(name, metric, failures)| SourceFigures::from_metric(name, metric, *failures))
+            .collect();
+        if let Some(d) = &self.distributed {
+            for name in &d.agents {
+                if !out.iter().any(|s| &s.name == name) {
+                    out.push(SourceFigures::from_metric(name, &Metric::default(), 0));
+                }
+            }
+            for s in &mut out {
+                s.lost = d.lost.contains(&s.name);
+            }
+        }
+        out
     }
 
     fn report(
@@ -491,6 +658,7 @@ impl Consumer {
             sla.push(sla::something_went_wrong(f));
         }
         let pass_sla = sla.iter().all(|r| r.success);
+        let sources = self.sources();
         let mut errors = self.stats.errors.clone();
         errors.sort_by_key(|e| std::cmp::Reverse(e.count));
         WorkloadReport {
@@ -504,12 +672,15 @@ impl Consumer {
             full_duration,
             start_time: (self.stats.iterations > 0).then_some(self.stats.first_timestamp),
             hooks: self.hooks,
-            sources: vec![SourceFigures::from_metric(
-                "local",
-                &self.stats.duration,
-                self.stats.failures,
-            )],
+            sources,
             sla,
+            distributed: self.distributed.map(|d| DistributedSummary {
+                agents: d.agents,
+                lost: d.lost,
+                reissued: d.reissued,
+                duplicates: d.duplicates,
+                missing: d.missing,
+            }),
         }
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::hook::HookResult;
+use crate::runner::{InstanceState, InstanceStatus};
 use crate::sla::CriterionStatus;
 use crate::stats::{ErrorCount, StatsTable};
 
@@ -67,6 +68,9 @@ pub struct SourceFigures {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
     pub p99: Option<f64>,
+    /// The agent was lost during the workload.
+    #[serde(default)]
+    pub lost: bool,
 }
 
 impl SourceFigures {
@@ -78,7 +82,105 @@ impl SourceFigures {
             p50: m.quantile(0.5),
             p95: m.quantile(0.95),
             p99: m.quantile(0.99),
+            lost: false,
         }
+    }
+}
+
+/// What happened to the agents of a distributed workload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DistributedSummary {
+    pub agents: Vec<String>,
+    pub lost: Vec<String>,
+    /// Iterations re-run elsewhere after their agent was lost.
+    pub reissued: u64,
+    /// Records dropped because their iteration was already stored.
+    pub duplicates: u64,
+    /// Results that could not be fetched, and why.
+    pub missing: Vec<String>,
+}
+
+/// One agent's row in the agent table.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRow {
+    pub name: String,
+    pub host: String,
+    pub state: InstanceState,
+    pub iterations: u64,
+    pub failures: u64,
+    /// Iterations per second over its last report interval.
+    pub rate: f64,
+    pub p95: Option<f64>,
+    /// Seconds since the controller last heard from it.
+    pub heartbeat_age: Option<f64>,
+    /// Its clock minus the controller's, seconds.
+    pub clock_offset: Option<f64>,
+}
+
+impl AgentRow {
+    pub fn from_instance(i: &InstanceStatus) -> AgentRow {
+        let f = Figures::from_instance(i);
+        AgentRow {
+            name: i.name.clone(),
+            host: i.host.clone(),
+            state: i.state,
+            iterations: i.iterations,
+            failures: i.failures,
+            rate: f.rate,
+            p95: f.p95,
+            heartbeat_age: i.heartbeat_age,
+            clock_offset: i.clock_offset,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentsSnapshot {
+    pub workload: usize,
+    pub agents: Vec<AgentRow>,
+}
+
+impl Figures {
+    /// An agent's figures from its last report.
+    pub fn from_instance(i: &InstanceStatus) -> Figures {
+        let h = &i.recent;
+        let n = h.len();
+        let q = |q: f64| (n > 0).then(|| h.value_at_quantile_secs(q));
+        Figures {
+            iterations: i.iterations,
+            failures: i.failures,
+            rate: if i.recent_seconds > 0.0 {
+                n as f64 / i.recent_seconds
+            } else {
+                0.0
+            },
+            p50: q(0.5),
+            p95: q(0.95),
+            p99: q(0.99),
+            max: q(1.0),
+            p95_total: None,
+        }
+    }
+
+    /// All agents together: counts and rates add up, percentiles come from the merged
+    /// histograms.
+    pub fn merged(instances: &[InstanceStatus]) -> Figures {
+        let mut all = crate::sla::histogram::DurationHistogram::new();
+        let mut f = Figures::default();
+        for i in instances {
+            let _ = all.add(&i.recent);
+            let one = Figures::from_instance(i);
+            f.iterations += one.iterations;
+            f.failures += one.failures;
+            f.rate += one.rate;
+        }
+        if !all.is_empty() {
+            f.p50 = Some(all.value_at_quantile_secs(0.5));
+            f.p95 = Some(all.value_at_quantile_secs(0.95));
+            f.p99 = Some(all.value_at_quantile_secs(0.99));
+            f.max = Some(all.value_at_quantile_secs(1.0));
+        }
+        f
     }
 }
 
@@ -100,6 +202,9 @@ pub struct WorkloadReport {
     pub sources: Vec<SourceFigures>,
     /// The most common errors, most frequent first.
     pub errors: Vec<ErrorCount>,
+    /// Set for a workload run on agents.
+    #[serde(default)]
+    pub distributed: Option<DistributedSummary>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +237,8 @@ pub enum Event {
     WorkloadStarted(WorkloadInfo),
     Progress(Progress),
     Sla(SlaSnapshot),
+    /// The agents of a distributed workload, every interval.
+    Agents(AgentsSnapshot),
     WorkloadFinished(Box<WorkloadReport>),
     /// The engine stopped starting iterations (user stop or SLA abort); in-flight ones finish.
     Stopping {

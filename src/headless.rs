@@ -12,6 +12,8 @@ use crate::stats::{StatsRow, StatsTable};
 /// Print events until the task finishes (or the engine goes away).
 pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl Write) {
     let mut sla_ok: Option<bool> = None;
+    // (alive, all) of the current distributed workload's agents.
+    let mut agents: Option<(usize, usize)> = None;
     loop {
         let event = match events.recv().await {
             Ok(e) => e,
@@ -35,6 +37,7 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
             }
             Event::WorkloadStarted(info) => {
                 sla_ok = None;
+                agents = None;
                 format!(
                     "\n=== Workload {}/{}: {} [{}] {} — {}\n",
                     info.index + 1,
@@ -45,7 +48,16 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
                     info.runner
                 )
             }
-            Event::Progress(p) => progress_line(p, sla_ok),
+            Event::Progress(p) => progress_line(p, sla_ok, agents),
+            Event::Agents(a) => {
+                let alive = a
+                    .agents
+                    .iter()
+                    .filter(|r| r.state != crate::runner::InstanceState::Lost)
+                    .count();
+                agents = Some((alive, a.agents.len()));
+                continue;
+            }
             Event::Sla(s) => {
                 sla_ok = Some(s.total.iter().all(|c| c.success));
                 continue;
@@ -80,7 +92,7 @@ fn secs(v: Option<f64>) -> String {
 }
 
 /// `[   3.0s] 1234/5000 iterations | 412.3/s | p95 0.105s | failures 0 (0.0%) | SLA ok`
-pub fn progress_line(p: &Progress, sla_ok: Option<bool>) -> String {
+pub fn progress_line(p: &Progress, sla_ok: Option<bool>, agents: Option<(usize, usize)>) -> String {
     let a = &p.all;
     let done = match p.total {
         Some(t) => format!("{}/{t}", a.iterations),
@@ -96,13 +108,16 @@ pub fn progress_line(p: &Progress, sla_ok: Option<bool>) -> String {
         Some(false) => "SLA FAILING",
         None => "SLA -",
     };
+    let agents = match agents {
+        Some((alive, all)) => format!("agents {alive}/{all} alive"),
+        None => "local".to_string(),
+    };
     format!(
-        "[{:>7.1}s] {done} iterations | {:.1}/s | p95 {} | failures {} ({pct:.1}%) | {sla} | agents {}\n",
+        "[{:>7.1}s] {done} iterations | {:.1}/s | p95 {} | failures {} ({pct:.1}%) | {sla} | {agents}\n",
         p.elapsed,
         a.rate,
-        secs(a.p95_total),
+        secs(a.p95_total.or(a.p95)),
         a.failures,
-        p.sources.len()
     )
 }
 

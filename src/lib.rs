@@ -9,6 +9,7 @@
 pub mod chunk;
 pub mod clock;
 pub mod context;
+pub mod distributed;
 pub mod engine;
 pub mod events;
 pub mod headless;

@@ -7,9 +7,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use std::time::Duration;
+
+use rally_tui::distributed::controller::ControllerOptions;
+use rally_tui::distributed::pool::{Pool, Source};
 use rally_tui::engine::{Abort, EngineOptions, TaskEngine};
 use rally_tui::headless;
 use rally_tui::task::TaskSource;
+use rally_tui::transport::token::Token;
 use rally_tui::tui::app::run_tui;
 use rally_tui::tui::theme::Theme;
 
@@ -45,6 +50,8 @@ enum Command {
     Run(RunArgs),
     /// Check a task file without running anything.
     Validate(TaskArgs),
+    /// Run a RunnerAgent: connect to a controller and run the share of each workload it gives.
+    Agent(AgentArgs),
     /// Stored tasks: list, show, check SLA again, report, export, delete.
     #[command(subcommand)]
     Task(tasks::TaskCommand),
@@ -79,6 +86,48 @@ struct RunArgs {
     /// the task database.
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
+    /// Run every workload on N agents (local agent processes unless --listen is given).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10000))]
+    agents: Option<u64>,
+    /// Wait on ADDR (tcp://HOST:PORT; results use PORT+1) for agents started elsewhere
+    /// instead of starting local ones. Needs the shared token (--token-file or RALLY_TUI_TOKEN).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Seconds to wait for the agents to register.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    agent_wait: f64,
+    /// Seconds between the agents' SLA reports.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    sla_interval: f64,
+    /// Seconds of silence after which an agent is lost (and agents stop on their own).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    liveness: f64,
+    /// File holding the shared token (mode 0600), for --listen.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// The controller's address, tcp://HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    connect: String,
+    /// This agent's name (default: the host name and process id).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where result chunks wait until the controller has stored them.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// File holding the shared token (mode 0600); else RALLY_TUI_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Read the token from the first line of stdin, and leave when stdin closes (how a
+    /// controller starts agents: their lifetime is tied to its pipe or SSH session).
+    #[arg(long)]
+    token_stdin: bool,
+    /// Exit when no controller has answered for this many seconds (default: keep trying).
+    #[arg(long, value_name = "SECONDS")]
+    give_up_after: Option<f64>,
 }
 
 impl TaskArgs {
@@ -151,6 +200,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
         },
         Command::Run(args) => run(args, cli.db),
+        Command::Agent(args) => agent(args, cli.db),
         Command::Task(command) => tasks::dispatch(command, &db_path(cli.db)),
     }
 }
@@ -192,12 +242,46 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         init_tracing(std::io::stderr);
         None
     };
-    let spec = match args.task.source().load() {
+    let mut spec = match args.task.source().load() {
         Ok(spec) => spec,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(exit::USAGE);
         }
+    };
+    if let Some(n) = args.agents {
+        for s in &mut spec.subtasks {
+            for w in &mut s.workloads {
+                w.runner = w.runner.clone().distribute(n);
+            }
+        }
+    }
+    let pool_size = spec
+        .workloads()
+        .map(|(_, w)| w.runner.agents())
+        .max()
+        .unwrap_or(0) as usize;
+    for (name, v) in [
+        ("--sla-interval", args.sla_interval),
+        ("--liveness", args.liveness),
+        ("--agent-wait", args.agent_wait),
+    ] {
+        if !(v.is_finite() && v > 0.0 && v < 1e6) {
+            eprintln!("error: {name} must be a positive number of seconds, got {v}");
+            return Ok(exit::USAGE);
+        }
+    }
+    let token = match (&args.listen, pool_size) {
+        (_, 0) => None,
+        (Some(_), _) => match Token::load(args.token_file.as_deref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(exit::USAGE);
+            }
+        },
+        // Local agents get a fresh token through their stdin.
+        (None, _) => Some(Token::random()),
     };
     let store = rally_tui::store::Store::open(&db)
         .with_context(|| format!("cannot open the task database {}", db.display()))?;
@@ -209,9 +293,73 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
     runtime.block_on(async move {
         let options = EngineOptions {
             abort_on_sla_failure: args.abort_on_sla_failure,
+            interval: Duration::from_secs_f64(args.sla_interval),
             ..EngineOptions::default()
         };
-        let engine = TaskEngine::new(spec, options).with_recorder(recorder);
+        let (notices, mut notice_rx) = tokio::sync::mpsc::unbounded_channel();
+        let pool = match token {
+            None => None,
+            Some(token) => {
+                let source = match &args.listen {
+                    Some(_) => Source::Listen,
+                    None => Source::Local {
+                        cache_root: db
+                            .with_file_name("agents")
+                            .join(std::process::id().to_string()),
+                    },
+                };
+                let controller_options = ControllerOptions {
+                    listen: args
+                        .listen
+                        .clone()
+                        .unwrap_or_else(|| "tcp://127.0.0.1:0".into()),
+                    heartbeat: Duration::from_secs_f64((args.liveness / 3.0).min(1.0)),
+                    liveness: Duration::from_secs_f64(args.liveness),
+                    sla_interval: Duration::from_secs_f64(args.sla_interval),
+                    ..ControllerOptions::default()
+                };
+                if !tui {
+                    eprintln!(
+                        "Starting {pool_size} agent{}{}",
+                        if pool_size == 1 { "" } else { "s" },
+                        match &args.listen {
+                            Some(addr) => format!(": waiting for them on {addr}"),
+                            None => " on this machine".into(),
+                        }
+                    );
+                }
+                let wait = Duration::from_secs_f64(args.agent_wait);
+                match Pool::start(pool_size, source, controller_options, token, wait, notices).await
+                {
+                    Ok(pool) => Some(pool),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Ok(exit::FAILURE);
+                    }
+                }
+            }
+        };
+        let mut engine = TaskEngine::new(spec, options).with_recorder(recorder);
+        if let Some(pool) = &pool {
+            engine = engine.with_controller(pool.controller.clone());
+        }
+        let events = engine.events();
+        tokio::spawn(async move {
+            while let Some(n) = notice_rx.recv().await {
+                // The TUI's log file keeps them; the headless printer prints the event.
+                if tui {
+                    match n.level {
+                        "error" => tracing::error!("{}", n.message),
+                        "warning" => tracing::warn!("{}", n.message),
+                        _ => tracing::info!("{}", n.message),
+                    }
+                }
+                let _ = events.send(rally_tui::events::Event::Log {
+                    level: n.level.into(),
+                    message: n.message,
+                });
+            }
+        });
         let stopper = engine.stopper();
         let front = if tui {
             tokio::spawn(run_tui(engine.subscribe(), stopper.clone(), theme))
@@ -238,6 +386,12 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             }
         });
         let outcome = engine.run().await;
+        if let Some(pool) = pool {
+            let killed = pool.end().await;
+            if !killed.is_empty() {
+                eprintln!("warning: agents {} did not exit and were killed", killed.join(", "));
+            }
+        }
         // The TUI stays on its final screen until the user quits.
         let front = front.await;
         drop(engine);
@@ -267,6 +421,75 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
 }
 
 /// Ctrl-C or SIGTERM.
+fn agent(args: AgentArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
+    use rally_tui::distributed::agent::{AgentExit, AgentOptions, hostname, run_agent};
+    use tokio_util::sync::CancellationToken;
+    let token = if args.token_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the token from stdin")?;
+        Token::from_bytes(line.into_bytes(), " on stdin")
+    } else {
+        Token::load(args.token_file.as_deref())
+    };
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let cache_dir = args
+        .cache_dir
+        .unwrap_or_else(|| db_path(db).with_file_name("agent-cache").join(&name));
+    let options = AgentOptions {
+        connect: args.connect,
+        name,
+        cache_dir,
+        give_up_after: args.give_up_after.map(Duration::from_secs_f64),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let interrupt = CancellationToken::new();
+        let on_signal = interrupt.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            on_signal.cancel();
+        });
+        if args.token_stdin {
+            // The rest of stdin is the lifeline: its end (the controller or the SSH session
+            // went away) ends the agent.
+            let on_eof = interrupt.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 256];
+                while let Ok(n) = std::io::stdin().read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                tracing::warn!("stdin closed: leaving");
+                on_eof.cancel();
+            });
+        }
+        match run_agent(options, token, interrupt).await {
+            Ok(AgentExit::Shutdown) => Ok(exit::OK),
+            Ok(AgentExit::Interrupted) => Ok(exit::STOPPED),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(exit::FAILURE)
+            }
+        }
+    })
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {

@@ -135,8 +135,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Parse a chunk written by [`encode`].
-pub fn decode(bytes: &[u8]) -> Result<Chunk, CodecError> {
+/// Check a blob's header (magic, version, length) and payload checksum without decoding it:
+/// the cheap test a holder of encoded chunks (the agent's cache) runs before passing one on.
+/// A blob that passes was written by [`encode`] and not damaged since (to CRC-32's strength).
+pub fn verify(bytes: &[u8]) -> Result<(), CodecError> {
+    framed_payload(bytes).map(|_| ())
+}
+
+/// The payload of a framed blob, after checking its header and checksum.
+fn framed_payload(bytes: &[u8]) -> Result<&[u8], CodecError> {
     let mut r = Reader { bytes };
     if r.take(4, "magic")? != MAGIC {
         return Err(CodecError::BadMagic);
@@ -159,6 +166,12 @@ pub fn decode(bytes: &[u8]) -> Result<Chunk, CodecError> {
     if computed != stored {
         return Err(CodecError::Checksum { stored, computed });
     }
+    Ok(payload)
+}
+
+/// Parse a chunk written by [`encode`].
+pub fn decode(bytes: &[u8]) -> Result<Chunk, CodecError> {
+    let payload = framed_payload(bytes)?;
     let mut r = Reader { bytes: payload };
     let source: Arc<str> = Arc::from(r.string("source")?);
     let n_records = r.u32("record count")? as usize;

@@ -5,7 +5,9 @@
 //! actions by range, and an action names itself by an index into the workload's action-name
 //! table. Errors and scenario output are rare and boxed.
 
+pub mod cache;
 pub mod codec;
+pub mod merge;
 
 use std::ops::Range;
 use std::sync::Arc;

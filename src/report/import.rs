@@ -373,6 +373,7 @@ fn import_workload(
             stats.failures,
         )],
         errors,
+        distributed: None,
     };
     store.finish_workload(&uuid, &report, "finished")?;
     Ok(())

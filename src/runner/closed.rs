@@ -2,12 +2,15 @@
 //!
 //! `concurrency` slots each loop: take the next global iteration number, run it, repeat.
 //! Like Rally's `constant`, faster slots simply run more iterations; there is no static split.
+//! On an agent the numbers come from the controller's leases instead of a counter.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::scenario::SlotState;
+
+use super::feed::{Block, Feed};
 
 use super::slot::{SlotBatch, seed};
 use super::{RunJob, RunnerError};
@@ -39,27 +42,8 @@ pub async fn run(
         slots.spawn(async move {
             let mut state = SlotState::new(seed(index));
             let mut batch = SlotBatch::new(&job);
-            let mut ran_any = false;
-            loop {
-                if job.stop.is_cancelled() {
-                    break;
-                }
-                let number = match plan {
-                    Plan::Times(times) => {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n > times {
-                            break;
-                        }
-                        n
-                    }
-                    Plan::Duration(seconds) => {
-                        if ran_any && started.elapsed().as_secs_f64() >= seconds {
-                            break;
-                        }
-                        next.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-                ran_any = true;
+            let mut numbers = Numbers::new(&job, plan, next);
+            while let Some(number) = numbers.next(started, &job, &mut batch).await? {
                 if let Some(listener) = &job.on_iteration {
                     listener(number);
                 }
@@ -70,6 +54,7 @@ pub async fn run(
                     batch.flush(&job).await?;
                 }
             }
+            numbers.finish();
             batch.flush(&job).await
         });
     }
@@ -80,4 +65,103 @@ pub async fn run(
         }
     }
     result
+}
+
+/// How many numbers a slot takes from a feed at once: one lock per block, and small enough
+/// that a stop or the end of the workload leaves little taken and unrun.
+const BLOCK: u64 = 32;
+
+/// A slot's source of iteration numbers: the shared counter, or the agent's leases.
+struct Numbers {
+    plan: Plan,
+    next: Arc<AtomicU64>,
+    feed: Option<Arc<Feed>>,
+    block: Option<(Block, u64)>,
+    ran_any: bool,
+}
+
+impl Numbers {
+    fn new(job: &RunJob, plan: Plan, next: Arc<AtomicU64>) -> Numbers {
+        Numbers {
+            plan,
+            next,
+            feed: job.feed.clone(),
+            block: None,
+            ran_any: false,
+        }
+    }
+
+    /// The next number to run, or `None` when this slot is done.
+    async fn next(
+        &mut self,
+        started: Instant,
+        job: &RunJob,
+        batch: &mut SlotBatch,
+    ) -> Result<Option<u64>, RunnerError> {
+        if job.stop.is_cancelled() {
+            return Ok(None);
+        }
+        if let Plan::Duration(seconds) = self.plan
+            && self.ran_any
+            && started.elapsed().as_secs_f64() >= seconds
+        {
+            return Ok(None);
+        }
+        let number = match self.feed.clone() {
+            None => {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                match self.plan {
+                    Plan::Times(times) if n > times => return Ok(None),
+                    _ => n,
+                }
+            }
+            Some(feed) => match self.take_from_feed(&feed, job, batch).await? {
+                Some(n) => n,
+                None => return Ok(None),
+            },
+        };
+        self.ran_any = true;
+        Ok(Some(number))
+    }
+
+    async fn take_from_feed(
+        &mut self,
+        feed: &Feed,
+        job: &RunJob,
+        batch: &mut SlotBatch,
+    ) -> Result<Option<u64>, RunnerError> {
+        loop {
+            if let Some((block, used)) = &mut self.block {
+                if *used < block.count {
+                    *used += 1;
+                    return Ok(Some(block.nth(*used - 1)));
+                }
+                feed.ran(block.lease, block.count);
+                self.block = None;
+            }
+            let block = match feed.try_take(BLOCK) {
+                Some(block) => block,
+                None => {
+                    // About to wait for the controller: the results held here must not
+                    // wait with us (the controller may be waiting for them).
+                    batch.flush(job).await?;
+                    tokio::select! {
+                        b = feed.take(BLOCK) => match b {
+                            Some(b) => b,
+                            None => return Ok(None),
+                        },
+                        _ = job.stop.cancelled() => return Ok(None),
+                    }
+                }
+            };
+            self.block = Some((block, 0));
+        }
+    }
+
+    /// Account for the numbers run from the current block (a stop can leave some unrun).
+    fn finish(&mut self) {
+        if let (Some(feed), Some((block, used))) = (&self.feed, self.block.take()) {
+            feed.ran(block.lease, used);
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! tasks in this process; results leave each runner as [`Chunk`](crate::chunk::Chunk)s.
 
 mod closed;
+pub mod feed;
 mod open;
 pub mod schedule;
 mod slot;
@@ -26,7 +27,13 @@ use crate::task::node::Node;
 pub use schedule::Rate;
 
 /// The runners we know, for messages.
-pub const RUNNERS: &[&str] = &["constant", "constant_for_duration", "rps", "serial"];
+pub const RUNNERS: &[&str] = &[
+    "constant",
+    "constant_for_duration",
+    "rps",
+    "serial",
+    "distributed",
+];
 
 pub fn is_unknown(name: &str) -> bool {
     !RUNNERS.contains(&name)
@@ -53,6 +60,11 @@ pub enum RunnerSpec {
     },
     Serial {
         times: u64,
+    },
+    /// The inner runner's work shared among `agents` agent processes (SPEC §6).
+    Distributed {
+        agents: u64,
+        inner: Box<RunnerSpec>,
     },
 }
 
@@ -171,10 +183,89 @@ impl RunnerSpec {
                     times: count("times")?.unwrap_or(1),
                 })
             }
+            "distributed" => Self::distributed_from_config(cfg, v1),
             _ => Err(PluginError::new(
                 "",
                 format!("unknown runner '{name}'; available: {}", list(RUNNERS)),
             )),
+        }
+    }
+
+    /// `distributed: {agents: N, runner: {constant: {...}}}` (in format v1 the inner runner
+    /// names itself with `type`, like the outer one).
+    fn distributed_from_config(cfg: &Node, v1: bool) -> Checked<RunnerSpec> {
+        let mut keys = vec!["agents", "runner"];
+        if v1 {
+            keys.push("type");
+        }
+        check::mapping(cfg, &keys)?;
+        let agents = check::int_at_least(cfg, "agents", 1)?.unwrap_or(2) as u64;
+        let runner = check::required(
+            cfg.get("runner"),
+            "runner",
+            "the runner each agent shares, e.g. {constant: {times: 100}}",
+        )?;
+        let prefix = |e: PluginError, name: &str| {
+            let at = if v1 {
+                "runner".to_string()
+            } else {
+                format!("runner.{name}")
+            };
+            PluginError::new(
+                if e.subpath.is_empty() {
+                    at
+                } else {
+                    format!("{at}.{}", e.subpath)
+                },
+                e.message,
+            )
+        };
+        let (name, inner_cfg) = if v1 {
+            let name = runner.get("type").and_then(Node::as_str).ok_or_else(|| {
+                PluginError::new("runner.type", "the inner runner's type is required")
+            })?;
+            (name.to_string(), runner.clone())
+        } else {
+            match runner.as_map() {
+                Some([(name, body)]) => (name.clone(), body.clone()),
+                _ => {
+                    return Err(PluginError::new(
+                        "runner",
+                        "must name exactly one runner, e.g. {constant: {times: 100}}",
+                    ));
+                }
+            }
+        };
+        if name == "distributed" {
+            return Err(PluginError::new(
+                "runner",
+                "a distributed runner cannot contain another one",
+            ));
+        }
+        let inner = RunnerSpec::from_config(&name, &inner_cfg, v1).map_err(|e| prefix(e, &name))?;
+        Ok(RunnerSpec::Distributed {
+            agents,
+            inner: Box::new(inner),
+        })
+    }
+
+    /// Shares every workload among `agents` agents (`run --agents N`); a runner that is
+    /// already distributed keeps its own count.
+    pub fn distribute(self, agents: u64) -> RunnerSpec {
+        match self {
+            RunnerSpec::Distributed { .. } => self,
+            inner => RunnerSpec::Distributed {
+                agents,
+                inner: Box::new(inner),
+            },
+        }
+    }
+
+    /// Agents this runner needs (0: it runs in this process).
+    pub fn agents(&self) -> u64 {
+        match self {
+            RunnerSpec::Distributed { agents, .. } => *agents,
+            _ => 0,
         }
     }
 
@@ -184,6 +275,8 @@ impl RunnerSpec {
             RunnerSpec::ConstantForDuration { .. } => "constant_for_duration",
             RunnerSpec::Rps { .. } => "rps",
             RunnerSpec::Serial { .. } => "serial",
+            // Stored and exported as the runner it shares, which Rally knows.
+            RunnerSpec::Distributed { inner, .. } => inner.name(),
         }
     }
 
@@ -194,6 +287,7 @@ impl RunnerSpec {
             | RunnerSpec::Rps { times, .. }
             | RunnerSpec::Serial { times } => Some(*times),
             RunnerSpec::ConstantForDuration { .. } => None,
+            RunnerSpec::Distributed { inner, .. } => inner.total_iterations(),
         }
     }
 
@@ -220,6 +314,7 @@ impl RunnerSpec {
                 json!({"times": times, "rps": rate.config_json(), "timeout": timeout, "max_concurrency": max_concurrency})
             }
             RunnerSpec::Serial { times } => json!({"times": times}),
+            RunnerSpec::Distributed { inner, .. } => inner.config_json(),
         };
         if let Some(m) = v.as_object_mut() {
             m.retain(|_, v| !v.is_null());
@@ -239,7 +334,12 @@ impl RunnerSpec {
                     .join(", ")
             })
             .unwrap_or_default();
-        format!("{} ({body})", self.name())
+        match self {
+            RunnerSpec::Distributed { agents, .. } => {
+                format!("{} ({body}) on {agents} agents", self.name())
+            }
+            _ => format!("{} ({body})", self.name()),
+        }
     }
 }
 
@@ -259,12 +359,62 @@ pub struct RunJob {
     pub on_iteration: Option<IterationListener>,
     pub limits: ChunkLimits,
     pub clock: Clock,
+    /// Where iteration numbers come from on an agent (the controller's leases); `None` when
+    /// the runner counts them itself.
+    pub feed: Option<Arc<feed::Feed>>,
+    /// Where a runner with several instances (agents) reports their live state, every SLA
+    /// interval; local runners leave it alone.
+    pub live: Option<mpsc::UnboundedSender<Vec<InstanceStatus>>>,
+}
+
+/// How one runner instance (an agent) is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    Connecting,
+    Running,
+    Stopping,
+    Done,
+    Lost,
+}
+
+impl InstanceState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InstanceState::Connecting => "connecting",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Done => "done",
+            InstanceState::Lost => "lost",
+        }
+    }
+}
+
+/// A runner instance's live account, as its agent last reported it.
+#[derive(Debug, Clone)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub host: String,
+    pub state: InstanceState,
+    pub iterations: u64,
+    pub failures: u64,
+    /// Durations finished over the last `recent_seconds`.
+    pub recent: crate::sla::histogram::DurationHistogram,
+    pub recent_seconds: f64,
+    /// Mergeable SLA state over all its finished iterations.
+    pub sla: Option<crate::sla::SlaChecker>,
+    /// Seconds since anything was heard from it.
+    pub heartbeat_age: Option<f64>,
+    /// Its clock minus the controller's, seconds.
+    pub clock_offset: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error("the result consumer went away")]
     ConsumerGone,
+    #[error("{0}")]
+    Distributed(String),
 }
 
 pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RunnerError>> + Send + 'a>>;
@@ -312,6 +462,14 @@ impl Runner for LocalRunner {
                     timeout,
                     max_concurrency,
                 } => open::run(job, *times, rate.clone(), *max_concurrency, *timeout).await,
+                // The engine hands these to the DistributedRunner; here, run the inner one.
+                RunnerSpec::Distributed { inner, .. } => {
+                    LocalRunner {
+                        spec: (**inner).clone(),
+                    }
+                    .run(job)
+                    .await
+                }
             }
         })
     }
@@ -343,6 +501,8 @@ mod tests {
             on_iteration: None,
             limits: ChunkLimits::default(),
             clock: Clock::new(),
+            feed: None,
+            live: None,
         };
         let runner = LocalRunner { spec };
         let collect = async move {

@@ -4,6 +4,7 @@
 //! When every slot is busy the next iteration waits for one and starts late; its lateness is
 //! recorded so that latency from the schedule, not just from the actual start, is known.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 use crate::chunk::Chunk;
 use crate::scenario::SlotState;
 
+use super::feed::{Block, Feed};
 use super::schedule::Rate;
 use super::slot::{SlotBatch, seed};
 use super::{RunJob, RunnerError};
@@ -30,9 +32,17 @@ pub async fn run(
     let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<(SlotState, SlotBatch)>();
     let mut idle: Vec<(SlotState, SlotBatch)> = Vec::new();
     let mut created = 0u64;
-    let t0 = Instant::now();
+    let t0 = job.feed.as_ref().map_or_else(Instant::now, |f| f.start);
+    let mut numbers = Schedule::new(job.feed.clone(), times);
 
-    for k in 1..=times {
+    loop {
+        let (k, lease) = tokio::select! {
+            next = numbers.next() => match next {
+                Some(next) => next,
+                None => break,
+            },
+            _ = job.stop.cancelled() => break,
+        };
         let due = t0 + rate.start_of(k);
         tokio::select! {
             _ = tokio::time::sleep_until(due.into()) => {}
@@ -62,6 +72,7 @@ pub async fn run(
             listener(k);
         }
         let (scenario, idle_tx, done_tx) = (job.scenario.clone(), idle_tx.clone(), done_tx.clone());
+        let feed = job.feed.clone();
         tokio::spawn(async move {
             let (mut state, mut batch) = slot;
             batch
@@ -70,6 +81,9 @@ pub async fn run(
             if let Some(chunk) = batch.take() {
                 let _ = done_tx.send(chunk);
             }
+            if let (Some(feed), Some(lease)) = (feed, lease) {
+                feed.ran(lease, 1);
+            }
             let _ = idle_tx.send((state, batch));
         });
     }
@@ -77,6 +91,44 @@ pub async fn run(
     drop(idle_tx);
     // In-flight iterations hold senders; the collector ends when the last one is done.
     collector.await.unwrap_or(Err(RunnerError::ConsumerGone))
+}
+
+/// The numbers to start, in order: `1..=times`, or the agent's leases (each lease's numbers
+/// ascend, and leases come in due order).
+struct Schedule {
+    feed: Option<Arc<Feed>>,
+    next: u64,
+    times: u64,
+    block: Option<(Block, u64)>,
+}
+
+impl Schedule {
+    fn new(feed: Option<Arc<Feed>>, times: u64) -> Schedule {
+        Schedule {
+            feed,
+            next: 1,
+            times,
+            block: None,
+        }
+    }
+
+    async fn next(&mut self) -> Option<(u64, Option<u64>)> {
+        let Some(feed) = &self.feed else {
+            let k = self.next;
+            self.next += 1;
+            return (k <= self.times).then_some((k, None));
+        };
+        loop {
+            if let Some((block, used)) = &mut self.block
+                && *used < block.count
+            {
+                *used += 1;
+                return Some((block.nth(*used - 1), Some(block.lease)));
+            }
+            // One at a time, so that what is queued tells the agent how far ahead it holds work.
+            self.block = Some((feed.take(1).await?, 0));
+        }
+    }
 }
 
 /// Gather the one-record chunks of single iterations into timestamp-sorted chunks.

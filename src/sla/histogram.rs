@@ -47,6 +47,10 @@ impl DurationHistogram {
         self.0.highest_equivalent(micros) as f64 / 1e6
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn len(&self) -> u64 {
         self.0.len()
     }

@@ -25,7 +25,7 @@ mod criterion;
 mod error;
 mod failure_rate;
 mod format;
-mod histogram;
+pub mod histogram;
 mod max_avg_duration;
 mod max_avg_duration_per_atomic;
 mod max_percentile;

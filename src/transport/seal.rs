@@ -150,6 +150,18 @@ pub fn derive(
     controller_nonce: &[u8; NONCE_LEN],
     agent_nonce: &[u8; NONCE_LEN],
 ) -> Result<SessionKeys, SealError> {
+    derive_channel(token, controller_nonce, agent_nonce, "")
+}
+
+/// Like [`derive`], for one of several channels of a session (`"results"`): each channel runs
+/// its own sequence numbers, so each needs its own keys, or two channels would seal different
+/// frames under the same (key, nonce) pair.
+pub fn derive_channel(
+    token: &[u8],
+    controller_nonce: &[u8; NONCE_LEN],
+    agent_nonce: &[u8; NONCE_LEN],
+    channel: &str,
+) -> Result<SessionKeys, SealError> {
     if token.len() < MIN_TOKEN_LEN {
         return Err(SealError::WeakToken);
     }
@@ -160,9 +172,10 @@ pub fn derive(
     let mut to_agent = Key([0u8; 32]);
     let mut to_controller = Key([0u8; 32]);
     // `expand` fails only for outputs longer than 255 * 32 bytes; map rather than unwrap anyway.
-    hk.expand(INFO_TO_AGENT, &mut to_agent.0)
+    let info = |base: &[u8]| [base, channel.as_bytes()].concat();
+    hk.expand(&info(INFO_TO_AGENT), &mut to_agent.0)
         .map_err(|_| SealError::Malformed("hkdf output length"))?;
-    hk.expand(INFO_TO_CONTROLLER, &mut to_controller.0)
+    hk.expand(&info(INFO_TO_CONTROLLER), &mut to_controller.0)
         .map_err(|_| SealError::Malformed("hkdf output length"))?;
     Ok(SessionKeys {
         to_agent,
@@ -384,6 +397,15 @@ mod tests {
         assert_ne!(k.to_agent.0, other.to_agent.0);
         // Swapped nonces are a different salt.
         let swapped = derive(TOKEN, &AN, &CN).unwrap();
+        let results = derive_channel(TOKEN, &CN, &AN, "results").unwrap();
+        let mut s = Sealer::new(&results.to_agent, Direction::ToAgent);
+        let frame = s.seal(b"x").unwrap();
+        assert!(
+            Opener::new(&keys().to_agent, Direction::ToAgent)
+                .open(&frame)
+                .is_err(),
+            "another channel's keys do not open it"
+        );
         assert_ne!(k.to_agent.0, swapped.to_agent.0);
     }
 

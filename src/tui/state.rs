@@ -390,6 +390,8 @@ impl TuiState {
                 self.notice = Some("task over: q quits".into());
             }
             Event::Log { level, message } => self.log(level, message),
+            // The agent table is drawn from these (issue #6 builds on them).
+            Event::Agents(_) => {}
         }
     }
 

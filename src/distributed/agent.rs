@@ -1,0 +1,563 @@
+//! The RunnerAgent (`rally-tui agent`): runs its share of each workload with the ordinary
+//! local runner, keeps every result chunk in its on-disk cache until the controller has
+//! stored it, and reports a mergeable SLA state every interval.
+//!
+//! The agent protects the service under test on its own: if it hears nothing from the
+//! controller for the liveness timeout, or the connection breaks, it stops starting
+//! iterations (keeping its chunks) and goes back to dialling, so a dead controller never
+//! leaves load running.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{
+    AgentReport, Delivery, Pull, Register, ToAgent, ToController, WorkloadOrder,
+};
+use crate::chunk::cache::{ChunkCache, ChunkKey, ChunkMeta};
+use crate::chunk::{Chunk, ChunkLimits};
+use crate::clock::{Clock, unix_now};
+use crate::runner::feed::Feed;
+use crate::runner::{LocalRunner, RunJob, Runner, RunnerSpec};
+use crate::scenario::{Scenario, ScenarioSpec};
+use crate::sla::histogram::DurationHistogram;
+use crate::sla::{IterationSample, SlaChecker};
+use crate::task::node::Node;
+use crate::transport::link::{Inbound, Link, LinkError, LinkSender};
+use crate::transport::token::{Token, hex};
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `tcp://HOST:PORT` of the controller's control socket.
+    pub connect: String,
+    pub name: String,
+    pub cache_dir: PathBuf,
+    /// Give up when no controller answers for this long (None: keep trying).
+    pub give_up_after: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Cache(#[from] crate::chunk::cache::CacheError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("no controller answered at {0} in time")]
+    GaveUp(String),
+}
+
+/// How an agent's run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AgentExit {
+    /// The controller said the run is over.
+    Shutdown,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+/// Runs the agent until the controller shuts it down or `interrupt` fires.
+pub async fn run_agent(
+    options: AgentOptions,
+    token: Token,
+    interrupt: CancellationToken,
+) -> Result<AgentExit, AgentError> {
+    let cache = ChunkCache::open(&options.cache_dir)?;
+    for bad in cache.corrupt() {
+        tracing::warn!("chunk cache: {bad:?}");
+    }
+    let cache = Arc::new(Mutex::new(cache));
+    let boot = hex(&crate::transport::seal::new_nonce()[..6]);
+    let mut attempt = 0u32;
+    let mut backoff = Duration::from_millis(100);
+    let mut last_contact = Instant::now();
+    loop {
+        attempt += 1;
+        let register = registration(&options, &boot, &cache);
+        let identity = format!("{}/{boot}/{attempt}", options.name);
+        let link = tokio::select! {
+            link = Link::connect(&options.connect, &identity, &token, &register) => link,
+            _ = interrupt.cancelled() => return Ok(AgentExit::Interrupted),
+        };
+        match link {
+            Ok(link) => {
+                backoff = Duration::from_millis(100);
+                tracing::info!("registered with the controller at {}", options.connect);
+                let exit = Session::new(link, cache.clone(), &interrupt).serve().await;
+                last_contact = Instant::now();
+                if let Some(exit) = exit {
+                    return Ok(exit);
+                }
+                tracing::warn!("lost the controller; reconnecting");
+            }
+            Err(e) if e.is_permanent() => return Err(e.into()),
+            Err(e) => {
+                tracing::info!("{e}");
+                if let Some(limit) = options.give_up_after
+                    && last_contact.elapsed() > limit
+                {
+                    return Err(AgentError::GaveUp(options.connect.clone()));
+                }
+            }
+        }
+        // Jittered exponential backoff, 0.1 s doubling to 5 s.
+        let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff + jitter) => {}
+            _ = interrupt.cancelled() => return Ok(AgentExit::Interrupted),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn registration(options: &AgentOptions, boot: &str, cache: &Mutex<ChunkCache>) -> Register {
+    let cached = lock(cache).held().cloned().collect();
+    Register {
+        name: options.name.clone(),
+        host: hostname(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        pid: std::process::id(),
+        boot: boot.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        cached,
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One workload running on this agent.
+struct Running {
+    workload: u32,
+    stop: CancellationToken,
+    feed: Arc<Feed>,
+    account: Arc<Mutex<Account>>,
+    asked: Option<Instant>,
+    /// Fires when the runner has returned and every chunk is cached.
+    finished: Arc<tokio::sync::Notify>,
+}
+
+/// What the agent has learned of its workload's results since the last report.
+struct Account {
+    workload: u32,
+    iterations: u64,
+    failures: u64,
+    recent: DurationHistogram,
+    since: Instant,
+    sla: Option<SlaChecker>,
+    chunks: Vec<ChunkMeta>,
+    max_duration: f64,
+    done: bool,
+    action_names: Arc<[String]>,
+}
+
+impl Account {
+    fn add(&mut self, chunk: &Chunk) {
+        let mut tops: Vec<(&str, f64)> = Vec::with_capacity(8);
+        for r in &chunk.records {
+            self.iterations += 1;
+            self.failures += u64::from(r.error.is_some());
+            self.recent
+                .record_micros(DurationHistogram::to_micros(r.duration));
+            self.max_duration = self.max_duration.max(r.duration + r.idle_duration);
+            if let Some(sla) = &mut self.sla {
+                tops.clear();
+                for a in chunk.actions_of(r).iter().filter(|a| a.depth == 0) {
+                    tops.push((
+                        self.action_names
+                            .get(a.name as usize)
+                            .map_or("", String::as_str),
+                        a.duration(),
+                    ));
+                }
+                sla.add(&IterationSample {
+                    duration: r.duration,
+                    failed: r.error.is_some(),
+                    top_level_actions: &tops,
+                });
+            }
+        }
+    }
+
+    fn report(&mut self, completed: Vec<u64>) -> AgentReport {
+        let now = Instant::now();
+        let recent_seconds = now.duration_since(self.since).as_secs_f64();
+        self.since = now;
+        AgentReport {
+            workload: self.workload,
+            iterations: self.iterations,
+            failures: self.failures,
+            recent: std::mem::take(&mut self.recent),
+            recent_seconds,
+            sla: self.sla.clone(),
+            completed,
+            chunks: std::mem::take(&mut self.chunks),
+            // Chunks still to come hold iterations in flight now, which started no earlier
+            // than the longest iteration seen (plus a chunk's age) before now.
+            watermark: unix_now()
+                - self.max_duration
+                - 2.0 * ChunkLimits::default().max_age.as_secs_f64(),
+            done: self.done,
+        }
+    }
+}
+
+/// One link's life: serve the controller until the link breaks or the run ends.
+struct Session<'a> {
+    link: Link,
+    cache: Arc<Mutex<ChunkCache>>,
+    interrupt: &'a CancellationToken,
+    running: Option<Running>,
+    heartbeat: Duration,
+    liveness: Duration,
+    sla_interval: Duration,
+    pulls: mpsc::Sender<Vec<u64>>,
+    puller: tokio::task::JoinHandle<()>,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        link: Link,
+        cache: Arc<Mutex<ChunkCache>>,
+        interrupt: &'a CancellationToken,
+    ) -> Session<'a> {
+        let (heartbeat, liveness, sla_interval) = match &link.welcome {
+            ToAgent::Welcome {
+                heartbeat_ms,
+                liveness_ms,
+                sla_interval_ms,
+                ..
+            } => (*heartbeat_ms, *liveness_ms, *sla_interval_ms),
+            _ => (1000, 3000, 1000),
+        };
+        let (pulls, pull_rx) = mpsc::channel(64);
+        let puller = tokio::spawn(serve_pulls(link.sender.clone(), cache.clone(), pull_rx));
+        Session {
+            link,
+            cache,
+            interrupt,
+            running: None,
+            heartbeat: Duration::from_millis(heartbeat.max(50)),
+            liveness: Duration::from_millis(liveness.max(100)),
+            sla_interval: Duration::from_millis(sla_interval.max(50)),
+            pulls,
+            puller,
+        }
+    }
+
+    fn stop_load(&mut self, why: &str) {
+        if let Some(r) = &self.running
+            && !r.stop.is_cancelled()
+        {
+            tracing::warn!("stopping the load of workload {}: {why}", r.workload);
+            r.stop.cancel();
+        }
+    }
+
+    /// `Some(exit)` when the agent should exit, `None` to reconnect.
+    async fn serve(mut self) -> Option<AgentExit> {
+        let sender = self.link.sender.clone();
+        let mut last_heard = Instant::now();
+        let mut ping = tokio::time::interval(self.heartbeat);
+        let mut report = tokio::time::interval(self.sla_interval);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let exit = loop {
+            let need_work = async {
+                match &self.running {
+                    Some(r) if r.asked.is_none() => r.feed.wait_low().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let finished = async {
+                match &self.running {
+                    Some(r) => r.finished.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = finished => {
+                    if self.send_report(&sender).await.is_err() {
+                        break None;
+                    }
+                }
+                inbound = self.link.inbox.recv() => match inbound {
+                    None | Some(Inbound::Closed(_)) => break None,
+                    Some(Inbound::Dropped(why)) => tracing::warn!("dropped a frame from the controller: {why}"),
+                    Some(Inbound::Pull(Pull::Chunks { ids })) => {
+                        last_heard = Instant::now();
+                        let _ = self.pulls.try_send(ids);
+                    }
+                    Some(Inbound::Control(message)) => {
+                        last_heard = Instant::now();
+                        if let Some(exit) = self.on_message(message, &sender).await {
+                            break Some(exit);
+                        }
+                    }
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > self.liveness {
+                        self.stop_load("nothing heard from the controller within the liveness timeout");
+                        break None;
+                    }
+                    if sender.send(&ToController::Ping { sent: unix_now() }).await.is_err() {
+                        break None;
+                    }
+                }
+                _ = report.tick() => {
+                    if self.send_report(&sender).await.is_err() {
+                        break None;
+                    }
+                }
+                () = need_work => {
+                    if let Some(r) = &mut self.running {
+                        r.asked = Some(Instant::now());
+                        let want = lock(&r.account).iterations_per_quarter_second().max(r.feed.queued().max(1));
+                        let _ = sender.send(&ToController::NeedWork { workload: r.workload, want }).await;
+                    }
+                }
+                _ = self.interrupt.cancelled() => {
+                    self.stop_load("interrupted");
+                    let _ = self.send_report(&sender).await;
+                    let _ = sender.send(&ToController::Bye).await;
+                    break Some(AgentExit::Interrupted);
+                }
+            }
+            // Ask again if a request went unanswered for a while (the controller had nothing
+            // then; lost agents' work may have turned up since).
+            if let Some(r) = &mut self.running
+                && r.asked
+                    .is_some_and(|t| t.elapsed() > Duration::from_millis(200))
+            {
+                r.asked = None;
+            }
+        };
+        if exit.is_none() {
+            self.stop_load("the connection to the controller broke");
+        }
+        self.puller.abort();
+        exit
+    }
+
+    async fn send_report(&mut self, sender: &LinkSender) -> Result<(), LinkError> {
+        let Some(r) = &self.running else {
+            return Ok(());
+        };
+        let completed = r.feed.take_completed();
+        let report = lock(&r.account).report(completed);
+        let done = report.done;
+        sender.send(&ToController::Report(Box::new(report))).await?;
+        if done {
+            self.running = None;
+        }
+        Ok(())
+    }
+
+    async fn on_message(
+        &mut self,
+        message: ToAgent,
+        sender: &Arc<LinkSender>,
+    ) -> Option<AgentExit> {
+        match message {
+            ToAgent::Workload(order) => {
+                let workload = order.workload;
+                if let Err(error) = self.start(*order) {
+                    let _ = sender.send(&ToController::Failed { workload, error }).await;
+                }
+            }
+            ToAgent::Lease { workload, lease } => {
+                if let Some(r) = &mut self.running
+                    && r.workload == workload
+                {
+                    r.feed.push(lease.id, lease.first, lease.step, lease.count);
+                    r.asked = None;
+                }
+            }
+            ToAgent::Stop { workload } => {
+                if let Some(r) = &self.running
+                    && r.workload == workload
+                {
+                    r.stop.cancel();
+                }
+            }
+            ToAgent::End { workload } => {
+                if let Some(r) = &self.running
+                    && r.workload == workload
+                {
+                    r.feed.end();
+                }
+            }
+            ToAgent::Stored { ids } => {
+                let mut cache = lock(&self.cache);
+                for id in ids {
+                    if let Err(e) = cache.remove(id) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            ToAgent::Ping { sent } => {
+                let _ = sender
+                    .send(&ToController::Pong {
+                        echo: sent,
+                        at: unix_now(),
+                    })
+                    .await;
+            }
+            ToAgent::Pong { .. } | ToAgent::Welcome { .. } => {}
+            ToAgent::Shutdown => {
+                self.stop_load("the controller shut the run down");
+                return Some(AgentExit::Shutdown);
+            }
+        }
+        None
+    }
+
+    /// Builds the scenario and the runner share and starts them.
+    fn start(&mut self, order: WorkloadOrder) -> Result<(), String> {
+        if let Some(r) = &self.running {
+            // A new workload means the controller is done with the old one.
+            r.stop.cancel();
+        }
+        let args = Node::parse(&order.args.to_string()).map_err(|e| e.to_string())?;
+        let scenario = ScenarioSpec::from_config(&order.scenario, &args)
+            .map_err(|e| format!("scenario {}: {}", order.scenario, e.message))?;
+        let runner_node = Node::parse(&order.runner.to_string()).map_err(|e| e.to_string())?;
+        let (name, cfg) = runner_node
+            .as_map()
+            .and_then(|m| m.first())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .ok_or("runner must be {name: {...}}")?;
+        let spec = RunnerSpec::from_config(&name, &cfg, false)
+            .map_err(|e| format!("runner {name}: {}", e.message))?;
+        let sla = if order.sla.is_empty() {
+            None
+        } else {
+            Some(SlaChecker::from_config(&order.sla).map_err(|e| e.to_string())?)
+        };
+        let key = ChunkKey::new(order.run.clone(), order.workload).map_err(|e| e.to_string())?;
+        let scenario = Arc::new(Scenario::new(scenario.kind));
+        let start = Instant::now() + Duration::from_secs_f64(order.start_in.clamp(0.0, 60.0));
+        let feed = Arc::new(Feed::new(start));
+        feed.set_low_water(order.low_water.max(1));
+        if let RunnerSpec::ConstantForDuration { duration, .. } = &spec {
+            // Slots waiting for a lease when the time is up must not wait for ever.
+            let (feed, duration) = (feed.clone(), *duration);
+            tokio::spawn(async move {
+                tokio::time::sleep_until((start + Duration::from_secs_f64(duration)).into()).await;
+                feed.end();
+            });
+        }
+        let stop = CancellationToken::new();
+        let account = Arc::new(Mutex::new(Account {
+            workload: order.workload,
+            iterations: 0,
+            failures: 0,
+            recent: DurationHistogram::new(),
+            since: Instant::now(),
+            sla,
+            chunks: Vec::new(),
+            max_duration: 0.0,
+            done: false,
+            action_names: scenario.action_names.clone(),
+        }));
+        let (tx, rx) = mpsc::channel::<Chunk>(64);
+        let job = RunJob {
+            scenario,
+            source: Arc::from(hostname_or(&order)),
+            chunks: tx,
+            stop: stop.clone(),
+            on_iteration: None,
+            limits: ChunkLimits::default(),
+            clock: Clock::new(),
+            feed: Some(feed.clone()),
+            live: None,
+        };
+        let sink = tokio::spawn(sink(rx, key, self.cache.clone(), account.clone()));
+        let finished = Arc::new(tokio::sync::Notify::new());
+        let (acc, done) = (account.clone(), finished.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start.into()).await;
+            let runner = LocalRunner { spec };
+            if let Err(e) = runner.run(job).await {
+                tracing::error!("runner: {e}");
+            }
+            let _ = sink.await;
+            lock(&acc).done = true;
+            // notify_one keeps the permit if the session is not waiting at this moment.
+            done.notify_one();
+        });
+        self.running = Some(Running {
+            workload: order.workload,
+            stop,
+            feed,
+            account,
+            asked: None,
+            finished,
+        });
+        Ok(())
+    }
+}
+
+fn hostname_or(_order: &WorkloadOrder) -> String {
+    // Chunks are re-labelled with the agent's name by the controller; the runner's own
+    // label only has to be something.
+    "agent".to_string()
+}
+
+impl Account {
+    fn iterations_per_quarter_second(&self) -> u64 {
+        let seconds = self.since.elapsed().as_secs_f64().max(0.05);
+        (self.recent.len() as f64 / seconds / 4.0) as u64
+    }
+}
+
+/// Writes each chunk to the cache before it is announced, and accounts for it.
+async fn sink(
+    mut rx: mpsc::Receiver<Chunk>,
+    key: ChunkKey,
+    cache: Arc<Mutex<ChunkCache>>,
+    account: Arc<Mutex<Account>>,
+) {
+    while let Some(chunk) = rx.recv().await {
+        let put = lock(&cache).put(&key, &chunk);
+        let mut acc = lock(&account);
+        acc.add(&chunk);
+        match put {
+            Ok(meta) => acc.chunks.push(meta),
+            Err(e) => tracing::error!("cannot cache a chunk ({e}); its results are lost"),
+        }
+    }
+}
+
+/// Serves the controller's pulls, one chunk at a time, on the results channel.
+async fn serve_pulls(
+    sender: Arc<LinkSender>,
+    cache: Arc<Mutex<ChunkCache>>,
+    mut pulls: mpsc::Receiver<Vec<u64>>,
+) {
+    while let Some(ids) = pulls.recv().await {
+        for id in ids {
+            let delivery = match lock(&cache).read(id) {
+                Ok(bytes) => Delivery::Chunk { id, bytes },
+                Err(e) => {
+                    tracing::error!("{e}");
+                    Delivery::Missing {
+                        id,
+                        reason: e.to_string(),
+                    }
+                }
+            };
+            if sender.deliver(&delivery).await.is_err() {
+                return;
+            }
+        }
+    }
+}

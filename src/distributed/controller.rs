@@ -1,0 +1,1132 @@
+//! The controller side of a distributed run: the pool of registered agents, and the
+//! DistributedRunner that runs a workload on some of them.
+//!
+//! One task owns every agent's state and the transport hub, and lives for the whole task run
+//! (heartbeats must flow between workloads too). The engine talks to it through commands;
+//! the [`DistributedRunner`] is the engine's ordinary [`Runner`] face of it.
+//!
+//! During a workload the controller:
+//! * hands out iteration leases on request ([`LeasePlan`]) and gives a lost agent's unfinished
+//!   numbers to the others;
+//! * merges the agents' SLA states and figures every interval and forwards them live;
+//! * pulls announced chunks a few at a time per agent (credits), corrects their timestamps by
+//!   the agent's clock offset, drops iterations it already has, releases them to storage in
+//!   time order, and then tells the agent it may delete them;
+//! * ends the workload when every number is stored (or the stop is through) and every live
+//!   agent has reported done and delivered everything.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{AgentId, Lease, LeasePlan, Workload, split_concurrency};
+use super::protocol::{
+    AgentReport, Delivery, Pull, Register, ToAgent, ToController, WorkloadOrder,
+};
+use crate::chunk::cache::ChunkMeta;
+use crate::chunk::merge::{ChunkMerger, IterationSet, SourceId, retain_new, shift_clock};
+use crate::chunk::{Chunk, codec};
+use crate::clock::unix_now;
+use crate::runner::{
+    InstanceState, InstanceStatus, IterationListener, RunFuture, RunJob, Runner, RunnerError,
+    RunnerSpec,
+};
+use crate::sla::histogram::DurationHistogram;
+use crate::transport::hub::{ConnId, Hub, HubEvent, TransportError};
+use crate::transport::token::Token;
+
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Where to listen: `tcp://HOST:PORT` (port 0: any free port).
+    pub listen: String,
+    pub heartbeat: Duration,
+    /// Silence after which an agent is declared lost (and after which agents stop by
+    /// themselves when they hear nothing).
+    pub liveness: Duration,
+    pub sla_interval: Duration,
+    /// Chunks in flight per agent.
+    pub credits: usize,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> ControllerOptions {
+        ControllerOptions {
+            listen: "tcp://127.0.0.1:0".into(),
+            heartbeat: Duration::from_secs(1),
+            liveness: Duration::from_secs(3),
+            sla_interval: Duration::from_secs(1),
+            credits: 8,
+        }
+    }
+}
+
+/// Records held back to put chunks from all agents in time order.
+const MERGE_BUFFER: usize = 200_000;
+/// How long after the order the workload's time zero is, so every agent has it in time.
+const START_DELAY: f64 = 0.2;
+/// The `rps` schedule is dealt in windows of this length.
+const RATE_WINDOW: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("{came} of {wanted} agents registered within {waited:?}")]
+    TooFewAgents {
+        came: usize,
+        wanted: usize,
+        waited: Duration,
+    },
+    #[error("the controller has stopped")]
+    Gone,
+}
+
+/// What the engine asks for: one workload on some agents.
+pub struct WorkloadRequest {
+    pub run: String,
+    pub workload: u32,
+    pub scenario: String,
+    pub args: Value,
+    pub inner: RunnerSpec,
+    pub agents: usize,
+    pub sla: Map<String, Value>,
+    pub chunks: mpsc::Sender<Chunk>,
+    pub live: Option<mpsc::UnboundedSender<Vec<InstanceStatus>>>,
+    pub stop: CancellationToken,
+    pub on_iteration: Option<IterationListener>,
+}
+
+/// How a distributed workload went, beyond its records.
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadOutcome {
+    pub agents: Vec<String>,
+    pub lost: Vec<String>,
+    /// Numbers handed to other agents after their first agent was lost.
+    pub reissued: u64,
+    /// Records dropped because their iteration was already stored.
+    pub duplicates: u64,
+    /// Chunks that could not be fetched (agent lost, corrupt file): their iterations are
+    /// missing unless re-run elsewhere.
+    pub missing: Vec<String>,
+    /// Set when the workload could not run at all.
+    pub error: Option<String>,
+}
+
+enum Command {
+    WaitFor {
+        agents: usize,
+        timeout: Duration,
+        reply: oneshot::Sender<Result<(), ControllerError>>,
+    },
+    Run {
+        request: Box<WorkloadRequest>,
+        reply: oneshot::Sender<WorkloadOutcome>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A log line for the front ends (agent joined, lost, refused frames...).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub level: &'static str,
+    pub message: String,
+}
+
+/// Handle to the controller task.
+pub struct Controller {
+    commands: mpsc::Sender<Command>,
+    pub control_port: u16,
+    pub results_port: u16,
+    registered: watch::Receiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Controller {
+    /// Binds the sockets and starts serving agents.
+    pub async fn start(
+        options: ControllerOptions,
+        token: Token,
+        notices: mpsc::UnboundedSender<Notice>,
+    ) -> Result<Controller, ControllerError> {
+        let (hub, events) = Hub::bind(&options.listen, token).await?;
+        let (commands, rx) = mpsc::channel(16);
+        let (registered_tx, registered) = watch::channel(0);
+        let (control_port, results_port) = (hub.control_port, hub.results_port);
+        let state = State {
+            hub,
+            options,
+            agents: Vec::new(),
+            by_conn: HashMap::new(),
+            active: None,
+            waiters: Vec::new(),
+            registered: registered_tx,
+            notices,
+        };
+        let task = tokio::spawn(state.serve(events, rx));
+        Ok(Controller {
+            commands,
+            control_port,
+            results_port,
+            registered,
+            task,
+        })
+    }
+
+    /// Agents registered and alive now.
+    pub fn registered(&self) -> usize {
+        *self.registered.borrow()
+    }
+
+    /// Waits until `agents` agents are registered.
+    pub async fn wait_for(&self, agents: usize, timeout: Duration) -> Result<(), ControllerError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::WaitFor {
+                agents,
+                timeout,
+                reply,
+            })
+            .await
+            .map_err(|_| ControllerError::Gone)?;
+        rx.await.map_err(|_| ControllerError::Gone)?
+    }
+
+    pub async fn run(&self, request: WorkloadRequest) -> WorkloadOutcome {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Run {
+                request: Box::new(request),
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return WorkloadOutcome {
+                error: Some("the controller has stopped".into()),
+                ..Default::default()
+            };
+        }
+        rx.await.unwrap_or_else(|_| WorkloadOutcome {
+            error: Some("the controller has stopped".into()),
+            ..Default::default()
+        })
+    }
+
+    /// Tells every agent the run is over.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The engine's face of a distributed workload.
+pub struct DistributedRunner {
+    pub controller: Arc<Controller>,
+    pub run: String,
+    pub workload: u32,
+    pub scenario: String,
+    pub args: Value,
+    pub inner: RunnerSpec,
+    pub agents: usize,
+    pub sla: Map<String, Value>,
+    /// What happened, for the workload's report.
+    pub outcome: std::sync::Mutex<Option<WorkloadOutcome>>,
+}
+
+impl Runner for DistributedRunner {
+    fn run(&self, job: RunJob) -> RunFuture<'_> {
+        Box::pin(async move {
+            let outcome = self
+                .controller
+                .run(WorkloadRequest {
+                    run: self.run.clone(),
+                    workload: self.workload,
+                    scenario: self.scenario.clone(),
+                    args: self.args.clone(),
+                    inner: self.inner.clone(),
+                    agents: self.agents,
+                    sla: self.sla.clone(),
+                    chunks: job.chunks,
+                    live: job.live,
+                    stop: job.stop,
+                    on_iteration: job.on_iteration,
+                })
+                .await;
+            let error = outcome.error.clone();
+            *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            match error {
+                Some(e) => Err(RunnerError::Distributed(e)),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+struct Agent {
+    id: AgentId,
+    conn: ConnId,
+    name: String,
+    host: String,
+    state: InstanceState,
+    last_heard: Instant,
+    /// Best (lowest round trip) clock offset sample: (rtt, offset).
+    offset: Option<(f64, f64)>,
+    results_ready: bool,
+    /// Chunks it announced for the active workload and we have not asked for yet.
+    announced: VecDeque<ChunkMeta>,
+    in_flight: HashSet<u64>,
+    /// Chunks it cached in an earlier session (a restarted agent).
+    cached: Vec<ChunkMeta>,
+    report: Option<AgentReport>,
+    waiting: Option<u64>,
+    /// Leases it says it has run, until all their numbers are stored.
+    ran: Vec<Lease>,
+    leases: HashMap<u64, Lease>,
+    done: bool,
+    source: Option<SourceId>,
+}
+
+impl Agent {
+    fn alive(&self) -> bool {
+        self.state != InstanceState::Lost
+    }
+
+    fn offset(&self) -> f64 {
+        self.offset.map_or(0.0, |(_, o)| o)
+    }
+
+    fn status(&self) -> InstanceStatus {
+        let (iterations, failures, recent, recent_seconds, sla) = match &self.report {
+            Some(r) => (
+                r.iterations,
+                r.failures,
+                r.recent.clone(),
+                r.recent_seconds,
+                r.sla.clone(),
+            ),
+            None => (0, 0, DurationHistogram::new(), 0.0, None),
+        };
+        InstanceStatus {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            state: self.state,
+            iterations,
+            failures,
+            recent,
+            recent_seconds,
+            sla,
+            heartbeat_age: Some(self.last_heard.elapsed().as_secs_f64()),
+            clock_offset: self.offset.map(|(_, o)| o),
+        }
+    }
+}
+
+struct Active {
+    request: Box<WorkloadRequest>,
+    reply: oneshot::Sender<WorkloadOutcome>,
+    plan: LeasePlan,
+    members: Vec<usize>,
+    stored: IterationSet,
+    merger: ChunkMerger,
+    outcome: WorkloadOutcome,
+    stop_sent: bool,
+    end_sent: bool,
+    /// Chunk ids released to storage, per agent, to confirm.
+    to_confirm: HashMap<usize, Vec<u64>>,
+}
+
+/// Someone waiting for `.0` agents until `.1`.
+type Waiter = (usize, Instant, oneshot::Sender<Result<(), ControllerError>>);
+
+struct State {
+    hub: Hub,
+    options: ControllerOptions,
+    agents: Vec<Agent>,
+    by_conn: HashMap<ConnId, usize>,
+    active: Option<Active>,
+    waiters: Vec<Waiter>,
+    registered: watch::Sender<usize>,
+    notices: mpsc::UnboundedSender<Notice>,
+}
+
+impl State {
+    /// Front ends show notices (the headless printer prints them, the TUI logs them).
+    fn notice(&self, level: &'static str, message: String) {
+        let _ = self.notices.send(Notice { level, message });
+    }
+
+    fn live_count(&self) -> usize {
+        self.agents.iter().filter(|a| a.alive()).count()
+    }
+
+    async fn serve(
+        mut self,
+        mut events: mpsc::Receiver<HubEvent>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let mut heartbeat = tokio::time::interval(self.options.heartbeat);
+        let mut report = tokio::time::interval(self.options.sla_interval);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(50));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopped = async {
+                match &self.active {
+                    Some(a) if !a.stop_sent => a.request.stop.cancelled().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event).await,
+                    None => return,
+                },
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        for a in self.agents.iter().filter(|a| a.alive()) {
+                            self.hub.send(a.conn, &ToAgent::Shutdown);
+                        }
+                        // Give the outboxes a moment to flush.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                () = stopped => self.send_stop(),
+                _ = heartbeat.tick() => self.on_heartbeat(),
+                _ = report.tick() => self.publish_live(),
+                _ = housekeeping.tick() => {
+                    self.check_waiters();
+                }
+            }
+            self.pull().await;
+            self.release().await;
+            self.finish_if_done().await;
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::WaitFor {
+                agents,
+                timeout,
+                reply,
+            } => {
+                self.waiters.push((agents, Instant::now() + timeout, reply));
+                self.check_waiters();
+            }
+            Command::Run { request, reply } => self.begin(request, reply),
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn check_waiters(&mut self) {
+        let live = self.live_count();
+        let now = Instant::now();
+        let mut keep = Vec::new();
+        for (want, deadline, reply) in self.waiters.drain(..) {
+            if live >= want {
+                let _ = reply.send(Ok(()));
+            } else if now >= deadline {
+                let _ = reply.send(Err(ControllerError::TooFewAgents {
+                    came: live,
+                    wanted: want,
+                    waited: deadline
+                        .duration_since(now - Duration::ZERO)
+                        .max(Duration::ZERO),
+                }));
+            } else {
+                keep.push((want, deadline, reply));
+            }
+        }
+        self.waiters = keep;
+    }
+
+    async fn on_event(&mut self, event: HubEvent) {
+        match event {
+            HubEvent::Registered {
+                conn,
+                register,
+                session,
+                peer,
+            } => self.on_register(conn, *register, session, peer),
+            HubEvent::ResultsReady { conn } => {
+                if let Some(&i) = self.by_conn.get(&conn) {
+                    self.agents[i].results_ready = true;
+                }
+            }
+            HubEvent::Rejected { peer, reason } => {
+                self.notice("warning", format!("refused a frame from {peer}: {reason}"));
+            }
+            HubEvent::Control { conn, message } => {
+                let Some(&i) = self.by_conn.get(&conn) else {
+                    return;
+                };
+                self.agents[i].last_heard = Instant::now();
+                self.on_control(i, message);
+            }
+            HubEvent::Delivery { conn, delivery } => {
+                let Some(&i) = self.by_conn.get(&conn) else {
+                    return;
+                };
+                self.agents[i].last_heard = Instant::now();
+                self.on_delivery(i, delivery);
+            }
+        }
+    }
+
+    fn on_register(&mut self, conn: ConnId, register: Register, session: String, peer: String) {
+        // A new session under a live agent's name: that agent restarted or reconnected, and
+        // its old session is dead.
+        if let Some(old) = self
+            .agents
+            .iter()
+            .position(|a| a.alive() && a.name == register.name)
+        {
+            self.lose(old, "it registered again (restart or reconnect)");
+        }
+        let id = self.agents.len() as AgentId;
+        let index = self.agents.len();
+        let welcome = ToAgent::Welcome {
+            agent: id,
+            session,
+            results_port: self.hub.results_port,
+            heartbeat_ms: self.options.heartbeat.as_millis() as u64,
+            liveness_ms: self.options.liveness.as_millis() as u64,
+            sla_interval_ms: self.options.sla_interval.as_millis() as u64,
+        };
+        self.hub.send(conn, &welcome);
+        self.notice(
+            "info",
+            format!(
+                "agent {} registered from {} ({peer}, {} cores, pid {}, version {}){}",
+                register.name,
+                register.host,
+                register.cores,
+                register.pid,
+                register.version,
+                if register.cached.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} cached chunks", register.cached.len())
+                }
+            ),
+        );
+        let mut agent = Agent {
+            id,
+            conn,
+            name: register.name,
+            host: register.host,
+            state: InstanceState::Connecting,
+            last_heard: Instant::now(),
+            offset: None,
+            results_ready: false,
+            announced: VecDeque::new(),
+            in_flight: HashSet::new(),
+            cached: register.cached,
+            report: None,
+            waiting: None,
+            ran: Vec::new(),
+            leases: HashMap::new(),
+            done: true,
+            source: None,
+        };
+        // Cached chunks of the workload now running can still be stored.
+        if let Some(active) = &mut self.active {
+            let (run, workload) = (&active.request.run, active.request.workload);
+            let (now, later): (Vec<_>, Vec<_>) = agent
+                .cached
+                .drain(..)
+                .partition(|m| &m.key.run == run && m.key.workload == workload);
+            agent.cached = later;
+            if !now.is_empty() {
+                agent.source = Some(active.merger.add_source(agent.name.as_str()));
+                agent.announced.extend(now);
+            }
+        }
+        if !agent.cached.is_empty() {
+            self.notice(
+                "warning",
+                format!(
+                    "agent {} holds {} chunks of other runs; they stay in its cache",
+                    agent.name,
+                    agent.cached.len()
+                ),
+            );
+        }
+        self.by_conn.insert(conn, index);
+        self.agents.push(agent);
+        let _ = self.registered.send(self.live_count());
+        self.check_waiters();
+    }
+
+    fn on_control(&mut self, i: usize, message: ToController) {
+        match message {
+            ToController::Register(_) => {}
+            ToController::Ping { sent } => {
+                let _ = sent;
+                self.hub
+                    .send(self.agents[i].conn, &ToAgent::Pong { echo: sent });
+            }
+            ToController::Pong { echo, at } => {
+                let now = unix_now();
+                let rtt = (now - echo).max(0.0);
+                let offset = at - (echo + rtt / 2.0);
+                let a = &mut self.agents[i];
+                // Keep the sample with the smallest round trip: its midpoint is the tightest.
+                if a.offset.is_none_or(|(best, _)| rtt <= best * 1.5) {
+                    a.offset = Some((rtt, offset));
+                }
+            }
+            ToController::NeedWork { workload, want } => {
+                if self.is_member(i, workload) {
+                    self.agents[i].waiting = Some(want.max(1));
+                    self.serve_waiting();
+                }
+            }
+            ToController::Report(report) => self.on_report(i, *report),
+            ToController::Failed { workload, error } => {
+                if self.is_member(i, workload) {
+                    let name = self.agents[i].name.clone();
+                    self.notice(
+                        "error",
+                        format!("agent {name} could not run workload {workload}: {error}"),
+                    );
+                    self.lose(i, &format!("workload failed to start: {error}"));
+                }
+            }
+            ToController::Bye => self.lose(i, "it left (interrupted)"),
+        }
+    }
+
+    fn is_member(&self, i: usize, workload: u32) -> bool {
+        self.active
+            .as_ref()
+            .is_some_and(|a| a.request.workload == workload && a.members.contains(&i))
+    }
+
+    fn on_report(&mut self, i: usize, report: AgentReport) {
+        let Some(active) = &mut self.active else {
+            return;
+        };
+        if report.workload != active.request.workload {
+            return;
+        }
+        let agent = &mut self.agents[i];
+        for id in &report.completed {
+            if let Some(lease) = agent.leases.get(id) {
+                agent.ran.push(lease.clone());
+            }
+        }
+        agent.announced.extend(report.chunks.iter().cloned());
+        if let Some(source) = agent.source {
+            active
+                .merger
+                .advance(source, report.watermark - agent.offset());
+        }
+        if report.done && agent.alive() {
+            agent.done = true;
+            agent.state = InstanceState::Done;
+        }
+        agent.report = Some(report);
+    }
+
+    fn on_delivery(&mut self, i: usize, delivery: Delivery) {
+        let Some(active) = &mut self.active else {
+            return;
+        };
+        let agent = &mut self.agents[i];
+        match delivery {
+            Delivery::Missing { id, reason } => {
+                agent.in_flight.remove(&id);
+                active
+                    .outcome
+                    .missing
+                    .push(format!("chunk {id} of agent {}: {reason}", agent.name));
+                let msg = format!("agent {} cannot deliver chunk {id}: {reason}", agent.name);
+                let _ = self.notices.send(Notice {
+                    level: "error",
+                    message: msg,
+                });
+            }
+            Delivery::Chunk { id, bytes } => {
+                if !agent.in_flight.remove(&id) {
+                    return;
+                }
+                match codec::decode(&bytes) {
+                    Err(e) => {
+                        active
+                            .outcome
+                            .missing
+                            .push(format!("chunk {id} of agent {}: {e}", agent.name));
+                    }
+                    Ok(mut chunk) => {
+                        chunk.source = Arc::from(agent.name.as_str());
+                        shift_clock(&mut chunk, agent.offset());
+                        active.outcome.duplicates +=
+                            retain_new(&mut chunk, &mut active.stored) as u64;
+                        let source = *agent
+                            .source
+                            .get_or_insert_with(|| active.merger.add_source(agent.name.as_str()));
+                        active.merger.push(source, chunk);
+                        active.to_confirm.entry(i).or_default().push(id);
+                    }
+                }
+                // Leases run whose numbers are now all stored are complete.
+                let stored = &active.stored;
+                let plan = &mut active.plan;
+                let agent_id = agent.id;
+                agent.ran.retain(|lease| {
+                    if lease.iter().all(|n| stored.contains(n)) {
+                        plan.complete(agent_id, lease.id);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+        }
+        self.serve_waiting();
+    }
+
+    /// Ask agents for announced chunks, within each agent's credit.
+    async fn pull(&mut self) {
+        let Some(active) = &self.active else {
+            return;
+        };
+        let credits = self.options.credits;
+        let workload = active.request.workload;
+        let _ = workload;
+        for agent in self
+            .agents
+            .iter_mut()
+            .filter(|a| a.alive() && a.results_ready)
+        {
+            let room = credits.saturating_sub(agent.in_flight.len());
+            if room == 0 || agent.announced.is_empty() {
+                continue;
+            }
+            let ids: Vec<u64> = (0..room)
+                .filter_map(|_| agent.announced.pop_front())
+                .map(|m| m.id)
+                .collect();
+            if self
+                .hub
+                .pull(agent.conn, &Pull::Chunks { ids: ids.clone() })
+            {
+                agent.in_flight.extend(ids);
+            }
+        }
+    }
+
+    /// Hand chunks that are in time order to storage, and confirm them to their agents.
+    async fn release(&mut self) {
+        let Some(active) = &mut self.active else {
+            return;
+        };
+        while let Some(chunk) = active.merger.pop_ready() {
+            if active.request.chunks.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        if active.merger.buffered_records() == 0 {
+            for (i, ids) in active.to_confirm.drain() {
+                self.hub.send(self.agents[i].conn, &ToAgent::Stored { ids });
+            }
+        }
+    }
+
+    fn serve_waiting(&mut self) {
+        let Some(active) = &mut self.active else {
+            return;
+        };
+        if active.stop_sent {
+            return;
+        }
+        for &i in &active.members {
+            let agent = &mut self.agents[i];
+            let Some(want) = agent.waiting else { continue };
+            if !agent.alive() {
+                continue;
+            }
+            let Some(lease) = active.plan.request(agent.id, want) else {
+                continue;
+            };
+            agent.waiting = None;
+            if let Some(listener) = &active.request.on_iteration {
+                for n in lease.iter() {
+                    listener(n);
+                }
+            }
+            agent.leases.insert(lease.id, lease.clone());
+            self.hub.send(
+                agent.conn,
+                &ToAgent::Lease {
+                    workload: active.request.workload,
+                    lease,
+                },
+            );
+        }
+    }
+
+    fn send_stop(&mut self) {
+        let Some(active) = &mut self.active else {
+            return;
+        };
+        active.stop_sent = true;
+        for &i in &active.members {
+            let a = &mut self.agents[i];
+            if a.alive() {
+                self.hub.send(
+                    a.conn,
+                    &ToAgent::Stop {
+                        workload: active.request.workload,
+                    },
+                );
+                if !a.done {
+                    a.state = InstanceState::Stopping;
+                }
+            }
+        }
+        self.publish_live();
+    }
+
+    fn on_heartbeat(&mut self) {
+        let now = unix_now();
+        let mut silent = Vec::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            if !a.alive() {
+                continue;
+            }
+            if a.last_heard.elapsed() > self.options.liveness {
+                silent.push(i);
+            } else {
+                self.hub.send(a.conn, &ToAgent::Ping { sent: now });
+            }
+        }
+        for i in silent {
+            let why = format!(
+                "nothing heard for {:.1} s",
+                self.agents[i].last_heard.elapsed().as_secs_f64()
+            );
+            self.lose(i, &why);
+        }
+    }
+
+    /// Mark an agent lost: its unfinished numbers go to the others.
+    fn lose(&mut self, i: usize, why: &str) {
+        let agent = &mut self.agents[i];
+        if !agent.alive() {
+            return;
+        }
+        agent.state = InstanceState::Lost;
+        agent.in_flight.clear();
+        agent.waiting = None;
+        self.hub.close(agent.conn);
+        let name = agent.name.clone();
+        let (id, source, unpulled) = (agent.id, agent.source, agent.announced.len());
+        let mut message = format!("agent {name} lost: {why}");
+        if let Some(active) = &mut self.active
+            && active.members.contains(&i)
+        {
+            let stored = &active.stored;
+            let reissued = if active.stop_sent {
+                0
+            } else {
+                active.plan.lost(id, |n| stored.contains(n))
+            };
+            active.outcome.reissued += reissued;
+            active.outcome.lost.push(name.clone());
+            if let Some(s) = source {
+                active.merger.remove_source(s);
+            }
+            if unpulled > 0 {
+                active.outcome.missing.push(format!(
+                    "{unpulled} chunks of agent {name} were not fetched before it was lost"
+                ));
+            }
+            message.push_str(&format!(
+                "; {reissued} unfinished iterations handed to the other agents"
+            ));
+        }
+        let _ = self.registered.send(self.live_count());
+        self.notice("warning", message);
+        self.serve_waiting();
+    }
+
+    fn begin(&mut self, request: Box<WorkloadRequest>, reply: oneshot::Sender<WorkloadOutcome>) {
+        let live: Vec<usize> = (0..self.agents.len())
+            .filter(|&i| self.agents[i].alive())
+            .collect();
+        if live.is_empty() {
+            let _ = reply.send(WorkloadOutcome {
+                error: Some("no agent is alive".into()),
+                ..Default::default()
+            });
+            return;
+        }
+        let mut members: Vec<usize> = live.into_iter().take(request.agents.max(1)).collect();
+        if members.len() < request.agents {
+            self.notice(
+                "warning",
+                format!(
+                    "workload {} asked for {} agents; {} are alive",
+                    request.workload,
+                    request.agents,
+                    members.len()
+                ),
+            );
+        }
+        let (workload, shares) = share(&request.inner, members.len());
+        // An agent with no share of the concurrency would hold leases it never runs.
+        let mut runners = Vec::new();
+        let mut kept = Vec::new();
+        for (m, (runner, low_water)) in members.iter().zip(shares) {
+            if let Some(runner) = runner {
+                runners.push((runner, low_water));
+                kept.push(*m);
+            }
+        }
+        members = kept;
+        let ids: Vec<AgentId> = members.iter().map(|&i| self.agents[i].id).collect();
+        let plan = LeasePlan::new(workload, &ids);
+        let mut merger = ChunkMerger::new(MERGE_BUFFER);
+        for (&i, (runner, low_water)) in members.iter().zip(runners) {
+            let a = &mut self.agents[i];
+            a.state = InstanceState::Running;
+            a.done = false;
+            a.report = None;
+            a.waiting = None;
+            a.ran.clear();
+            a.leases.clear();
+            a.announced.clear();
+            a.source = Some(merger.add_source(a.name.as_str()));
+            let order = WorkloadOrder {
+                run: request.run.clone(),
+                workload: request.workload,
+                scenario: request.scenario.clone(),
+                args: request.args.clone(),
+                runner,
+                sla: request.sla.clone(),
+                start_in: START_DELAY,
+                low_water,
+            };
+            self.hub.send(a.conn, &ToAgent::Workload(Box::new(order)));
+        }
+        let names = members
+            .iter()
+            .map(|&i| self.agents[i].name.clone())
+            .collect();
+        self.active = Some(Active {
+            request,
+            reply,
+            plan,
+            members,
+            stored: IterationSet::new(),
+            merger,
+            outcome: WorkloadOutcome {
+                agents: names,
+                ..Default::default()
+            },
+            stop_sent: false,
+            end_sent: false,
+            to_confirm: HashMap::new(),
+        });
+        self.publish_live();
+    }
+
+    fn publish_live(&self) {
+        let Some(active) = &self.active else {
+            return;
+        };
+        if let Some(live) = &active.request.live {
+            let statuses = active
+                .members
+                .iter()
+                .map(|&i| self.agents[i].status())
+                .collect();
+            let _ = live.send(statuses);
+        }
+    }
+
+    async fn finish_if_done(&mut self) {
+        let Some(active) = &mut self.active else {
+            return;
+        };
+        let members = active.members.clone();
+        let live: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| self.agents[i].alive())
+            .collect();
+        if live.is_empty() {
+            active.outcome.error = Some(format!(
+                "every agent of the workload was lost ({})",
+                active.outcome.lost.join(", ")
+            ));
+        } else {
+            if !active.end_sent && !active.stop_sent && active.plan.finished() {
+                active.end_sent = true;
+                for &i in &live {
+                    self.hub.send(
+                        self.agents[i].conn,
+                        &ToAgent::End {
+                            workload: active.request.workload,
+                        },
+                    );
+                }
+            }
+            let settled = live.iter().all(|&i| {
+                let a = &self.agents[i];
+                a.done && a.announced.is_empty() && a.in_flight.is_empty()
+            });
+            // Chunks of agents that are not members (a restarted agent's cache) count too.
+            let others_settled = self
+                .agents
+                .iter()
+                .filter(|a| a.alive())
+                .all(|a| a.announced.is_empty() && a.in_flight.is_empty());
+            if !(settled && others_settled) {
+                return;
+            }
+        }
+        let Some(mut active) = self.active.take() else {
+            return;
+        };
+        for chunk in active.merger.drain().collect::<Vec<_>>() {
+            let _ = active.request.chunks.send(chunk).await;
+        }
+        for (i, ids) in active.to_confirm.drain() {
+            self.hub.send(self.agents[i].conn, &ToAgent::Stored { ids });
+        }
+        for &i in &members {
+            let a = &mut self.agents[i];
+            if a.alive() {
+                a.state = InstanceState::Done;
+            }
+        }
+        if let Some(live) = &active.request.live {
+            let statuses = members.iter().map(|&i| self.agents[i].status()).collect();
+            let _ = live.send(statuses);
+        }
+        let _ = active.reply.send(active.outcome);
+    }
+}
+
+/// A runner config as in a task file, without the options left unset.
+fn runner_config(name: &str, mut body: Value) -> Value {
+    if let Some(m) = body.as_object_mut() {
+        m.retain(|_, v| !v.is_null());
+    }
+    json!({ name: body })
+}
+
+/// The lease plan for the inner runner, and each agent's runner config (as in a task file,
+/// with its share of the concurrency) and low-water mark. `None`: that agent gets no share.
+fn share(inner: &RunnerSpec, agents: usize) -> (Workload, Vec<(Option<Value>, u64)>) {
+    let per_slot = 32;
+    match inner {
+        RunnerSpec::Constant {
+            times,
+            concurrency,
+            timeout,
+        } => (
+            Workload::Times { total: *times },
+            split_concurrency(*concurrency, agents)
+                .into_iter()
+                .map(|c| {
+                    let runner = (c > 0).then(|| {
+                        runner_config(
+                            "constant",
+                            json!({"times": times, "concurrency": c, "timeout": timeout}),
+                        )
+                    });
+                    (runner, c * per_slot)
+                })
+                .collect(),
+        ),
+        RunnerSpec::ConstantForDuration {
+            duration,
+            concurrency,
+            timeout,
+        } => (
+            Workload::Duration,
+            split_concurrency(*concurrency, agents)
+                .into_iter()
+                .map(|c| {
+                    let runner = (c > 0).then(|| {
+                        runner_config(
+                            "constant_for_duration",
+                            json!({"duration": duration, "concurrency": c, "timeout": timeout}),
+                        )
+                    });
+                    (runner, c * per_slot)
+                })
+                .collect(),
+        ),
+        RunnerSpec::Serial { times } => (
+            Workload::Serial { total: *times },
+            (0..agents)
+                .map(|_| (Some(json!({"serial": {"times": times}})), per_slot))
+                .collect(),
+        ),
+        RunnerSpec::Rps {
+            times,
+            rate,
+            timeout,
+            max_concurrency,
+        } => {
+            let peak = match rate {
+                crate::runner::Rate::Fixed(r) => *r,
+                crate::runner::Rate::Ramp { start, end, .. } => start.max(*end),
+            };
+            // Hold about half a second of this agent's share of the schedule.
+            let low_water = ((peak / agents as f64) * 0.5).ceil().max(1.0) as u64;
+            (
+                Workload::Rate {
+                    total: *times,
+                    rate: rate.clone(),
+                    window: RATE_WINDOW,
+                },
+                split_concurrency(*max_concurrency, agents)
+                    .into_iter()
+                    .map(|c| {
+                        let runner = runner_config(
+                            "rps",
+                            json!({
+                                "times": times,
+                                "rps": rate.config_json(),
+                                "timeout": timeout,
+                                "max_concurrency": c.max(1),
+                            }),
+                        );
+                        (Some(runner), low_water)
+                    })
+                    .collect(),
+            )
+        }
+        RunnerSpec::Distributed { inner, .. } => share(inner, agents),
+    }
+}

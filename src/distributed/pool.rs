@@ -1,0 +1,103 @@
+//! Getting the agents of a run: start the controller, then either spawn local agents (the
+//! embedded default) or wait for agents started elsewhere to dial in.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::controller::{Controller, ControllerError, ControllerOptions, Notice};
+use super::spawn::LocalAgents;
+use crate::transport::token::Token;
+
+/// Where the agents come from.
+pub enum Source {
+    /// Spawn this many local agent processes, with caches and logs under the directory.
+    Local { cache_root: PathBuf },
+    /// Wait for agents started by hand (or over SSH) to register.
+    Listen,
+}
+
+pub struct Pool {
+    pub controller: Arc<Controller>,
+    local: Option<LocalAgents>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error("cannot start local agents: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+impl Pool {
+    /// Starts the controller and has `agents` agents registered within `wait`.
+    pub async fn start(
+        agents: usize,
+        source: Source,
+        options: ControllerOptions,
+        token: Token,
+        wait: Duration,
+        notices: mpsc::UnboundedSender<Notice>,
+    ) -> Result<Pool, PoolError> {
+        let controller = Arc::new(Controller::start(options, token.clone(), notices).await?);
+        let local = match source {
+            Source::Local { cache_root } => Some(
+                LocalAgents::spawn(agents, controller.control_port, &token, &cache_root).await?,
+            ),
+            Source::Listen => None,
+        };
+        let pool = Pool { controller, local };
+        if let Err(e) = pool.controller.wait_for(agents, wait).await {
+            pool.end().await;
+            return Err(e.into());
+        }
+        Ok(pool)
+    }
+
+    /// Tells every agent the run is over and, for local agents, waits for them to exit
+    /// (killing any that do not within a few seconds). Returns the names of killed agents.
+    pub async fn end(self) -> Vec<String> {
+        self.controller.shutdown().await;
+        match self.local {
+            Some(local) => {
+                let root = local.cache_root.clone();
+                let killed = local.end(Duration::from_secs(5)).await;
+                remove_empty_caches(&root);
+                killed
+            }
+            None => Vec::new(),
+        }
+    }
+
+    pub fn local_pids(&self) -> Vec<u32> {
+        self.local
+            .as_ref()
+            .map(LocalAgents::pids)
+            .unwrap_or_default()
+    }
+}
+
+/// Local agents' caches are empty after a clean run; anything left is kept for inspection.
+fn remove_empty_caches(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            let chunks = std::fs::read_dir(&path)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "rtck"))
+                        .count()
+                })
+                .unwrap_or(1);
+            if chunks == 0 {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! What the controller and its agents say to each other.
+//!
+//! Two channels per agent, each its own ZeroMQ connection so that bulk data never sits in front
+//! of a stop: **control** carries registration, workloads, leases, stop, heartbeats and the
+//! agents' SLA reports (all small); **results** carries chunks, and only when the controller
+//! asks for them, a few at a time (credit-based flow control), so the controller decides how
+//! much result data is in flight and memory stays bounded on both sides.
+//!
+//! Before a session has keys, the only frames are the clear handshake ([`Hello`], the
+//! challenge, a refusal). After it every message is one sealed frame (see
+//! [`crate::transport::seal`]) whose plaintext is a tag byte and a body: JSON for control
+//! messages (small, readable in a debugger, easy to evolve), raw bytes for chunks (already in
+//! the checksummed chunk format, see [`crate::chunk::codec`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::chunk::cache::ChunkMeta;
+use crate::distributed::plan::Lease;
+use crate::sla::SlaChecker;
+use crate::sla::histogram::DurationHistogram;
+
+/// Bumped on any incompatible change; an agent of another version is refused at the handshake.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// First frame of the clear handshake, agent -> controller, on either channel.
+pub const HELLO: &[u8] = b"RTUI-HELLO";
+/// Controller -> agent: the controller's session nonce.
+pub const CHALLENGE: &[u8] = b"RTUI-CHALLENGE";
+/// Controller -> agent: why the session was refused (clear text, for the agent's log).
+pub const REFUSE: &[u8] = b"RTUI-REFUSE";
+/// Results channel, agent -> controller: the session this connection belongs to.
+pub const ATTACH: &[u8] = b"RTUI-ATTACH";
+
+/// The clear first message of a session: `[HELLO, version (u16 BE), agent nonce (16)]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u16,
+    pub nonce: [u8; 16],
+}
+
+impl Hello {
+    pub fn frames(&self) -> Vec<Vec<u8>> {
+        vec![
+            HELLO.to_vec(),
+            self.version.to_be_bytes().to_vec(),
+            self.nonce.to_vec(),
+        ]
+    }
+
+    /// `None` when the frames are not a hello at all; `Err` when they are one we cannot use.
+    pub fn parse(frames: &[&[u8]]) -> Option<Result<Hello, String>> {
+        if frames.first() != Some(&HELLO) {
+            return None;
+        }
+        Some((|| {
+            let [_, version, nonce] = frames else {
+                return Err(format!("hello has {} frames, expected 3", frames.len()));
+            };
+            let version = u16::from_be_bytes(
+                (*version)
+                    .try_into()
+                    .map_err(|_| "hello version is not 2 bytes".to_string())?,
+            );
+            let nonce: [u8; 16] = (*nonce)
+                .try_into()
+                .map_err(|_| "hello nonce is not 16 bytes".to_string())?;
+            Ok(Hello { version, nonce })
+        })())
+    }
+}
+
+/// What an agent tells about itself once the session is sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Register {
+    pub name: String,
+    pub host: String,
+    pub cores: u32,
+    pub pid: u32,
+    /// Random per agent process: a restarted agent is a new incarnation of the same name.
+    pub boot: String,
+    /// The program version (`CARGO_PKG_VERSION`), for the record.
+    pub version: String,
+    /// Chunks in its cache from earlier sessions (a restarted agent can still deliver them).
+    pub cached: Vec<ChunkMeta>,
+}
+
+/// A workload as an agent runs it: enough to rebuild the scenario and its share of the runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadOrder {
+    /// The task's uuid: cached chunks are filed under it.
+    pub run: String,
+    /// Index of the workload in the task.
+    pub workload: u32,
+    pub scenario: String,
+    pub args: Value,
+    /// The inner runner, as in a task file: `{"constant": {...}}`, with this agent's share of
+    /// `concurrency` / `max_concurrency`.
+    pub runner: Value,
+    pub sla: Map<String, Value>,
+    /// Seconds from receipt until the workload's time zero (the `rps` schedule's start).
+    pub start_in: f64,
+    /// Numbers to hold queued before asking for more (the agent's low-water mark).
+    pub low_water: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToAgent {
+    /// The session is accepted.
+    Welcome {
+        agent: u32,
+        /// Token for the results channel's ATTACH.
+        session: String,
+        results_port: u16,
+        heartbeat_ms: u64,
+        liveness_ms: u64,
+        sla_interval_ms: u64,
+    },
+    Workload(Box<WorkloadOrder>),
+    Lease {
+        workload: u32,
+        lease: Lease,
+    },
+    /// Stop starting iterations of this workload now.
+    Stop {
+        workload: u32,
+    },
+    /// No more leases will come: finish what is queued and report done.
+    End {
+        workload: u32,
+    },
+    /// These chunks are stored; delete them from the cache.
+    Stored {
+        ids: Vec<u64>,
+    },
+    Ping {
+        /// Controller clock, Unix seconds.
+        sent: f64,
+    },
+    Pong {
+        echo: f64,
+    },
+    /// Leave: the run is over.
+    Shutdown,
+}
+
+/// An agent's running account of a workload, sent every SLA interval and when it finishes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentReport {
+    pub workload: u32,
+    /// Iterations finished so far, and how many of them failed.
+    pub iterations: u64,
+    pub failures: u64,
+    /// Durations of the iterations finished since the last report.
+    pub recent: DurationHistogram,
+    pub recent_seconds: f64,
+    /// The SLA state over all of its finished iterations (mergeable).
+    pub sla: Option<SlaChecker>,
+    /// Leases whose every number has run.
+    pub completed: Vec<u64>,
+    /// Chunks written to the cache since the last report.
+    pub chunks: Vec<ChunkMeta>,
+    /// Every later chunk holds only iterations that started at or after this (agent clock).
+    pub watermark: f64,
+    /// The runner has returned: nothing more will come for this workload.
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToController {
+    Register(Box<Register>),
+    /// Queued numbers dropped below the low-water mark: about `want` more would do.
+    NeedWork {
+        workload: u32,
+        want: u64,
+    },
+    Report(Box<AgentReport>),
+    /// The workload could not be set up on this agent.
+    Failed {
+        workload: u32,
+        error: String,
+    },
+    Ping {
+        /// Agent clock.
+        sent: f64,
+    },
+    Pong {
+        echo: f64,
+        /// Agent clock when the ping arrived.
+        at: f64,
+    },
+    /// Leaving (Ctrl-C or shutdown).
+    Bye,
+}
+
+/// Results channel, controller -> agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Pull {
+    /// Send these chunks. The ids are the credit: at most this many chunks are in flight.
+    Chunks { ids: Vec<u64> },
+}
+
+/// Results channel, agent -> controller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// A chunk in the codec's format, checked against its checksum before it was sent.
+    Chunk { id: u64, bytes: Vec<u8> },
+    /// The chunk cannot be served (missing, corrupt): the reason.
+    Missing { id: u64, reason: String },
+}
+
+const TAG_JSON: u8 = b'J';
+const TAG_CHUNK: u8 = b'C';
+
+/// Why a decrypted frame could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty message")]
+    Empty,
+    #[error("unknown message tag {0:#04x}")]
+    Tag(u8),
+    #[error("malformed message: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("chunk message shorter than its header")]
+    Short,
+}
+
+/// JSON messages: a tag byte, then the body.
+pub fn encode_json<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut out = vec![TAG_JSON];
+    // Our message types hold only strings, numbers, maps and byte arrays: always serializable.
+    serde_json::to_writer(&mut out, message).expect("protocol messages serialize");
+    out
+}
+
+pub fn decode_json<T: for<'de> Deserialize<'de>>(plain: &[u8]) -> Result<T, DecodeError> {
+    match plain.split_first() {
+        None => Err(DecodeError::Empty),
+        Some((&TAG_JSON, body)) => Ok(serde_json::from_slice(body)?),
+        Some((&tag, _)) => Err(DecodeError::Tag(tag)),
+    }
+}
+
+impl Delivery {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Delivery::Chunk { id, bytes } => {
+                let mut out = Vec::with_capacity(9 + bytes.len());
+                out.push(TAG_CHUNK);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(bytes);
+                out
+            }
+            Delivery::Missing { id, reason } => encode_json(&MissingBody {
+                id: *id,
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    pub fn decode(plain: &[u8]) -> Result<Delivery, DecodeError> {
+        match plain.split_first() {
+            None => Err(DecodeError::Empty),
+            Some((&TAG_CHUNK, rest)) => {
+                let (id, bytes) = rest.split_at_checked(8).ok_or(DecodeError::Short)?;
+                let id = u64::from_le_bytes(id.try_into().map_err(|_| DecodeError::Short)?);
+                Ok(Delivery::Chunk {
+                    id,
+                    bytes: bytes.to_vec(),
+                })
+            }
+            Some(_) => {
+                let m: MissingBody = decode_json(plain)?;
+                Ok(Delivery::Missing {
+                    id: m.id,
+                    reason: m.reason,
+                })
+            }
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MissingBody {
+    id: u64,
+    reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trip_and_rejections() {
+        let h = Hello {
+            version: PROTOCOL_VERSION,
+            nonce: [7; 16],
+        };
+        let frames = h.frames();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        assert_eq!(Hello::parse(&refs).unwrap().unwrap(), h);
+        assert!(Hello::parse(&[b"GET / HTTP/1.1"]).is_none());
+        assert!(Hello::parse(&[HELLO, b"x"]).unwrap().is_err());
+        assert!(Hello::parse(&[HELLO, b"xyz", &[0; 16]]).unwrap().is_err());
+        assert!(Hello::parse(&[HELLO, &[0, 1], &[0; 15]]).unwrap().is_err());
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let m = ToAgent::Stop { workload: 3 };
+        assert_eq!(decode_json::<ToAgent>(&encode_json(&m)).unwrap(), m);
+        let d = Delivery::Chunk {
+            id: 9,
+            bytes: vec![1, 2, 3],
+        };
+        assert_eq!(Delivery::decode(&d.encode()).unwrap(), d);
+        let d = Delivery::Missing {
+            id: 4,
+            reason: "corrupt".into(),
+        };
+        assert_eq!(Delivery::decode(&d.encode()).unwrap(), d);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            &b""[..],
+            b"X{}",
+            b"J{",
+            b"J{\"type\":\"nope\"}",
+            b"C\x01\x02",
+        ] {
+            assert!(decode_json::<ToAgent>(bad).is_err());
+            assert!(Delivery::decode(bad).is_err() || bad.first() == Some(&b'J'));
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The agent's end: two DEALER connections to the controller, the handshake, sealed frames.
+//!
+//! The `zeromq` crate never reconnects a DEALER, so a link is disposable: when it breaks
+//! (the monitor reports a disconnect, a send fails, or the controller falls silent) the agent
+//! drops it and builds a new one with a new identity and new session keys — the ZeroMQ
+//! guide's Paranoid Pirate pattern. Identities are `name/boot/attempt`, so a stale
+//! connection can never take over a live one's routing id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{Mutex, mpsc};
+use zeromq::{
+    DealerSocket, Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
+};
+
+use zeromq::util::PeerIdentity;
+
+use super::seal::{self, Direction, Opener, Sealer};
+use super::token::Token;
+use crate::distributed::protocol::{
+    self, ATTACH, CHALLENGE, Delivery, Hello, PROTOCOL_VERSION, Pull, REFUSE, Register, ToAgent,
+    ToController,
+};
+
+/// How long the controller has to answer each handshake step.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot reach the controller at {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("the controller refused this agent: {0}")]
+    Refused(String),
+    #[error("handshake with the controller failed: {0}")]
+    Handshake(String),
+    #[error("the link to the controller is closed")]
+    Closed,
+}
+
+impl LinkError {
+    /// Refusals do not get better by retrying with the same token and version.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, LinkError::Refused(_))
+    }
+}
+
+/// What arrives from the controller.
+#[derive(Debug)]
+pub enum Inbound {
+    Control(ToAgent),
+    Pull(Pull),
+    /// A frame was dropped (failed to open or parse); for the log.
+    Dropped(String),
+    /// The connection broke.
+    Closed(String),
+}
+
+struct Half {
+    socket: zeromq::DealerSendHalf,
+    sealer: Sealer,
+}
+
+/// Sends on both channels; cheap to share.
+pub struct LinkSender {
+    control: Mutex<Half>,
+    results: Mutex<Half>,
+}
+
+impl LinkSender {
+    async fn send_on(half: &Mutex<Half>, plain: Vec<u8>) -> Result<(), LinkError> {
+        let mut h = half.lock().await;
+        let frame = h.sealer.seal(&plain).map_err(|_| LinkError::Closed)?;
+        h.socket
+            .send(ZmqMessage::from(frame))
+            .await
+            .map_err(|_| LinkError::Closed)
+    }
+
+    pub async fn send(&self, message: &ToController) -> Result<(), LinkError> {
+        Self::send_on(&self.control, protocol::encode_json(message)).await
+    }
+
+    pub async fn deliver(&self, delivery: &Delivery) -> Result<(), LinkError> {
+        Self::send_on(&self.results, delivery.encode()).await
+    }
+}
+
+pub struct Link {
+    pub sender: Arc<LinkSender>,
+    pub inbox: mpsc::Receiver<Inbound>,
+    pub welcome: ToAgent,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn options(identity: &str) -> SocketOptions {
+    let mut o = SocketOptions::default();
+    let id: String = identity.chars().take(200).collect();
+    if let Ok(id) = PeerIdentity::try_from(Bytes::from(id)) {
+        o.peer_identity(id);
+    }
+    o.connect_timeout(HANDSHAKE);
+    o
+}
+
+async fn dial(endpoint: &str, identity: &str) -> Result<DealerSocket, LinkError> {
+    let mut socket = DealerSocket::with_options(options(identity));
+    tokio::time::timeout(HANDSHAKE + Duration::from_secs(1), socket.connect(endpoint))
+        .await
+        .map_err(|_| LinkError::Connect {
+            endpoint: endpoint.to_string(),
+            reason: "timed out".into(),
+        })?
+        .map_err(|e| LinkError::Connect {
+            endpoint: endpoint.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(socket)
+}
+
+async fn recv_clear(socket: &mut DealerSocket) -> Result<Vec<Bytes>, LinkError> {
+    match tokio::time::timeout(HANDSHAKE, socket.recv()).await {
+        Err(_) => Err(LinkError::Handshake("no answer from the controller".into())),
+        Ok(Err(e)) => Err(LinkError::Handshake(e.to_string())),
+        Ok(Ok(m)) => Ok(m.into_vec()),
+    }
+}
+
+impl Link {
+    /// Connects, authenticates and registers. `identity` must be unique per attempt.
+    pub async fn connect(
+        endpoint: &str,
+        identity: &str,
+        token: &Token,
+        register: &Register,
+    ) -> Result<Link, LinkError> {
+        let mut control = dial(endpoint, identity).await?;
+        let agent_nonce = seal::new_nonce();
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            nonce: agent_nonce,
+        };
+        let frames: Vec<Bytes> = hello.frames().into_iter().map(Bytes::from).collect();
+        let hello = ZmqMessage::try_from(frames).map_err(|_| LinkError::Closed)?;
+        control.send(hello).await.map_err(|_| LinkError::Closed)?;
+        let answer = recv_clear(&mut control).await?;
+        let controller_nonce: [u8; 16] = match answer.as_slice() {
+            [tag, nonce] if tag.as_ref() == CHALLENGE => nonce
+                .as_ref()
+                .try_into()
+                .map_err(|_| LinkError::Handshake("malformed challenge".into()))?,
+            [tag, reason] if tag.as_ref() == REFUSE => {
+                return Err(LinkError::Refused(
+                    String::from_utf8_lossy(reason).into_owned(),
+                ));
+            }
+            _ => return Err(LinkError::Handshake("unexpected answer to hello".into())),
+        };
+        let keys = seal::derive(token.as_bytes(), &controller_nonce, &agent_nonce)
+            .map_err(|e| LinkError::Handshake(e.to_string()))?;
+        let results_keys =
+            seal::derive_channel(token.as_bytes(), &controller_nonce, &agent_nonce, "results")
+                .map_err(|e| LinkError::Handshake(e.to_string()))?;
+        let mut sealer = Sealer::new(&keys.to_controller, Direction::ToController);
+        let mut opener = Opener::new(&keys.to_agent, Direction::ToAgent);
+        let reg = sealer
+            .seal(&protocol::encode_json(&ToController::Register(Box::new(
+                register.clone(),
+            ))))
+            .map_err(|e| LinkError::Handshake(e.to_string()))?;
+        control
+            .send(ZmqMessage::from(reg))
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        let answer = recv_clear(&mut control).await?;
+        let welcome = match answer.as_slice() {
+            [tag, reason] if tag.as_ref() == REFUSE => {
+                return Err(LinkError::Refused(
+                    String::from_utf8_lossy(reason).into_owned(),
+                ));
+            }
+            [frame] => {
+                let plain = opener
+                    .open(frame)
+                    .map_err(|e| LinkError::Handshake(format!("welcome: {e}")))?;
+                protocol::decode_json::<ToAgent>(&plain)
+                    .map_err(|e| LinkError::Handshake(format!("welcome: {e}")))?
+            }
+            _ => return Err(LinkError::Handshake("unexpected answer to register".into())),
+        };
+        let ToAgent::Welcome {
+            results_port,
+            session,
+            ..
+        } = &welcome
+        else {
+            return Err(LinkError::Handshake("expected a welcome".into()));
+        };
+        let results_endpoint = match endpoint.rsplit_once(':') {
+            Some((host, _)) => format!("{host}:{results_port}"),
+            None => return Err(LinkError::Handshake("bad endpoint".into())),
+        };
+        let mut results = dial(&results_endpoint, &format!("{identity}/r")).await?;
+        let attach = ZmqMessage::try_from(vec![
+            Bytes::from_static(ATTACH),
+            Bytes::from(session.clone()),
+        ])
+        .map_err(|_| LinkError::Closed)?;
+        results.send(attach).await.map_err(|_| LinkError::Closed)?;
+
+        let (inbox_tx, inbox) = mpsc::channel(1024);
+        let control_events = control.monitor();
+        let results_events = results.monitor();
+        let (control_send, control_recv) = control.split();
+        let (results_send, results_recv) = results.split();
+        let results_opener = Opener::new(&results_keys.to_agent, Direction::ToAgent);
+        let tasks = vec![
+            tokio::spawn(read_control(control_recv, opener, inbox_tx.clone())),
+            tokio::spawn(read_results(results_recv, results_opener, inbox_tx.clone())),
+            tokio::spawn(watch(control_events, inbox_tx.clone(), "control")),
+            tokio::spawn(watch(results_events, inbox_tx, "results")),
+        ];
+        let sender = Arc::new(LinkSender {
+            control: Mutex::new(Half {
+                socket: control_send,
+                sealer,
+            }),
+            results: Mutex::new(Half {
+                socket: results_send,
+                sealer: Sealer::new(&results_keys.to_controller, Direction::ToController),
+            }),
+        });
+        Ok(Link {
+            sender,
+            inbox,
+            welcome,
+            tasks,
+        })
+    }
+}
+
+async fn read_control(
+    mut socket: zeromq::DealerRecvHalf,
+    mut opener: Opener,
+    inbox: mpsc::Sender<Inbound>,
+) {
+    loop {
+        let inbound = match socket.recv().await {
+            Err(e) => Inbound::Closed(e.to_string()),
+            Ok(m) => match m.into_vec().as_slice() {
+                [frame] => match opener.open(frame) {
+                    Ok(plain) => match protocol::decode_json::<ToAgent>(&plain) {
+                        Ok(message) => Inbound::Control(message),
+                        Err(e) => Inbound::Dropped(format!("control message: {e}")),
+                    },
+                    Err(e) => Inbound::Dropped(format!("control frame: {e}")),
+                },
+                other => Inbound::Dropped(format!("{} frames on control", other.len())),
+            },
+        };
+        let closed = matches!(inbound, Inbound::Closed(_));
+        if inbox.send(inbound).await.is_err() || closed {
+            return;
+        }
+    }
+}
+
+async fn read_results(
+    mut socket: zeromq::DealerRecvHalf,
+    mut opener: Opener,
+    inbox: mpsc::Sender<Inbound>,
+) {
+    loop {
+        let inbound = match socket.recv().await {
+            Err(e) => Inbound::Closed(e.to_string()),
+            Ok(m) => match m.into_vec().as_slice() {
+                [frame] => match opener.open(frame) {
+                    Ok(plain) => match protocol::decode_json::<Pull>(&plain) {
+                        Ok(pull) => Inbound::Pull(pull),
+                        Err(e) => Inbound::Dropped(format!("results message: {e}")),
+                    },
+                    Err(e) => Inbound::Dropped(format!("results frame: {e}")),
+                },
+                other => Inbound::Dropped(format!("{} frames on results", other.len())),
+            },
+        };
+        let closed = matches!(inbound, Inbound::Closed(_));
+        if inbox.send(inbound).await.is_err() || closed {
+            return;
+        }
+    }
+}
+
+async fn watch(
+    mut events: futures::channel::mpsc::Receiver<SocketEvent>,
+    inbox: mpsc::Sender<Inbound>,
+    channel: &'static str,
+) {
+    while let Some(event) = events.next().await {
+        if let SocketEvent::Disconnected(_) = event {
+            let _ = inbox
+                .send(Inbound::Closed(format!("{channel} connection lost")))
+                .await;
+            return;
+        }
+    }
+}
