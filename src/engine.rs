@@ -588,16 +588,16 @@ impl Consumer {
             .iter()
             .map(|i| (i.name.clone(), Figures::from_instance(i)))
             .collect();
+        publish(Event::Agents(AgentsSnapshot {
+            workload: self.index,
+            agents: self.instances.iter().map(AgentRow::from_instance).collect(),
+        }));
         publish(Event::Progress(Progress {
             workload: self.index,
             elapsed,
             total: self.total,
             all: Figures::merged(&self.instances),
             sources,
-        }));
-        publish(Event::Agents(AgentsSnapshot {
-            workload: self.index,
-            agents: self.instances.iter().map(AgentRow::from_instance).collect(),
         }));
         let total = match self.merged_sla() {
             Some(Ok(merged)) => merged.results(),

@@ -233,6 +233,55 @@ pub fn sla_table(rows: &[CriterionStatus]) -> String {
 }
 
 /// What `rally task detailed` shows for one workload.
+/// Per-agent figures of a distributed workload, and what happened to lost agents' work.
+fn agents_table(r: &WorkloadReport, d: &crate::events::DistributedSummary) -> String {
+    let rows: Vec<Vec<String>> = r
+        .sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                if s.lost { "lost" } else { "done" }.to_string(),
+                s.iterations.to_string(),
+                s.failures.to_string(),
+                cell(s.p50),
+                cell(s.p95),
+                cell(s.p99),
+            ]
+        })
+        .collect();
+    let mut out = ascii_table(
+        &format!("Agents ({})", d.agents.len()),
+        &[
+            "Agent",
+            "State",
+            "Iterations",
+            "Failures",
+            "p50 (sec)",
+            "p95 (sec)",
+            "p99 (sec)",
+        ],
+        &rows,
+    );
+    if !d.lost.is_empty() {
+        out.push_str(&format!(
+            "Lost agents: {}; {} of their unfinished iterations were run by the others\n",
+            d.lost.join(", "),
+            d.reissued
+        ));
+    }
+    if d.duplicates > 0 {
+        out.push_str(&format!(
+            "{} duplicate results (iterations already stored) were dropped\n",
+            d.duplicates
+        ));
+    }
+    for m in &d.missing {
+        out.push_str(&format!("Missing results: {m}\n"));
+    }
+    out
+}
+
 pub fn workload_summary(r: &WorkloadReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -249,6 +298,9 @@ pub fn workload_summary(r: &WorkloadReport) -> String {
         "Load duration: {:.6} s ({rate:.1} iterations/s)\nFull duration: {:.6} s\n",
         r.load_duration, r.full_duration
     ));
+    if let Some(d) = &r.distributed {
+        out.push_str(&agents_table(r, d));
+    }
     if !r.errors.is_empty() {
         out.push_str("Errors:\n");
         for e in &r.errors {

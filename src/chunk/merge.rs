@@ -160,6 +160,7 @@ struct Pending {
     key: f64,
     seq: u64,
     chunk: Chunk,
+    tag: u64,
 }
 
 impl Pending {
@@ -268,7 +269,14 @@ impl ChunkMerger {
 
     /// Buffer a chunk (already on the controller's clock). Empty chunks are ignored. `source`
     /// is not checked: a chunk from an unknown or removed source is buffered all the same.
-    pub fn push(&mut self, _source: SourceId, chunk: Chunk) {
+    pub fn push(&mut self, source: SourceId, chunk: Chunk) {
+        self.push_tagged(source, chunk, 0);
+    }
+
+    /// Like [`push`](Self::push), with a tag that comes back with the chunk from
+    /// [`pop_ready_tagged`](Self::pop_ready_tagged) (the controller tags chunks with the
+    /// agent's chunk id, to confirm each one once it is released).
+    pub fn push_tagged(&mut self, _source: SourceId, chunk: Chunk, tag: u64) {
         if chunk.is_empty() {
             return;
         }
@@ -278,6 +286,7 @@ impl ChunkMerger {
             key: first_timestamp(&chunk),
             seq: self.seq,
             chunk,
+            tag,
         }));
     }
 
@@ -303,6 +312,11 @@ impl ChunkMerger {
 
     /// The oldest buffered chunk, if the watermarks allow it or the buffer is over its bound.
     pub fn pop_ready(&mut self) -> Option<Chunk> {
+        self.pop_ready_tagged().map(|(chunk, _)| chunk)
+    }
+
+    /// [`pop_ready`](Self::pop_ready), with the chunk's tag.
+    pub fn pop_ready_tagged(&mut self) -> Option<(Chunk, u64)> {
         let key = self.heap.peek()?.0.key;
         if self.is_ready(key) {
             return self.pop();
@@ -316,6 +330,11 @@ impl ChunkMerger {
 
     /// Everything still buffered, oldest first (end of the workload).
     pub fn drain(&mut self) -> impl Iterator<Item = Chunk> + '_ {
+        std::iter::from_fn(move || self.pop().map(|(chunk, _)| chunk))
+    }
+
+    /// [`drain`](Self::drain), with each chunk's tag.
+    pub fn drain_tagged(&mut self) -> impl Iterator<Item = (Chunk, u64)> + '_ {
         std::iter::from_fn(move || self.pop())
     }
 
@@ -346,7 +365,7 @@ impl ChunkMerger {
         watermark == f64::INFINITY || key < watermark
     }
 
-    fn pop(&mut self) -> Option<Chunk> {
+    fn pop(&mut self) -> Option<(Chunk, u64)> {
         let Reverse(pending) = self.heap.pop()?;
         self.buffered_records -= pending.chunk.len();
         if pending.key < self.last_released {
@@ -354,7 +373,7 @@ impl ChunkMerger {
         } else {
             self.last_released = pending.key;
         }
-        Some(pending.chunk)
+        Some((pending.chunk, pending.tag))
     }
 }
 

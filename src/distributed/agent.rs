@@ -142,8 +142,14 @@ struct Running {
     feed: Arc<Feed>,
     account: Arc<Mutex<Account>>,
     asked: Option<Instant>,
+    /// Size of the last lease asked for: leases grow from the low-water mark by doubling
+    /// until they cover about half a second of this agent's pace.
+    last_want: u64,
+    low_water: u64,
     /// Fires when the runner has returned and every chunk is cached.
     finished: Arc<tokio::sync::Notify>,
+    /// Fires when all work handed out has run and its chunks are cached.
+    announce: Arc<tokio::sync::Notify>,
 }
 
 /// What the agent has learned of its workload's results since the last report.
@@ -158,6 +164,7 @@ struct Account {
     max_duration: f64,
     done: bool,
     action_names: Arc<[String]>,
+    started: Instant,
 }
 
 impl Account {
@@ -267,6 +274,7 @@ impl<'a> Session<'a> {
     async fn serve(mut self) -> Option<AgentExit> {
         let sender = self.link.sender.clone();
         let mut last_heard = Instant::now();
+        let mut last_report = Instant::now();
         let mut ping = tokio::time::interval(self.heartbeat);
         let mut report = tokio::time::interval(self.sla_interval);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -279,12 +287,19 @@ impl<'a> Session<'a> {
             };
             let finished = async {
                 match &self.running {
-                    Some(r) => r.finished.notified().await,
+                    Some(r) => tokio::select! {
+                        () = r.finished.notified() => {}
+                        () = r.announce.notified() => {
+                            // At most one prompt report per 10 ms: the SLA state travels too.
+                            tokio::time::sleep_until((last_report + Duration::from_millis(10)).into()).await;
+                        }
+                    },
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 () = finished => {
+                    last_report = Instant::now();
                     if self.send_report(&sender).await.is_err() {
                         break None;
                     }
@@ -313,6 +328,7 @@ impl<'a> Session<'a> {
                     }
                 }
                 _ = report.tick() => {
+                    last_report = Instant::now();
                     if self.send_report(&sender).await.is_err() {
                         break None;
                     }
@@ -320,7 +336,11 @@ impl<'a> Session<'a> {
                 () = need_work => {
                     if let Some(r) = &mut self.running {
                         r.asked = Some(Instant::now());
-                        let want = lock(&r.account).iterations_per_quarter_second().max(r.feed.queued().max(1));
+                        let pace = lock(&r.account).iterations_per_second();
+                        let want = (r.last_want * 2)
+                            .max(r.low_water)
+                            .min(((pace * 0.5) as u64).max(r.low_water));
+                        r.last_want = want;
                         let _ = sender.send(&ToController::NeedWork { workload: r.workload, want }).await;
                     }
                 }
@@ -467,6 +487,7 @@ impl<'a> Session<'a> {
             max_duration: 0.0,
             done: false,
             action_names: scenario.action_names.clone(),
+            started: start,
         }));
         let (tx, rx) = mpsc::channel::<Chunk>(64);
         let job = RunJob {
@@ -480,7 +501,15 @@ impl<'a> Session<'a> {
             feed: Some(feed.clone()),
             live: None,
         };
-        let sink = tokio::spawn(sink(rx, key, self.cache.clone(), account.clone()));
+        let announce = Arc::new(tokio::sync::Notify::new());
+        let sink = tokio::spawn(sink(
+            rx,
+            key,
+            self.cache.clone(),
+            account.clone(),
+            feed.clone(),
+            announce.clone(),
+        ));
         let finished = Arc::new(tokio::sync::Notify::new());
         let (acc, done) = (account.clone(), finished.clone());
         tokio::spawn(async move {
@@ -500,7 +529,10 @@ impl<'a> Session<'a> {
             feed,
             account,
             asked: None,
+            last_want: 0,
+            low_water: order.low_water.max(1),
             finished,
+            announce,
         });
         Ok(())
     }
@@ -513,18 +545,27 @@ fn hostname_or(_order: &WorkloadOrder) -> String {
 }
 
 impl Account {
-    fn iterations_per_quarter_second(&self) -> u64 {
-        let seconds = self.since.elapsed().as_secs_f64().max(0.05);
-        (self.recent.len() as f64 / seconds / 4.0) as u64
+    /// This agent's pace over the workload so far.
+    fn iterations_per_second(&self) -> f64 {
+        let seconds = self.started.elapsed().as_secs_f64();
+        if seconds < 0.01 {
+            return 0.0;
+        }
+        self.iterations as f64 / seconds
     }
 }
 
-/// Writes each chunk to the cache before it is announced, and accounts for it.
+/// Writes each chunk to the cache before it is announced, and accounts for it. When every
+/// number handed out so far has run, it asks for a report at once: the controller completes
+/// leases from stored chunks, so waiting for the next interval would stall the end of the
+/// workload (and a lost agent's last work) by up to a second.
 async fn sink(
     mut rx: mpsc::Receiver<Chunk>,
     key: ChunkKey,
     cache: Arc<Mutex<ChunkCache>>,
     account: Arc<Mutex<Account>>,
+    feed: Arc<Feed>,
+    announce: Arc<tokio::sync::Notify>,
 ) {
     while let Some(chunk) = rx.recv().await {
         let put = lock(&cache).put(&key, &chunk);
@@ -533,6 +574,10 @@ async fn sink(
         match put {
             Ok(meta) => acc.chunks.push(meta),
             Err(e) => tracing::error!("cannot cache a chunk ({e}); its results are lost"),
+        }
+        drop(acc);
+        if feed.unrun() == 0 {
+            announce.notify_one();
         }
     }
 }

@@ -351,8 +351,12 @@ struct Active {
     outcome: WorkloadOutcome,
     stop_sent: bool,
     end_sent: bool,
-    /// Chunk ids released to storage, per agent, to confirm.
-    to_confirm: HashMap<usize, Vec<u64>>,
+    /// Buffered chunks by merger tag: which agent's which cached chunk, to confirm it once
+    /// it is released to storage.
+    tags: HashMap<u64, (usize, u64)>,
+    next_tag: u64,
+    /// The highest number handed out: anything above is not ours (a corrupt or foreign chunk).
+    max_number: u64,
 }
 
 /// Someone waiting for `.0` agents until `.1`.
@@ -685,13 +689,34 @@ impl State {
                     Ok(mut chunk) => {
                         chunk.source = Arc::from(agent.name.as_str());
                         shift_clock(&mut chunk, agent.offset());
+                        // Numbers we never handed out cannot be ours; they would also make the
+                        // stored-number set as large as the number.
+                        let max = active.max_number;
+                        let before = chunk.len();
+                        chunk
+                            .records
+                            .retain(|r| r.iteration >= 1 && r.iteration <= max);
+                        if chunk.len() < before {
+                            active.outcome.missing.push(format!(
+                                "chunk {id} of agent {}: {} records with iteration numbers never handed out were dropped",
+                                agent.name,
+                                before - chunk.len()
+                            ));
+                        }
                         active.outcome.duplicates +=
                             retain_new(&mut chunk, &mut active.stored) as u64;
                         let source = *agent
                             .source
                             .get_or_insert_with(|| active.merger.add_source(agent.name.as_str()));
-                        active.merger.push(source, chunk);
-                        active.to_confirm.entry(i).or_default().push(id);
+                        if chunk.is_empty() {
+                            // Nothing new in it: the agent may delete it now.
+                            self.hub
+                                .send(agent.conn, &ToAgent::Stored { ids: vec![id] });
+                        } else {
+                            active.next_tag += 1;
+                            active.tags.insert(active.next_tag, (i, id));
+                            active.merger.push_tagged(source, chunk, active.next_tag);
+                        }
                     }
                 }
                 // Leases run whose numbers are now all stored are complete.
@@ -746,15 +771,17 @@ impl State {
         let Some(active) = &mut self.active else {
             return;
         };
-        while let Some(chunk) = active.merger.pop_ready() {
+        let mut confirm: HashMap<usize, Vec<u64>> = HashMap::new();
+        while let Some((chunk, tag)) = active.merger.pop_ready_tagged() {
             if active.request.chunks.send(chunk).await.is_err() {
                 break;
             }
-        }
-        if active.merger.buffered_records() == 0 {
-            for (i, ids) in active.to_confirm.drain() {
-                self.hub.send(self.agents[i].conn, &ToAgent::Stored { ids });
+            if let Some((i, id)) = active.tags.remove(&tag) {
+                confirm.entry(i).or_default().push(id);
             }
+        }
+        for (i, ids) in confirm {
+            self.hub.send(self.agents[i].conn, &ToAgent::Stored { ids });
         }
     }
 
@@ -775,6 +802,7 @@ impl State {
                 continue;
             };
             agent.waiting = None;
+            active.max_number = active.max_number.max(lease.last());
             if let Some(listener) = &active.request.on_iteration {
                 for n in lease.iter() {
                     listener(n);
@@ -952,7 +980,9 @@ impl State {
             },
             stop_sent: false,
             end_sent: false,
-            to_confirm: HashMap::new(),
+            tags: HashMap::new(),
+            next_tag: 0,
+            max_number: 0,
         });
         self.publish_live();
     }
@@ -1015,10 +1045,15 @@ impl State {
         let Some(mut active) = self.active.take() else {
             return;
         };
-        for chunk in active.merger.drain().collect::<Vec<_>>() {
-            let _ = active.request.chunks.send(chunk).await;
+        let mut confirm: HashMap<usize, Vec<u64>> = HashMap::new();
+        for (chunk, tag) in active.merger.drain_tagged().collect::<Vec<_>>() {
+            if active.request.chunks.send(chunk).await.is_ok()
+                && let Some((i, id)) = active.tags.remove(&tag)
+            {
+                confirm.entry(i).or_default().push(id);
+            }
         }
-        for (i, ids) in active.to_confirm.drain() {
+        for (i, ids) in confirm {
             self.hub.send(self.agents[i].conn, &ToAgent::Stored { ids });
         }
         for &i in &members {

@@ -326,9 +326,9 @@ impl Store {
         )?;
         for s in &report.sources {
             self.conn.execute(
-                "INSERT INTO workload_sources (workload_uuid, source, iterations, failures, p50, p95, p99)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![uuid, s.name, s.iterations as i64, s.failures as i64, s.p50, s.p95, s.p99],
+                "INSERT INTO workload_sources (workload_uuid, source, iterations, failures, p50, p95, p99, lost)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![uuid, s.name, s.iterations as i64, s.failures as i64, s.p50, s.p95, s.p99, s.lost],
             )?;
         }
         Ok(())

@@ -93,6 +93,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE workload_sources ADD COLUMN p95 REAL;
     ALTER TABLE workload_sources ADD COLUMN p99 REAL;
     "#,
+    // 3: agents lost during a distributed workload.
+    r#"
+    ALTER TABLE workload_sources ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

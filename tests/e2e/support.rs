@@ -156,3 +156,35 @@ pub fn wait_for_port(port: u16, limit: Duration) -> bool {
     }
     false
 }
+
+/// A port `P` such that `P` and `P + 1` are both free right now (bound, then released): for
+/// a controller's `--listen tcp://127.0.0.1:P`, whose results channel takes `P + 1`.
+pub fn free_port_pair() -> u16 {
+    for _ in 0..200 {
+        let Ok(first) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = first.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
+/// Whether some socket listens on the TCP port, from /proc/net/tcp{,6}: it looks without
+/// connecting, so the listener never sees a stray connection.
+pub fn listening(port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                // sl local_address rem_address st ...; st 0A is LISTEN.
+                cols.len() > 3 && cols[1].ends_with(&suffix) && cols[3] == "0A"
+            })
+        })
+    })
+}
