@@ -549,3 +549,208 @@ fn on_results(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::link::{Link, LinkError};
+    use zeromq::{DealerSocket, SocketOptions};
+
+    fn register(name: &str) -> Register {
+        Register {
+            name: name.into(),
+            host: "test".into(),
+            cores: 1,
+            pid: 1,
+            boot: "b".into(),
+            version: "0".into(),
+            cached: Vec::new(),
+        }
+    }
+
+    fn token(t: &str) -> Token {
+        Token::from_bytes(t.as_bytes().to_vec(), "").unwrap()
+    }
+
+    async fn next_event(events: &mut mpsc::Receiver<HubEvent>) -> HubEvent {
+        tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("hub running")
+    }
+
+    async fn dealer(port: u16, id: &str) -> DealerSocket {
+        let mut o = SocketOptions::default();
+        o.peer_identity(id.parse().unwrap());
+        let mut d = DealerSocket::with_options(o);
+        d.connect(&format!("tcp://127.0.0.1:{port}")).await.unwrap();
+        d
+    }
+
+    fn frames(parts: Vec<Vec<u8>>) -> ZmqMessage {
+        ZmqMessage::try_from(parts.into_iter().map(Bytes::from).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_right_token_registers_and_a_wrong_one_is_refused() {
+        let (hub, mut events) = Hub::bind("tcp://127.0.0.1:0", token("0123456789abcdef-good"))
+            .await
+            .unwrap();
+        let endpoint = format!("tcp://127.0.0.1:{}", hub.control_port);
+        let bad = Link::connect(
+            &endpoint,
+            "bad/1/1",
+            &token("0123456789abcdef-evil"),
+            &register("bad"),
+        )
+        .await;
+        assert!(matches!(bad, Err(LinkError::Refused(_))), "{:?}", bad.err());
+        match next_event(&mut events).await {
+            HubEvent::Rejected { reason, .. } => {
+                assert!(reason.contains("authentication"), "{reason}")
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        // The hub is unharmed: a good agent registers next (the controller's part, the
+        // welcome, is played here).
+        let good = tokio::spawn(async move {
+            Link::connect(
+                &endpoint,
+                "good/1/1",
+                &token("0123456789abcdef-good"),
+                &register("good"),
+            )
+            .await
+        });
+        match next_event(&mut events).await {
+            HubEvent::Registered {
+                conn,
+                register,
+                session,
+                ..
+            } => {
+                assert_eq!(register.name, "good");
+                assert!(hub.send(
+                    conn,
+                    &ToAgent::Welcome {
+                        agent: 0,
+                        session,
+                        results_port: hub.results_port,
+                        heartbeat_ms: 1000,
+                        liveness_ms: 3000,
+                        sla_interval_ms: 1000,
+                    }
+                ));
+            }
+            other => panic!("expected a registration, got {other:?}"),
+        }
+        let link = good.await.unwrap().unwrap();
+        assert!(matches!(link.welcome, ToAgent::Welcome { .. }));
+        assert!(matches!(
+            next_event(&mut events).await,
+            HubEvent::ResultsReady { .. }
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replayed_forged_and_garbage_frames_are_dropped() {
+        let secret = token("0123456789abcdef-good");
+        let (hub, mut events) = Hub::bind("tcp://127.0.0.1:0", secret.clone())
+            .await
+            .unwrap();
+        let mut d = dealer(hub.control_port, "hand/1/1").await;
+        // Garbage before any session, and a hello of another protocol version.
+        d.send(frames(vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            next_event(&mut events).await,
+            HubEvent::Rejected { .. }
+        ));
+        d.send(frames(
+            Hello {
+                version: 99,
+                nonce: [1; 16],
+            }
+            .frames(),
+        ))
+        .await
+        .unwrap();
+        match next_event(&mut events).await {
+            HubEvent::Rejected { reason, .. } => assert!(reason.contains("version 99"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let refusal = d.recv().await.unwrap().into_vec();
+        assert_eq!(refusal[0].as_ref(), REFUSE);
+
+        // A real handshake by hand, so that we hold a sealed frame to replay.
+        let agent_nonce = [7u8; 16];
+        d.send(frames(
+            Hello {
+                version: PROTOCOL_VERSION,
+                nonce: agent_nonce,
+            }
+            .frames(),
+        ))
+        .await
+        .unwrap();
+        let challenge = d.recv().await.unwrap().into_vec();
+        assert_eq!(challenge[0].as_ref(), CHALLENGE);
+        let controller_nonce: [u8; 16] = challenge[1].as_ref().try_into().unwrap();
+        let keys = seal::derive(secret.as_bytes(), &controller_nonce, &agent_nonce).unwrap();
+        let mut sealer = Sealer::new(&keys.to_controller, Direction::ToController);
+        let reg = sealer
+            .seal(&protocol::encode_json(&ToController::Register(Box::new(
+                register("hand"),
+            ))))
+            .unwrap();
+        d.send(ZmqMessage::from(reg)).await.unwrap();
+        let conn = match next_event(&mut events).await {
+            HubEvent::Registered { conn, .. } => conn,
+            other => panic!("{other:?}"),
+        };
+        let ping = sealer
+            .seal(&protocol::encode_json(&ToController::Ping { sent: 1.0 }))
+            .unwrap();
+        d.send(ZmqMessage::from(ping.clone())).await.unwrap();
+        assert!(matches!(
+            next_event(&mut events).await,
+            HubEvent::Control { conn: c, message: ToController::Ping { .. } } if c == conn
+        ));
+        // The same frame again: a replay.
+        d.send(ZmqMessage::from(ping.clone())).await.unwrap();
+        match next_event(&mut events).await {
+            HubEvent::Rejected { reason, .. } => assert!(reason.contains("replay"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // A forged frame: one bit flipped in the ciphertext.
+        let mut forged = sealer
+            .seal(&protocol::encode_json(&ToController::Bye))
+            .unwrap();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        d.send(ZmqMessage::from(forged)).await.unwrap();
+        match next_event(&mut events).await {
+            HubEvent::Rejected { reason, .. } => assert!(reason.contains("tag"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // Random bytes inside the session, and the session still works afterwards.
+        d.send(ZmqMessage::from(vec![0u8, 1, 2, 3])).await.unwrap();
+        assert!(matches!(
+            next_event(&mut events).await,
+            HubEvent::Rejected { .. }
+        ));
+        let ok = sealer
+            .seal(&protocol::encode_json(&ToController::Ping { sent: 2.0 }))
+            .unwrap();
+        d.send(ZmqMessage::from(ok)).await.unwrap();
+        assert!(matches!(
+            next_event(&mut events).await,
+            HubEvent::Control {
+                message: ToController::Ping { .. },
+                ..
+            }
+        ));
+        assert!(hub.send(conn, &ToAgent::Shutdown));
+    }
+}
