@@ -350,6 +350,9 @@ impl TaskEngine {
     }
 }
 
+/// How often the merged agents' SLA state is checked while reports come in.
+const SLA_CHECK: Duration = Duration::from_millis(20);
+
 /// Figures over one publishing interval.
 struct Interval {
     metric: Metric,
@@ -439,20 +442,29 @@ impl Consumer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_tick = started;
         let mut live_open = true;
+        let mut sla_dirty = false;
+        let mut sla_check = tokio::time::interval(SLA_CHECK);
+        sla_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 update = live.recv(), if live_open => match update {
                     Some(instances) => {
-                        self.instances = instances;
-                        // The merged agents' state is the live verdict: chunks reach the
-                        // controller later than the agents' SLA reports.
-                        let failing = self.merged_sla().is_some_and(|m| m.is_ok_and(|m| !m.success()));
-                        if failing && self.abort_on_sla && !self.aborted_on_sla {
-                            self.abort(stop, recorder, &publish).await;
-                        }
+                        self.upsert(instances);
+                        sla_dirty = true;
                     }
                     None => live_open = false,
                 },
+                // The merged agents' state is the live verdict (chunks reach the controller
+                // later than the agents' SLA reports). Merging every agent's state on every
+                // report would cost O(agents²) per interval, so it is checked at most every
+                // SLA_CHECK.
+                _ = sla_check.tick(), if sla_dirty => {
+                    sla_dirty = false;
+                    let failing = self.merged_sla().is_some_and(|m| m.is_ok_and(|m| !m.success()));
+                    if failing && self.abort_on_sla && !self.aborted_on_sla {
+                        self.abort(stop, recorder, &publish).await;
+                    }
+                }
                 chunk = rx.recv() => match chunk {
                     Some(chunk) => {
                         if self.ingest(&chunk) && self.abort_on_sla && !self.aborted_on_sla {
@@ -496,6 +508,16 @@ impl Consumer {
                     status: "soft_aborting",
                 })
                 .await;
+        }
+    }
+
+    /// Take in agents' latest statuses (some or all of them).
+    fn upsert(&mut self, statuses: Vec<InstanceStatus>) {
+        for status in statuses {
+            match self.instances.iter_mut().find(|i| i.name == status.name) {
+                Some(known) => *known = status,
+                None => self.instances.push(status),
+            }
         }
     }
 

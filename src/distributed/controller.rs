@@ -655,6 +655,11 @@ impl State {
             agent.state = InstanceState::Done;
         }
         agent.report = Some(report);
+        // Forward it at once (just this agent): the live SLA verdict, and so an abort, must
+        // not wait for the next interval.
+        if let Some(live) = &active.request.live {
+            let _ = live.send(vec![agent.status()]);
+        }
     }
 
     fn on_delivery(&mut self, i: usize, delivery: Delivery) {
