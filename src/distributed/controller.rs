@@ -75,7 +75,7 @@ const RATE_WINDOW: Duration = Duration::from_millis(250);
 pub enum ControllerError {
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("{came} of {wanted} agents registered within {waited:?}")]
+    #[error("only {came} of {wanted} agents registered within {} s", waited.as_secs_f64())]
     TooFewAgents {
         came: usize,
         wanted: usize,
@@ -359,8 +359,13 @@ struct Active {
     max_number: u64,
 }
 
-/// Someone waiting for `.0` agents until `.1`.
-type Waiter = (usize, Instant, oneshot::Sender<Result<(), ControllerError>>);
+/// Someone waiting for `agents` agents until `deadline`.
+struct Waiter {
+    agents: usize,
+    deadline: Instant,
+    waited: Duration,
+    reply: oneshot::Sender<Result<(), ControllerError>>,
+}
 
 struct State {
     hub: Hub,
@@ -438,7 +443,12 @@ impl State {
                 timeout,
                 reply,
             } => {
-                self.waiters.push((agents, Instant::now() + timeout, reply));
+                self.waiters.push(Waiter {
+                    agents,
+                    deadline: Instant::now() + timeout,
+                    waited: timeout,
+                    reply,
+                });
                 self.check_waiters();
             }
             Command::Run { request, reply } => self.begin(request, reply),
@@ -450,19 +460,17 @@ impl State {
         let live = self.live_count();
         let now = Instant::now();
         let mut keep = Vec::new();
-        for (want, deadline, reply) in self.waiters.drain(..) {
-            if live >= want {
-                let _ = reply.send(Ok(()));
-            } else if now >= deadline {
-                let _ = reply.send(Err(ControllerError::TooFewAgents {
+        for w in self.waiters.drain(..) {
+            if live >= w.agents {
+                let _ = w.reply.send(Ok(()));
+            } else if now >= w.deadline {
+                let _ = w.reply.send(Err(ControllerError::TooFewAgents {
                     came: live,
-                    wanted: want,
-                    waited: deadline
-                        .duration_since(now - Duration::ZERO)
-                        .max(Duration::ZERO),
+                    wanted: w.agents,
+                    waited: w.waited,
                 }));
             } else {
-                keep.push((want, deadline, reply));
+                keep.push(w);
             }
         }
         self.waiters = keep;
@@ -566,7 +574,10 @@ impl State {
                 .partition(|m| &m.key.run == run && m.key.workload == workload);
             agent.cached = later;
             if !now.is_empty() {
-                agent.source = Some(active.merger.add_source(agent.name.as_str()));
+                // Everything it will deliver is already made: it holds nothing back.
+                let source = active.merger.add_source(agent.name.as_str());
+                active.merger.remove_source(source);
+                agent.source = Some(source);
                 agent.announced.extend(now);
             }
         }

@@ -107,13 +107,18 @@ impl Feed {
         self.lock().queued
     }
 
-    /// Resolves once the queue has dropped below the low-water mark (at once if it is).
+    /// Resolves once the queue has dropped below the low-water mark (at once if it is);
+    /// never once the feed has ended (no more leases will come, so none should be asked for).
     pub async fn wait_low(&self) {
         loop {
             let notified = self.low.notified();
             {
                 let s = self.lock();
-                if s.queued < s.low_water || s.ended {
+                if s.ended {
+                    drop(s);
+                    return std::future::pending().await;
+                }
+                if s.queued < s.low_water {
                     return;
                 }
             }
