@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::chunk::{Chunk, ChunkLimits};
@@ -61,6 +61,9 @@ pub enum Record {
         subtask: Box<SubtaskSpec>,
         workload: Box<WorkloadSpec>,
         action_names: Arc<[String]>,
+        /// Told how many of the workload's chunks are committed to storage, so that agents
+        /// delete their cached copies only then.
+        committed: Option<watch::Sender<u64>>,
     },
     Chunk {
         index: usize,
@@ -250,16 +253,24 @@ impl TaskEngine {
         let started = Instant::now();
         self.publish(Event::WorkloadStarted(info.clone()));
         let scenario = Arc::new(Scenario::new(w.scenario.kind.clone()));
+        let (committed_tx, committed) = watch::channel(0u64);
+        // Without storage a chunk counts as kept once the consumer has it.
+        let (to_writer, to_consumer) = match self.recorder {
+            Some(_) => (Some(committed_tx), None),
+            None => (None, Some(committed_tx)),
+        };
         self.record(Record::WorkloadStarted {
             info: info.clone(),
             subtask_index,
             subtask: Box::new(subtask.clone()),
             workload: Box::new(w.clone()),
             action_names: scenario.action_names.clone(),
+            committed: to_writer,
         })
         .await;
         let mut consumer =
             Consumer::new(&self.options, &info, scenario.action_names.clone(), &w.sla);
+        consumer.committed = to_consumer;
 
         // Contexts: set up in order; a failure cleans up what was set up and fails the
         // workload, and the task goes on with the next one.
@@ -292,6 +303,7 @@ impl TaskEngine {
                 clock: Clock::new(),
                 feed: None,
                 live: Some(live_tx),
+                committed: Some(committed.clone()),
             };
             let distributed = match (&w.runner, &self.controller) {
                 (RunnerSpec::Distributed { agents, inner }, Some(controller)) => {
@@ -403,6 +415,8 @@ struct Consumer {
     /// The agents' latest live reports (distributed workloads only).
     instances: Vec<InstanceStatus>,
     distributed: Option<WorkloadOutcome>,
+    /// Counts chunks consumed, when nothing stores them.
+    committed: Option<watch::Sender<u64>>,
 }
 
 impl Consumer {
@@ -426,6 +440,7 @@ impl Consumer {
             per_source: Vec::new(),
             instances: Vec::new(),
             distributed: None,
+            committed: None,
         }
     }
 
@@ -472,6 +487,9 @@ impl Consumer {
                         }
                         if let Some(r) = recorder {
                             let _ = r.send(Record::Chunk { index: self.index, chunk }).await;
+                        }
+                        if let Some(c) = &self.committed {
+                            c.send_modify(|n| *n += 1);
                         }
                     }
                     None => break,

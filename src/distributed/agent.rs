@@ -500,6 +500,7 @@ impl<'a> Session<'a> {
             clock: Clock::new(),
             feed: Some(feed.clone()),
             live: None,
+            committed: None,
         };
         let announce = Arc::new(tokio::sync::Notify::new());
         let sink = tokio::spawn(sink(

@@ -98,6 +98,8 @@ pub struct WorkloadRequest {
     pub live: Option<mpsc::UnboundedSender<Vec<InstanceStatus>>>,
     pub stop: CancellationToken,
     pub on_iteration: Option<IterationListener>,
+    /// Chunks committed to storage so far; agents delete a chunk only once it is.
+    pub committed: Option<watch::Receiver<u64>>,
 }
 
 /// How a distributed workload went, beyond its records.
@@ -270,6 +272,7 @@ impl Runner for DistributedRunner {
                     live: job.live,
                     stop: job.stop,
                     on_iteration: job.on_iteration,
+                    committed: job.committed,
                 })
                 .await;
             let error = outcome.error.clone();
@@ -351,10 +354,16 @@ struct Active {
     outcome: WorkloadOutcome,
     stop_sent: bool,
     end_sent: bool,
+    /// The merger has been emptied into storage (the workload is settled).
+    drained: bool,
     /// Buffered chunks by merger tag: which agent's which cached chunk, to confirm it once
     /// it is released to storage.
     tags: HashMap<u64, (usize, u64)>,
     next_tag: u64,
+    /// Chunks released to storage so far, and the released ones not yet confirmed to their
+    /// agents: (release number, agent, chunk id).
+    released: u64,
+    unconfirmed: VecDeque<(u64, usize, u64)>,
     /// The highest number handed out: anything above is not ours (a corrupt or foreign chunk).
     max_number: u64,
 }
@@ -431,6 +440,8 @@ impl State {
                 }
             }
             self.pull().await;
+            // Also confirms to agents what storage has committed since (the housekeeping
+            // tick makes sure that happens within 50 ms when nothing else is going on).
             self.release().await;
             self.finish_if_done().await;
         }
@@ -787,14 +798,34 @@ impl State {
         let Some(active) = &mut self.active else {
             return;
         };
-        let mut confirm: HashMap<usize, Vec<u64>> = HashMap::new();
         while let Some((chunk, tag)) = active.merger.pop_ready_tagged() {
             if active.request.chunks.send(chunk).await.is_err() {
                 break;
             }
+            active.released += 1;
             if let Some((i, id)) = active.tags.remove(&tag) {
-                confirm.entry(i).or_default().push(id);
+                active.unconfirmed.push_back((active.released, i, id));
             }
+        }
+        self.confirm();
+    }
+
+    /// Tell agents which of their chunks are committed to storage: they may delete them.
+    fn confirm(&mut self) {
+        let Some(active) = &mut self.active else {
+            return;
+        };
+        let committed = match &active.request.committed {
+            Some(c) => *c.borrow(),
+            None => active.released,
+        };
+        let mut confirm: HashMap<usize, Vec<u64>> = HashMap::new();
+        while let Some(&(seq, i, id)) = active.unconfirmed.front() {
+            if seq > committed {
+                break;
+            }
+            active.unconfirmed.pop_front();
+            confirm.entry(i).or_default().push(id);
         }
         for (i, ids) in confirm {
             self.hub.send(self.agents[i].conn, &ToAgent::Stored { ids });
@@ -996,8 +1027,11 @@ impl State {
             },
             stop_sent: false,
             end_sent: false,
+            drained: false,
             tags: HashMap::new(),
             next_tag: 0,
+            released: 0,
+            unconfirmed: VecDeque::new(),
             max_number: 0,
         });
         self.publish_live();
@@ -1058,20 +1092,32 @@ impl State {
                 return;
             }
         }
-        let Some(mut active) = self.active.take() else {
-            return;
-        };
-        let mut confirm: HashMap<usize, Vec<u64>> = HashMap::new();
-        for (chunk, tag) in active.merger.drain_tagged().collect::<Vec<_>>() {
-            if active.request.chunks.send(chunk).await.is_ok()
-                && let Some((i, id)) = active.tags.remove(&tag)
-            {
-                confirm.entry(i).or_default().push(id);
+        if let Some(active) = &mut self.active
+            && !active.drained
+        {
+            active.drained = true;
+            for (chunk, tag) in active.merger.drain_tagged().collect::<Vec<_>>() {
+                if active.request.chunks.send(chunk).await.is_err() {
+                    continue;
+                }
+                active.released += 1;
+                if let Some((i, id)) = active.tags.remove(&tag) {
+                    active.unconfirmed.push_back((active.released, i, id));
+                }
             }
         }
-        for (i, ids) in confirm {
-            self.hub.send(self.agents[i].conn, &ToAgent::Stored { ids });
+        self.confirm();
+        // Agents keep a chunk until it is committed: wait for storage to catch up, unless
+        // the consumer has gone (then nothing more will be committed).
+        if let Some(active) = &self.active
+            && !active.unconfirmed.is_empty()
+            && !active.request.chunks.is_closed()
+        {
+            return;
         }
+        let Some(active) = self.active.take() else {
+            return;
+        };
         for &i in &members {
             let a = &mut self.agents[i];
             if a.alive() {

@@ -80,11 +80,14 @@ impl Pool {
     }
 }
 
-/// Local agents' caches are empty after a clean run; anything left is kept for inspection.
+/// Local agents' caches are empty after a clean run: then the whole directory goes, logs
+/// included. Anything left (chunks that were never stored, or logs of agents that had
+/// something to say) is kept for inspection.
 fn remove_empty_caches(root: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
+    let mut keep = false;
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -97,7 +100,14 @@ fn remove_empty_caches(root: &std::path::Path) {
                 .unwrap_or(1);
             if chunks == 0 {
                 let _ = std::fs::remove_dir_all(&path);
+            } else {
+                keep = true;
             }
+        } else if entry.metadata().is_ok_and(|m| m.len() > 0) {
+            keep = true;
         }
+    }
+    if !keep {
+        let _ = std::fs::remove_dir_all(root);
     }
 }

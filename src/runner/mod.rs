@@ -365,6 +365,8 @@ pub struct RunJob {
     /// Where a runner with several instances (agents) reports their live state, every SLA
     /// interval; local runners leave it alone.
     pub live: Option<mpsc::UnboundedSender<Vec<InstanceStatus>>>,
+    /// How many of the chunks sent on `chunks` are safely stored (committed to the database).
+    pub committed: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// How one runner instance (an agent) is doing.
@@ -503,6 +505,7 @@ mod tests {
             clock: Clock::new(),
             feed: None,
             live: None,
+            committed: None,
         };
         let runner = LocalRunner { spec };
         let collect = async move {

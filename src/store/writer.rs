@@ -34,6 +34,8 @@ struct Writer {
     subtasks: HashMap<usize, String>,
     /// Workload index → (uuid, next chunk order).
     workloads: HashMap<usize, (String, u64)>,
+    /// Per workload: chunks committed so far, and who wants to know.
+    committed: HashMap<usize, (u64, tokio::sync::watch::Sender<u64>)>,
     pending: Vec<(usize, crate::chunk::Chunk)>,
     first_error: Option<StoreError>,
 }
@@ -45,6 +47,7 @@ impl Writer {
             task: String::new(),
             subtasks: HashMap::new(),
             workloads: HashMap::new(),
+            committed: HashMap::new(),
             pending: Vec::new(),
             first_error: None,
         }
@@ -105,6 +108,14 @@ impl Writer {
         let result = self
             .store
             .add_chunks(batch.iter().map(|(u, o, c)| (u.as_str(), *o, *c)));
+        if result.is_ok() {
+            for (index, _) in &pending {
+                if let Some((n, tx)) = self.committed.get_mut(index) {
+                    *n += 1;
+                    let _ = tx.send(*n);
+                }
+            }
+        }
         self.note(result);
     }
 
@@ -120,7 +131,11 @@ impl Writer {
                 subtask,
                 workload,
                 action_names,
+                committed,
             } => {
+                if let Some(tx) = committed {
+                    self.committed.insert(info.index, (0, tx));
+                }
                 let subtask_uuid = self
                     .subtasks
                     .entry(subtask_index)
