@@ -33,8 +33,8 @@ pub async fn run(
     let next = Arc::new(AtomicU64::new(1));
     let started = Instant::now();
     let timeout = timeout
-        .filter(|_| job.scenario.kind().may_wait())
-        .map(Duration::from_secs_f64);
+        .map(Duration::from_secs_f64)
+        .filter(|limit| job.scenario.kind().needs_timeout(*limit));
     let mut slots = tokio::task::JoinSet::new();
     for index in 0..concurrency {
         let job = job.clone();

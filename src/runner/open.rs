@@ -24,7 +24,9 @@ pub async fn run(
     max_concurrency: u64,
     timeout: Option<f64>,
 ) -> Result<(), RunnerError> {
-    let timeout = timeout.map(Duration::from_secs_f64);
+    let timeout = timeout
+        .map(Duration::from_secs_f64)
+        .filter(|limit| job.scenario.kind().needs_timeout(*limit));
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Chunk>();
     let collector = tokio::spawn(collect(job.clone(), done_rx));
 

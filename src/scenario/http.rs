@@ -1,5 +1,6 @@
-//! HTTP/1.1 over raw hyper connections, one keep-alive connection per slot and host, and the
-//! `Http.request` scenario built on it.
+//! HTTP/1.1 over raw hyper connections, one keep-alive connection per slot and host (for the
+//! `HttpRequests.*` scenarios), and the `Http.request` scenario (which goes on the wire
+//! directly, see [`super::wire`]).
 //!
 //! A connection pool would add bookkeeping per request and hide which user a connection
 //! belongs to; like oha and wrk, each concurrency slot holds its own connection and opens a
@@ -196,6 +197,8 @@ pub struct HttpRequestScenario {
     pub body: Bytes,
     pub status_code: u16,
     pub timeout: Duration,
+    /// The request as it goes on the wire, serialized once.
+    pub wire: Bytes,
 }
 
 impl HttpRequestScenario {
@@ -210,9 +213,24 @@ impl HttpRequestScenario {
         // Host first, built once: the request path only copies headers.
         let host = HeaderValue::from_str(&target.authority)
             .map_err(|_| PluginError::new("url", "the host is not a valid Host header"))?;
-        let mut headers = vec![(HOST, host)];
-        headers.extend(parse_headers(args)?);
+        let user_headers = parse_headers(args)?;
         let body = Bytes::from(check::string(args, "body")?.unwrap_or_default());
+        let wire = Bytes::from(super::wire::serialize(
+            method.as_str(),
+            &target,
+            &user_headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+            &body,
+        ));
+        let mut headers = vec![(HOST, host)];
+        headers.extend(user_headers);
         let status_code = status(args, "status_code")?.unwrap_or(200);
         let timeout =
             check::number(args, "timeout", "a number of seconds > 0", |t| t > 0.0)?.unwrap_or(30.0);
@@ -223,43 +241,32 @@ impl HttpRequestScenario {
             body,
             status_code,
             timeout: Duration::from_secs_f64(timeout),
+            wire,
         })
     }
 
-    fn request(&self) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.target.uri.clone();
-        let headers = request.headers_mut();
-        headers.reserve(self.headers.len());
-        for (k, v) in &self.headers {
-            headers.append(k.clone(), v.clone());
-        }
-        request
-    }
-
     pub async fn run(&self, slot: &mut SlotState) -> Result<(), IterationError> {
+        let head = self.method == Method::HEAD;
         let sent = tokio::time::timeout(
             self.timeout,
-            slot.http.send(&self.target, || self.request()),
+            slot.wire.exchange(&self.target, &self.wire, head),
         )
         .await;
         match sent {
             Err(_) => {
                 // The connection may be mid-response: never reuse it.
-                slot.http = Connections::default();
+                slot.wire.reset();
                 Err(IterationError::new(
                     "Timeout",
                     format!("no response within {:?}", self.timeout),
                 ))
             }
-            Ok(Err(failure)) => Err(failure_error(&failure)),
-            Ok(Ok(r)) if r.status.as_u16() != self.status_code => Err(IterationError::new(
+            Ok(Err(failure)) => Err(IterationError::new("ConnectionError", failure.to_string())),
+            Ok(Ok(r)) if r.status != self.status_code => Err(IterationError::new(
                 "UnexpectedStatus",
                 format!(
                     "Expected HTTP status {} actual {}",
-                    self.status_code,
-                    r.status.as_u16()
+                    self.status_code, r.status
                 ),
             )),
             Ok(Ok(_)) => Ok(()),
