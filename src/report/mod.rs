@@ -65,8 +65,10 @@ pub struct ReportWorkload {
     pub stats: StatsTable,
     pub hooks: Vec<HookResult>,
     pub errors: Vec<ErrorCount>,
-    /// Per runner instance (agent): name, iterations, failures.
-    pub sources: Vec<(String, u64, u64)>,
+    /// Per runner instance (agent).
+    pub sources: Vec<crate::events::SourceFigures>,
+    /// For a workload run on agents: lost agents and what became of their work.
+    pub distributed: Option<crate::events::DistributedSummary>,
     pub series: WorkloadSeries,
 }
 
@@ -109,11 +111,8 @@ pub fn build(
             stats: r.stats.clone(),
             hooks: r.hooks.clone(),
             errors: r.errors.clone(),
-            sources: r
-                .sources
-                .iter()
-                .map(|s| (s.name.clone(), s.iterations, s.failures))
-                .collect(),
+            sources: r.sources.clone(),
+            distributed: r.distributed.clone(),
             series: builder.finish(),
         });
     }

@@ -112,15 +112,15 @@ impl Feed {
     pub async fn wait_low(&self) {
         loop {
             let notified = self.low.notified();
-            {
+            let (ended, low) = {
                 let s = self.lock();
-                if s.ended {
-                    drop(s);
-                    return std::future::pending().await;
-                }
-                if s.queued < s.low_water {
-                    return;
-                }
+                (s.ended, s.queued < s.low_water)
+            };
+            if ended {
+                return std::future::pending().await;
+            }
+            if low {
+                return;
             }
             notified.await;
         }

@@ -697,14 +697,25 @@ fn a_killed_agent_is_reported_lost_and_its_share_is_rerun() {
         "{:?}",
         report.sources
     );
+    // The run's summary and `task show` say so.
+    assert!(text.contains("Lost agents: agent-2"), "{text}");
     let show = support::stdout(&s.task_command(&["show", "last"]));
-    eprintln!("task show after a lost agent:\n{show}");
-    assert!(show.contains("agent-2"), "{show}");
+    assert!(show.contains("Lost agents: agent-2"), "{show}");
     // The survivors end normally.
     for i in [0, 2] {
         let status = agents[i].wait();
         assert!(status.success(), "{}", agents[i].text());
     }
+    // So does the HTML report (SPEC §6: "a lost agent is shown as lost ... and the report
+    // says so").
+    let html = s.path().join("report.html");
+    let out = s.task_command(&["report", "last", "--out", html.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let html = std::fs::read_to_string(&html).expect("the report");
+    assert!(
+        html.contains("agent-2") && html.contains("lost"),
+        "the HTML report does not show agent-2 as lost"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -860,6 +871,9 @@ fn agents_stop_their_load_within_liveness_when_the_controller_dies() {
             None => eprintln!("{} still running (dialling the controller)", a.name),
         }
         let err = a.stderr();
+        if let Some(line) = err.lines().find(|l| l.contains("stopping the load")) {
+            eprintln!("{}: {line}", a.name);
+        }
         assert!(
             a.exited().is_some() || err.contains("stopping the load"),
             "{}",
@@ -1019,6 +1033,13 @@ fn a_wrong_token_is_refused_and_garbage_does_no_harm() {
     held.extend(raw_garbage(port + 1));
     let answers = zmq_garbage(port, port + 1);
     eprintln!("answers to bad hellos: {answers:?}");
+    // The bad hellos were answered with refusals, not silence or a crash.
+    assert!(answers[0].starts_with("RTUI-REFUSE"), "{answers:?}");
+    assert!(answers[1].starts_with("RTUI-REFUSE"), "{answers:?}");
+    assert!(
+        answers[2].starts_with("RTUI-CHALLENGE then RTUI-REFUSE"),
+        "{answers:?}"
+    );
     assert!(
         c.exited().is_none(),
         "the run ended while the garbage was sent: {}",
@@ -1037,13 +1058,6 @@ fn a_wrong_token_is_refused_and_garbage_does_no_harm() {
         "{text}"
     );
     assert_sources_agree(&s.db(), &task.workloads[0], &its[0]);
-    // The bad hellos were answered with refusals, not silence or a crash.
-    assert!(answers[0].starts_with("RTUI-REFUSE"), "{answers:?}");
-    assert!(answers[1].starts_with("RTUI-REFUSE"), "{answers:?}");
-    assert!(
-        answers[2].starts_with("RTUI-CHALLENGE then RTUI-REFUSE"),
-        "{answers:?}"
-    );
     assert!(text.contains("refused a frame"), "{text}");
     assert!(good.wait().success(), "{}", good.text());
 }

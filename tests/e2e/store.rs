@@ -40,7 +40,7 @@ fn a_run_is_stored_and_the_task_commands_read_it() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2, "migrated to the latest schema");
+    assert_eq!(version, 3, "migrated to the latest schema");
     drop(conn);
 
     let out = rally_db(&db, &["task", "list", "--json"]);

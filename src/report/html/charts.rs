@@ -160,24 +160,53 @@ pub(super) fn agents(out: &mut String, w: &ReportWorkload) {
     out.push_str("</div>");
     if !w.sources.is_empty() {
         out.push_str(
-            "<table><thead><tr><th>Agent</th><th>Iterations</th><th>Failures</th><th>Share</th>\
-             </tr></thead><tbody>",
+            "<table><thead><tr><th>Agent</th><th>State</th><th>Iterations</th><th>Failures</th>\
+             <th>Share</th><th>p95 (s)</th></tr></thead><tbody>",
         );
-        let all: u64 = w.sources.iter().map(|s| s.1).sum();
-        for (name, iterations, failures) in &w.sources {
+        let all: u64 = w.sources.iter().map(|s| s.iterations).sum();
+        for src in &w.sources {
             let share = if all > 0 {
-                format!("{:.1}%", *iterations as f64 * 100.0 / all as f64)
+                format!("{:.1}%", src.iterations as f64 * 100.0 / all as f64)
             } else {
                 "n/a".to_string()
             };
+            let state = if src.lost {
+                "<td class=\"fail\">lost</td>"
+            } else {
+                "<td>done</td>"
+            };
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td class=\"num\">{iterations}</td><td class=\"num\">{failures}</td>\
-                 <td class=\"num\">{share}</td></tr>",
-                esc(name)
+                "<tr><td>{}</td>{state}<td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{share}</td><td class=\"num\">{}</td></tr>",
+                esc(&src.name),
+                src.iterations,
+                src.failures,
+                src.p95.map_or_else(|| "n/a".to_string(), |p| format!("{p:.3}")),
             );
         }
         out.push_str("</tbody></table>");
+    }
+    if let Some(d) = &w.distributed {
+        if !d.lost.is_empty() {
+            let _ = write!(
+                out,
+                "<p class=\"fail\">Lost during the workload: {}. {} of their unfinished \
+                 iterations were run by the other agents.</p>",
+                esc(&d.lost.join(", ")),
+                d.reissued
+            );
+        }
+        if d.duplicates > 0 {
+            let _ = write!(
+                out,
+                "<p>{} duplicate results (iterations already stored) were dropped.</p>",
+                d.duplicates
+            );
+        }
+        for m in &d.missing {
+            let _ = write!(out, "<p class=\"fail\">Missing results: {}</p>", esc(m));
+        }
     }
     out.push_str("</details>");
 }

@@ -394,8 +394,24 @@ mod tests {
             }],
             sources: sources
                 .iter()
-                .map(|s| (s.clone(), n / agents, failures / agents))
+                .enumerate()
+                .map(|(i, s)| crate::events::SourceFigures {
+                    name: s.clone(),
+                    iterations: n / agents,
+                    failures: failures / agents,
+                    p50: None,
+                    p95: Some(0.5),
+                    p99: None,
+                    lost: i == 1,
+                })
                 .collect(),
+            distributed: (agents > 1).then(|| crate::events::DistributedSummary {
+                agents: sources.clone(),
+                lost: vec![sources[1].clone()],
+                reissued: 7,
+                duplicates: 0,
+                missing: Vec::new(),
+            }),
             series: b.finish(),
         }
     }
