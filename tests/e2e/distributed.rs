@@ -718,6 +718,69 @@ fn a_killed_agent_is_reported_lost_and_its_share_is_rerun() {
     );
 }
 
+/// Chunk files in an agent's cache directory.
+fn cached_chunks(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "rtck"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_restarted_agent_delivers_the_chunks_in_its_cache() {
+    let s = Scratch::new();
+    // Light load for 3 s; a long liveness, so that it is the restarted agent's registration
+    // that retires the old one.
+    let body = "version: 2\ntitle: restart\nsubtasks:\n\
+- title: d\n  scenario: {Dummy.dummy: {sleep: 0.002}}\n  runner: {constant_for_duration: {duration: 3, concurrency: 2}}\n";
+    let (mut c, port) = s.listen(body, 2, &["--liveness", "20"]);
+    let mut first = s.agent(port, "agent-1", TOKEN);
+    let mut second = s.agent(port, "agent-2", TOKEN);
+    assert!(
+        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
+        "{}",
+        c.text()
+    );
+    // Freeze the controller, so that what the agents make stays in their caches, then kill
+    // agent-2 and let the controller go on.
+    std::thread::sleep(Duration::from_millis(800));
+    let controller = c.pid().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, controller.as_str()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(500));
+    second.kill9();
+    signal("-CONT");
+    let cache = s.path().join("cache").join("agent-2");
+    let left = cached_chunks(&cache);
+    assert!(left > 0, "agent-2 held no chunks when it was killed");
+    let mut again = s.agent(port, "agent-2", TOKEN);
+    let status = c.wait();
+    let text = c.text();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("cached chunks"), "{text}");
+    assert!(!text.contains("never fetched"), "{text}");
+    // Everything it held was fetched, stored, and then deleted by the agent.
+    assert_eq!(cached_chunks(&cache), 0, "{text}");
+    let (task, its) = stored(&s.db());
+    assert!(duplicates(&its[0]).is_empty());
+    assert!(per_agent(&its[0]).get("agent-2").copied().unwrap_or(0) > 0);
+    assert_sources_agree(&s.db(), &task.workloads[0], &its[0]);
+    for p in [&mut first, &mut again] {
+        let status = p.wait();
+        assert!(status.success(), "{}", p.text());
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. The controller killed while agents generate HTTP load
 
