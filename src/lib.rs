@@ -8,6 +8,7 @@
 
 pub mod chunk;
 pub mod clock;
+pub mod cluster;
 pub mod context;
 pub mod distributed;
 pub mod engine;

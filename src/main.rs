@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use std::time::Duration;
 
+use rally_tui::cluster::ClusterFile;
 use rally_tui::distributed::controller::ControllerOptions;
 use rally_tui::distributed::pool::{Pool, Source};
 use rally_tui::engine::{Abort, EngineOptions, TaskEngine};
@@ -55,6 +56,18 @@ enum Command {
     /// Stored tasks: list, show, check SLA again, report, export, delete.
     #[command(subcommand)]
     Task(tasks::TaskCommand),
+    /// SSH clusters (`run --cluster FILE`).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Reach every host of a cluster file and check its rally-tui, without starting agents.
+    Check {
+        /// Cluster file (YAML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -105,6 +118,14 @@ struct RunArgs {
     /// File holding the shared token (mode 0600), for --listen.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Start the agents listed in this cluster file over ssh (listen address, hosts, agents
+    /// per host); a fresh token goes to each over ssh's standard input.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "token_file"])]
+    cluster: Option<PathBuf>,
+    /// Start the load once N of the cluster's agents have registered (default: the cluster
+    /// file's min_agents, else all of them).
+    #[arg(long, value_name = "N", requires = "cluster")]
+    min_agents: Option<usize>,
 }
 
 #[derive(Args)]
@@ -202,6 +223,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run(args, cli.db),
         Command::Agent(args) => agent(args, cli.db),
         Command::Task(command) => tasks::dispatch(command, &db_path(cli.db)),
+        Command::Cluster(ClusterCommand::Check { file }) => cluster_check(&file),
     }
 }
 
@@ -249,7 +271,29 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             return Ok(exit::USAGE);
         }
     };
-    if let Some(n) = args.agents {
+    // --cluster: the file says where to listen and which agents start (all workloads share
+    // them unless --agents says otherwise).
+    let cluster = match &args.cluster {
+        None => None,
+        Some(path) => {
+            let mut file = match ClusterFile::load(path) {
+                Ok(file) => file,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(exit::USAGE);
+                }
+            };
+            if let Some(n) = args.min_agents
+                && let Err(e) = file.set_min_agents(n)
+            {
+                eprintln!("error: {e}");
+                return Ok(exit::USAGE);
+            }
+            Some(file)
+        }
+    };
+    let agents = args.agents.or(cluster.as_ref().map(|c| c.agents() as u64));
+    if let Some(n) = agents {
         for s in &mut spec.subtasks {
             for w in &mut s.workloads {
                 w.runner = w.runner.clone().distribute(n);
@@ -280,7 +324,7 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                 return Ok(exit::USAGE);
             }
         },
-        // Local agents get a fresh token through their stdin.
+        // Local and cluster agents get a fresh token through their stdin.
         (None, _) => Some(Token::random()),
     };
     let store = rally_tui::store::Store::open(&db)
@@ -300,9 +344,10 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         let pool = match token {
             None => None,
             Some(token) => {
-                let source = match &args.listen {
-                    Some(_) => Source::Listen,
-                    None => Source::Local {
+                let source = match (&args.listen, &cluster) {
+                    (_, Some(file)) => Source::Cluster(Box::new(file.clone())),
+                    (Some(_), None) => Source::Listen,
+                    (None, None) => Source::Local {
                         cache_root: db
                             .with_file_name("agents")
                             .join(std::process::id().to_string()),
@@ -312,6 +357,7 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                     listen: args
                         .listen
                         .clone()
+                        .or(cluster.as_ref().map(|c| c.listen.clone()))
                         .unwrap_or_else(|| "tcp://127.0.0.1:0".into()),
                     heartbeat: Duration::from_secs_f64((args.liveness / 3.0).min(1.0)),
                     liveness: Duration::from_secs_f64(args.liveness),
@@ -322,15 +368,29 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                     eprintln!(
                         "Starting {pool_size} agent{}{}",
                         if pool_size == 1 { "" } else { "s" },
-                        match &args.listen {
-                            Some(addr) => format!(": waiting for them on {addr}"),
-                            None => " on this machine".into(),
+                        match (&args.listen, &cluster) {
+                            (_, Some(c)) => format!(
+                                " on {} host{} of {} (listening on {})",
+                                c.hosts.len(),
+                                if c.hosts.len() == 1 { "" } else { "s" },
+                                c.file.display(),
+                                c.listen
+                            ),
+                            (Some(addr), None) => format!(": waiting for them on {addr}"),
+                            (None, None) => " on this machine".into(),
                         }
                     );
                 }
                 let wait = Duration::from_secs_f64(args.agent_wait);
-                match Pool::start(pool_size, source, controller_options, token, wait, notices).await
-                {
+                let start =
+                    Pool::start(pool_size, source, controller_options, token, wait, notices);
+                // Headless: how the agents come (connecting, started, failed) as it happens.
+                let started = if tui {
+                    start.await
+                } else {
+                    print_notices_while(start, &mut notice_rx).await
+                };
+                match started {
                     Ok(pool) => Some(pool),
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -343,6 +403,17 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         if let Some(pool) = &pool {
             engine = engine.with_controller(pool.controller.clone());
         }
+        let stopper = engine.stopper();
+        let front = if tui {
+            tokio::spawn(run_tui(engine.subscribe(), stopper.clone(), theme))
+        } else {
+            let printer = headless::print_events(engine.subscribe(), std::io::stdout());
+            tokio::spawn(async move {
+                printer.await;
+                Ok(())
+            })
+        };
+        // After the front end has subscribed, so that no notice is lost.
         let events = engine.events();
         tokio::spawn(async move {
             while let Some(n) = notice_rx.recv().await {
@@ -360,16 +431,6 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                 });
             }
         });
-        let stopper = engine.stopper();
-        let front = if tui {
-            tokio::spawn(run_tui(engine.subscribe(), stopper.clone(), theme))
-        } else {
-            let printer = headless::print_events(engine.subscribe(), std::io::stdout());
-            tokio::spawn(async move {
-                printer.await;
-                Ok(())
-            })
-        };
         tokio::spawn(async move {
             let mut signals = 0;
             loop {
@@ -417,6 +478,48 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             _ if !outcome.pass_sla => exit::SLA_FAILED,
             _ => exit::OK,
         })
+    })
+}
+
+/// Prints notices as `level: message` lines (as the headless printer does) while `work`
+/// runs: the printer only starts with the engine, once the agents have come.
+async fn print_notices_while<T>(
+    work: impl std::future::Future<Output = T>,
+    notices: &mut tokio::sync::mpsc::UnboundedReceiver<rally_tui::distributed::controller::Notice>,
+) -> T {
+    tokio::pin!(work);
+    let out = loop {
+        tokio::select! {
+            out = &mut work => break out,
+            Some(n) = notices.recv() => println!("{}: {}", n.level, n.message),
+        }
+    };
+    while let Ok(n) = notices.try_recv() {
+        println!("{}: {}", n.level, n.message);
+    }
+    out
+}
+
+/// `rally-tui cluster check FILE`: 0 when every host is ready, 1 when one is not, 64 for
+/// an invalid file.
+fn cluster_check(path: &std::path::Path) -> anyhow::Result<u8> {
+    let file = match ClusterFile::load(path) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let checks = runtime.block_on(rally_tui::cluster::check::check_hosts(&file));
+    print!("{}", rally_tui::cluster::check::render(&checks));
+    Ok(if checks.iter().all(|c| c.ok) {
+        exit::OK
+    } else {
+        exit::FAILURE
     })
 }
 

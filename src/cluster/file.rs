@@ -145,7 +145,9 @@ impl ClusterFile {
 impl HostSpec {
     /// `NAME-1`, `NAME-2`...: stable across runs, so a restarted agent finds its cache.
     pub fn agent_names(&self) -> Vec<String> {
-        (1..=self.count).map(|i| format!("{}-{i}", self.name)).collect()
+        (1..=self.count)
+            .map(|i| format!("{}-{i}", self.name))
+            .collect()
     }
 
     /// `user@host:port` as a user would recognise it in a message.
@@ -210,7 +212,9 @@ impl Parser<'_> {
     /// the key itself).
     fn err(&self, section: &Node, path: &KeyPath, e: PluginError) -> TaskError {
         let node = section.locate(&e.subpath);
-        let mut err = self.site.at(node, &path.join(&e.subpath), e.message.clone());
+        let mut err = self
+            .site
+            .at(node, &path.join(&e.subpath), e.message.clone());
         if e.message.starts_with("unknown ") {
             err.mark = node.key_mark.or(err.mark);
         }
@@ -240,13 +244,16 @@ impl Parser<'_> {
         let listen = parse_endpoint(&listen_text)
             .and_then(|e| match e.port {
                 Some(_) => Ok(e),
-                None => Err(format!("must give a port: tcp://HOST:PORT, got '{listen_text}'")),
+                None => Err(format!(
+                    "must give a port: tcp://HOST:PORT, got '{listen_text}'"
+                )),
             })
             .map_err(|m| in_doc(PluginError::new("listen", m)))?;
         let listen_port = listen.port.unwrap_or(0);
         let connect = match check::string(doc, "connect").map_err(in_doc)? {
             Some(text) => {
-                let c = parse_endpoint(&text).map_err(|m| in_doc(PluginError::new("connect", m)))?;
+                let c =
+                    parse_endpoint(&text).map_err(|m| in_doc(PluginError::new("connect", m)))?;
                 if is_wildcard(&c.host) {
                     return Err(in_doc(PluginError::new(
                         "connect",
@@ -262,7 +269,10 @@ impl Parser<'_> {
                 }
                 Endpoint {
                     host: c.host,
-                    port: c.port.filter(|&p| p != 0).or(listen.port.filter(|&p| p != 0)),
+                    port: c
+                        .port
+                        .filter(|&p| p != 0)
+                        .or(listen.port.filter(|&p| p != 0)),
                 }
             }
             None if is_wildcard(&listen.host) => {
@@ -322,7 +332,11 @@ impl Parser<'_> {
                 let at = item.get("name").or(item.get("host")).unwrap_or(item);
                 return Err(self.site.at(
                     at,
-                    &path.key(if item.get("name").is_some() { "name" } else { "host" }),
+                    &path.key(if item.get("name").is_some() {
+                        "name"
+                    } else {
+                        "host"
+                    }),
                     format!(
                         "agents named '{}' already come from hosts[{other}]; give this entry \
                          another 'name'",
@@ -383,7 +397,11 @@ impl Parser<'_> {
             }};
         }
         let host = field!("host", |n: &Node, k: &str| -> Checked<String> {
-            let h = check::required(check::string(n, k)?, k, "the host name or address to ssh to")?;
+            let h = check::required(
+                check::string(n, k)?,
+                k,
+                "the host name or address to ssh to",
+            )?;
             if h.is_empty() || h.starts_with('-') || h.contains(char::is_whitespace) {
                 return Err(PluginError::new(
                     k,
@@ -420,7 +438,9 @@ impl Parser<'_> {
                 None => Ok(None),
             }
         });
-        let identity_file = field!("identity_file", |n: &Node, k: &str| -> Checked<Option<PathBuf>> {
+        let identity_file = field!("identity_file", |n: &Node,
+                                                     k: &str|
+         -> Checked<Option<PathBuf>> {
             let Some(f) = check::string(n, k)? else {
                 return Ok(None);
             };
@@ -445,7 +465,16 @@ impl Parser<'_> {
         });
         let remote_path = field!("remote_path", remote_string);
         let copy = field!("copy_binary", |n: &Node, k: &str| check::boolean(n, k)).unwrap_or(false);
+        // A host's own remote_path or copy_binary beats the other one from `defaults`; both
+        // at the same level contradict each other.
+        let from_host = |key: &str| item.get(key).is_some();
         let binary = match (remote_path, copy) {
+            (Some(p), true) if from_host("remote_path") && !from_host("copy_binary") => {
+                Binary::Remote(p)
+            }
+            (Some(_), true) if from_host("copy_binary") && !from_host("remote_path") => {
+                Binary::Copy
+            }
             (Some(_), true) => {
                 let (node, at) = pick("remote_path");
                 return Err(self.err(
@@ -489,12 +518,17 @@ impl Parser<'_> {
                 })
                 .collect()
         });
-        let env = field!("env", |n: &Node, k: &str| -> Checked<Vec<(String, String)>> {
+        let env = field!("env", |n: &Node,
+                                 k: &str|
+         -> Checked<Vec<(String, String)>> {
             let Some(v) = n.get(k) else {
                 return Ok(Vec::new());
             };
             let entries = v.as_map().ok_or_else(|| {
-                PluginError::new(k, format!("must be a mapping NAME: value, got {}", describe(v)))
+                PluginError::new(
+                    k,
+                    format!("must be a mapping NAME: value, got {}", describe(v)),
+                )
             })?;
             entries
                 .iter()
@@ -578,12 +612,10 @@ fn remote_string(node: &Node, key: &str) -> Checked<Option<String>> {
             key,
             format!("must be a path on the host, got '{s}'"),
         )),
-        Some(s) if s.starts_with('~') && s != "~" && !s.starts_with("~/") => {
-            Err(PluginError::new(
-                key,
-                format!("only '~/' is expanded (to the remote home), got '{s}'"),
-            ))
-        }
+        Some(s) if s.starts_with('~') && s != "~" && !s.starts_with("~/") => Err(PluginError::new(
+            key,
+            format!("only '~/' is expanded (to the remote home), got '{s}'"),
+        )),
         s => Ok(s),
     }
 }
@@ -631,7 +663,10 @@ mod tests {
         assert_eq!(a.user.as_deref(), Some("load"));
         assert_eq!(a.binary, Binary::Copy);
         assert_eq!(a.ssh_options, ["ConnectTimeout=5"]);
-        assert_eq!(a.env, [("RUST_LOG".into(), "info".into()), ("N".into(), "3".into())]);
+        assert_eq!(
+            a.env,
+            [("RUST_LOG".into(), "info".into()), ("N".into(), "3".into())]
+        );
         assert_eq!(a.cache_dir, DEFAULT_CACHE_DIR);
         assert_eq!(b.target(), "other@b.example:2222");
         assert_eq!(b.binary, Binary::Remote("/opt/rally-tui".into()));
@@ -643,7 +678,10 @@ mod tests {
     fn connect_defaults_and_any_port() {
         let c = parse("listen: tcp://127.0.0.1:0\nhosts: [{host: h}]\n").unwrap();
         assert_eq!(c.connect_addr(4242), "tcp://127.0.0.1:4242");
-        assert_eq!(c.hosts[0].binary, Binary::Remote(DEFAULT_REMOTE_PATH.into()));
+        assert_eq!(
+            c.hosts[0].binary,
+            Binary::Remote(DEFAULT_REMOTE_PATH.into())
+        );
         assert_eq!(c.min_agents, 1);
         let c = parse("listen: tcp://0.0.0.0:0\nconnect: tcp://10.1.1.1\nhosts: [{host: h}]\n")
             .unwrap();
@@ -709,8 +747,14 @@ mod tests {
                 "listen: tcp://127.0.0.1:0\nconnect: tcp://h:9\nhosts: [{host: h}]\n",
                 "c.yaml:2:10: connect: names a port",
             ),
-            ("listen: udp://x:1\nhosts: [{host: h}]\n", "listen: must be tcp://HOST:PORT"),
-            ("listen: tcp://x:1\nhosts: []\n", "c.yaml:2:8: hosts: must be a non-empty list"),
+            (
+                "listen: udp://x:1\nhosts: [{host: h}]\n",
+                "listen: must be tcp://HOST:PORT",
+            ),
+            (
+                "listen: tcp://x:1\nhosts: []\n",
+                "c.yaml:2:8: hosts: must be a non-empty list",
+            ),
             ("- a\n", "c.yaml:1:1: a cluster file must be a mapping"),
             ("listen: [\n", "c.yaml:2:1: invalid YAML"),
         ];
@@ -718,6 +762,26 @@ mod tests {
             let e = parse(text).unwrap_err();
             assert!(e.contains(want), "{text:?}\n  got:  {e}\n  want: {want}");
         }
+    }
+
+    #[test]
+    fn a_hosts_own_binary_choice_beats_the_default() {
+        let c = parse(
+            "listen: tcp://127.0.0.1:1\ndefaults: {remote_path: /opt/rt}\n\
+             hosts: [{host: a, copy_binary: true}, {host: b}]\n",
+        )
+        .unwrap();
+        assert_eq!(c.hosts[0].binary, Binary::Copy);
+        assert_eq!(c.hosts[1].binary, Binary::Remote("/opt/rt".into()));
+        let e = parse(
+            "listen: tcp://127.0.0.1:1\ndefaults: {remote_path: /x, copy_binary: true}\n\
+             hosts: [{host: a}]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("c.yaml:2:25: defaults.remote_path: give either"),
+            "{e}"
+        );
     }
 
     #[test]

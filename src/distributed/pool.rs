@@ -9,19 +9,23 @@ use tokio::sync::mpsc;
 
 use super::controller::{Controller, ControllerError, ControllerOptions, Notice};
 use super::spawn::LocalAgents;
+use crate::cluster::{ClusterAgents, ClusterError, ClusterFile};
 use crate::transport::token::Token;
 
 /// Where the agents come from.
 pub enum Source {
     /// Spawn this many local agent processes, with caches and logs under the directory.
     Local { cache_root: PathBuf },
-    /// Wait for agents started by hand (or over SSH) to register.
+    /// Wait for agents started by hand to register.
     Listen,
+    /// Start the cluster file's agents over SSH (src/cluster); it says how many must come.
+    Cluster(Box<ClusterFile>),
 }
 
 pub struct Pool {
     pub controller: Arc<Controller>,
     local: Option<LocalAgents>,
+    cluster: Option<ClusterAgents>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,8 @@ pub enum PoolError {
     Controller(#[from] ControllerError),
     #[error("cannot start local agents: {0}")]
     Spawn(#[from] std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 impl Pool {
@@ -42,17 +48,42 @@ impl Pool {
         wait: Duration,
         notices: mpsc::UnboundedSender<Notice>,
     ) -> Result<Pool, PoolError> {
-        let controller = Arc::new(Controller::start(options, token.clone(), notices).await?);
-        let local = match source {
-            Source::Local { cache_root } => Some(
-                LocalAgents::spawn(agents, controller.control_port, &token, &cache_root).await?,
-            ),
-            Source::Listen => None,
+        let controller =
+            Arc::new(Controller::start(options, token.clone(), notices.clone()).await?);
+        let (mut local, mut cluster) = (None, None);
+        match source {
+            Source::Local { cache_root } => {
+                local = Some(
+                    LocalAgents::spawn(agents, controller.control_port, &token, &cache_root)
+                        .await?,
+                )
+            }
+            Source::Listen => {}
+            Source::Cluster(file) => {
+                cluster = Some(
+                    ClusterAgents::launch(&file, controller.control_port, &token, notices).await?,
+                )
+            }
+        }
+        let pool = Pool {
+            controller,
+            local,
+            cluster,
         };
-        let pool = Pool { controller, local };
-        if let Err(e) = pool.controller.wait_for(agents, wait).await {
+        let ready = match &pool.cluster {
+            Some(c) => c
+                .wait_ready(&pool.controller, wait)
+                .await
+                .map_err(Into::into),
+            None => pool
+                .controller
+                .wait_for(agents, wait)
+                .await
+                .map_err(Into::into),
+        };
+        if let Err(e) = ready {
             pool.end().await;
-            return Err(e.into());
+            return Err(e);
         }
         Ok(pool)
     }
@@ -61,7 +92,7 @@ impl Pool {
     /// (killing any that do not within a few seconds). Returns the names of killed agents.
     pub async fn end(self) -> Vec<String> {
         self.controller.shutdown().await;
-        match self.local {
+        let mut killed = match self.local {
             Some(local) => {
                 let root = local.cache_root.clone();
                 let killed = local.end(Duration::from_secs(5)).await;
@@ -69,7 +100,11 @@ impl Pool {
                 killed
             }
             None => Vec::new(),
+        };
+        if let Some(cluster) = self.cluster {
+            killed.extend(cluster.end().await);
         }
+        killed
     }
 
     pub fn local_pids(&self) -> Vec<u32> {

@@ -1,5 +1,6 @@
 //! End-to-end tests: they run the real `rally-tui` binary, against real servers on loopback.
 
+mod cluster;
 mod distributed;
 mod invalid;
 mod rally_interop;
