@@ -1173,12 +1173,11 @@ impl State {
     }
 }
 
-/// A runner config as in a task file, without the options left unset.
-fn runner_config(name: &str, mut body: Value) -> Value {
-    if let Some(m) = body.as_object_mut() {
-        m.retain(|_, v| !v.is_null());
-    }
-    json!({ name: body })
+/// The inner runner's config as in a task file, with this agent's share of `key`.
+fn with_share(inner: &RunnerSpec, key: &str, share: u64) -> Value {
+    let mut body = inner.config_json();
+    body[key] = json!(share);
+    json!({ inner.name(): body })
 }
 
 /// The lease plan for the inner runner, and each agent's runner config (as in a task file,
@@ -1186,40 +1185,16 @@ fn runner_config(name: &str, mut body: Value) -> Value {
 fn share(inner: &RunnerSpec, agents: usize) -> (Workload, Vec<(Option<Value>, u64)>) {
     let per_slot = 32;
     match inner {
-        RunnerSpec::Constant {
-            times,
-            concurrency,
-            timeout,
-        } => (
-            Workload::Times { total: *times },
+        RunnerSpec::Constant { concurrency, .. }
+        | RunnerSpec::ConstantForDuration { concurrency, .. } => (
+            match inner {
+                RunnerSpec::Constant { times, .. } => Workload::Times { total: *times },
+                _ => Workload::Duration,
+            },
             split_concurrency(*concurrency, agents)
                 .into_iter()
                 .map(|c| {
-                    let runner = (c > 0).then(|| {
-                        runner_config(
-                            "constant",
-                            json!({"times": times, "concurrency": c, "timeout": timeout}),
-                        )
-                    });
-                    (runner, c * per_slot)
-                })
-                .collect(),
-        ),
-        RunnerSpec::ConstantForDuration {
-            duration,
-            concurrency,
-            timeout,
-        } => (
-            Workload::Duration,
-            split_concurrency(*concurrency, agents)
-                .into_iter()
-                .map(|c| {
-                    let runner = (c > 0).then(|| {
-                        runner_config(
-                            "constant_for_duration",
-                            json!({"duration": duration, "concurrency": c, "timeout": timeout}),
-                        )
-                    });
+                    let runner = (c > 0).then(|| with_share(inner, "concurrency", c));
                     (runner, c * per_slot)
                 })
                 .collect(),
@@ -1227,14 +1202,14 @@ fn share(inner: &RunnerSpec, agents: usize) -> (Workload, Vec<(Option<Value>, u6
         RunnerSpec::Serial { times } => (
             Workload::Serial { total: *times },
             (0..agents)
-                .map(|_| (Some(json!({"serial": {"times": times}})), per_slot))
+                .map(|_| (Some(json!({"serial": inner.config_json()})), per_slot))
                 .collect(),
         ),
         RunnerSpec::Rps {
             times,
             rate,
-            timeout,
             max_concurrency,
+            ..
         } => {
             let peak = match rate {
                 crate::runner::Rate::Fixed(r) => *r,
@@ -1251,16 +1226,10 @@ fn share(inner: &RunnerSpec, agents: usize) -> (Workload, Vec<(Option<Value>, u6
                 split_concurrency(*max_concurrency, agents)
                     .into_iter()
                     .map(|c| {
-                        let runner = runner_config(
-                            "rps",
-                            json!({
-                                "times": times,
-                                "rps": rate.config_json(),
-                                "timeout": timeout,
-                                "max_concurrency": c.max(1),
-                            }),
-                        );
-                        (Some(runner), low_water)
+                        (
+                            Some(with_share(inner, "max_concurrency", c.max(1))),
+                            low_water,
+                        )
                     })
                     .collect(),
             )

@@ -294,7 +294,7 @@ impl RunnerSpec {
     /// The configuration in Rally's v2 shape (`{"constant": {...}}` body), for the record.
     pub fn config_json(&self) -> serde_json::Value {
         use serde_json::json;
-        let mut v = match self {
+        let v = match self {
             RunnerSpec::Constant {
                 times,
                 concurrency,
@@ -316,10 +316,7 @@ impl RunnerSpec {
             RunnerSpec::Serial { times } => json!({"times": times}),
             RunnerSpec::Distributed { inner, .. } => inner.config_json(),
         };
-        if let Some(m) = v.as_object_mut() {
-            m.retain(|_, v| !v.is_null());
-        }
-        v
+        without_nulls(v)
     }
 
     /// A one-line description for headers: `constant (times 20, concurrency 5)`.
@@ -341,6 +338,14 @@ impl RunnerSpec {
             _ => format!("{} ({body})", self.name()),
         }
     }
+}
+
+/// A runner config without the options left unset (`timeout: null` is not a valid config).
+pub fn without_nulls(mut config: serde_json::Value) -> serde_json::Value {
+    if let Some(m) = config.as_object_mut() {
+        m.retain(|_, v| !v.is_null());
+    }
+    config
 }
 
 /// Called at the start of every iteration with its number (Rally's iteration event), for

@@ -105,6 +105,13 @@ pub struct Response {
     pub body_bytes: u64,
 }
 
+/// A TCP connection for HTTP: Nagle off, since requests are small and latency is measured.
+pub async fn dial(target: &Target) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// The keep-alive connections of one slot, by authority.
 #[derive(Default)]
 pub struct Connections {
@@ -113,14 +120,10 @@ pub struct Connections {
 
 impl Connections {
     async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, HttpFailure> {
-        let failure = |error| HttpFailure::Connect {
+        let stream = dial(target).await.map_err(|error| HttpFailure::Connect {
             target: format!("{}:{}", target.host, target.port),
             error,
-        };
-        let stream = TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(failure)?;
-        stream.set_nodelay(true).map_err(failure)?;
+        })?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(HttpFailure::Protocol)?;

@@ -97,15 +97,12 @@ impl Wire {
     }
 
     async fn connect(target: &Target) -> Result<TcpStream, WireError> {
-        let failure = |error| WireError::Connect {
-            target: format!("{}:{}", target.host, target.port),
-            error,
-        };
-        let stream = TcpStream::connect((target.host.as_str(), target.port))
+        super::http::dial(target)
             .await
-            .map_err(failure)?;
-        stream.set_nodelay(true).map_err(failure)?;
-        Ok(stream)
+            .map_err(|error| WireError::Connect {
+                target: format!("{}:{}", target.host, target.port),
+                error,
+            })
     }
 
     /// Send `request` and read its response. A kept-alive connection that the server had

@@ -171,24 +171,21 @@ impl Hub {
         let (results_send, results_recv) = results.split();
         let (control_tx, control_rx) = mpsc::channel(8192);
         let (results_tx, results_rx) = mpsc::channel(8192);
-        let token = Arc::new(token);
         let tasks = vec![
             tokio::spawn(writer(control_send, control_rx)),
             tokio::spawn(writer(results_send, results_rx)),
-            tokio::spawn(control_reader(
-                control_recv,
-                state.clone(),
-                token.clone(),
-                events_tx.clone(),
-                control_tx.clone(),
-            )),
-            tokio::spawn(results_reader(
-                results_recv,
-                state.clone(),
-                token,
-                events_tx,
-                results_tx.clone(),
-            )),
+            tokio::spawn({
+                let (state, out) = (state.clone(), control_tx.clone());
+                reader(control_recv, events_tx.clone(), move |id, body| {
+                    on_control(&state, &token, &out, id, body)
+                })
+            }),
+            tokio::spawn({
+                let (state, out) = (state.clone(), results_tx.clone());
+                reader(results_recv, events_tx, move |id, body| {
+                    on_results(&state, &out, id, body)
+                })
+            }),
         ];
         Ok((
             Hub {
@@ -289,12 +286,12 @@ fn peer_name(id: &[u8]) -> String {
     String::from_utf8_lossy(id).chars().take(80).collect()
 }
 
-async fn control_reader(
+/// Reads one socket: each message is split into the peer's routing id and its frames and
+/// handed to `handle`, whose verdicts go to the controller.
+async fn reader(
     mut socket: zeromq::RouterRecvHalf,
-    state: Arc<Mutex<State>>,
-    token: Arc<Token>,
     events: mpsc::Sender<HubEvent>,
-    out: mpsc::Sender<ZmqMessage>,
+    handle: impl Fn(&Bytes, &[&[u8]]) -> Vec<HubEvent>,
 ) {
     loop {
         let Ok(m) = socket.recv().await else {
@@ -307,8 +304,7 @@ async fn control_reader(
             continue;
         };
         let body: Vec<&[u8]> = body.iter().map(|b| b.as_ref()).collect();
-        let outcome = on_control(&state, &token, &out, id, &body);
-        for event in outcome {
+        for event in handle(id, &body) {
             if events.send(event).await.is_err() {
                 return;
             }
@@ -471,31 +467,6 @@ fn on_control(
         session: attach,
         peer: peer_name(id),
     }]
-}
-
-async fn results_reader(
-    mut socket: zeromq::RouterRecvHalf,
-    state: Arc<Mutex<State>>,
-    _token: Arc<Token>,
-    events: mpsc::Sender<HubEvent>,
-    out: mpsc::Sender<ZmqMessage>,
-) {
-    loop {
-        let Ok(m) = socket.recv().await else {
-            tokio::task::yield_now().await;
-            continue;
-        };
-        let frames = m.into_vec();
-        let Some((id, body)) = frames.split_first() else {
-            continue;
-        };
-        let body: Vec<&[u8]> = body.iter().map(|b| b.as_ref()).collect();
-        for event in on_results(&state, &out, id, &body) {
-            if events.send(event).await.is_err() {
-                return;
-            }
-        }
-    }
 }
 
 fn on_results(

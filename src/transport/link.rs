@@ -225,8 +225,20 @@ impl Link {
         let (results_send, results_recv) = results.split();
         let results_opener = Opener::new(&results_keys.to_agent, Direction::ToAgent);
         let tasks = vec![
-            tokio::spawn(read_control(control_recv, opener, inbox_tx.clone())),
-            tokio::spawn(read_results(results_recv, results_opener, inbox_tx.clone())),
+            tokio::spawn(read(
+                control_recv,
+                opener,
+                inbox_tx.clone(),
+                "control",
+                Inbound::Control,
+            )),
+            tokio::spawn(read(
+                results_recv,
+                results_opener,
+                inbox_tx.clone(),
+                "results",
+                Inbound::Pull,
+            )),
             tokio::spawn(watch(control_events, inbox_tx.clone(), "control")),
             tokio::spawn(watch(results_events, inbox_tx, "results")),
         ];
@@ -249,49 +261,27 @@ impl Link {
     }
 }
 
-async fn read_control(
+/// Reads one channel: opens each sealed frame and decodes it as a `T`, which `wrap` turns
+/// into what the agent hears. Ends when the connection breaks or the agent stops listening.
+async fn read<T: for<'de> serde::Deserialize<'de>>(
     mut socket: zeromq::DealerRecvHalf,
     mut opener: Opener,
     inbox: mpsc::Sender<Inbound>,
+    channel: &'static str,
+    wrap: fn(T) -> Inbound,
 ) {
     loop {
         let inbound = match socket.recv().await {
             Err(e) => Inbound::Closed(e.to_string()),
             Ok(m) => match m.into_vec().as_slice() {
                 [frame] => match opener.open(frame) {
-                    Ok(plain) => match protocol::decode_json::<ToAgent>(&plain) {
-                        Ok(message) => Inbound::Control(message),
-                        Err(e) => Inbound::Dropped(format!("control message: {e}")),
+                    Ok(plain) => match protocol::decode_json::<T>(&plain) {
+                        Ok(message) => wrap(message),
+                        Err(e) => Inbound::Dropped(format!("{channel} message: {e}")),
                     },
-                    Err(e) => Inbound::Dropped(format!("control frame: {e}")),
+                    Err(e) => Inbound::Dropped(format!("{channel} frame: {e}")),
                 },
-                other => Inbound::Dropped(format!("{} frames on control", other.len())),
-            },
-        };
-        let closed = matches!(inbound, Inbound::Closed(_));
-        if inbox.send(inbound).await.is_err() || closed {
-            return;
-        }
-    }
-}
-
-async fn read_results(
-    mut socket: zeromq::DealerRecvHalf,
-    mut opener: Opener,
-    inbox: mpsc::Sender<Inbound>,
-) {
-    loop {
-        let inbound = match socket.recv().await {
-            Err(e) => Inbound::Closed(e.to_string()),
-            Ok(m) => match m.into_vec().as_slice() {
-                [frame] => match opener.open(frame) {
-                    Ok(plain) => match protocol::decode_json::<Pull>(&plain) {
-                        Ok(pull) => Inbound::Pull(pull),
-                        Err(e) => Inbound::Dropped(format!("results message: {e}")),
-                    },
-                    Err(e) => Inbound::Dropped(format!("results frame: {e}")),
-                },
-                other => Inbound::Dropped(format!("{} frames on results", other.len())),
+                other => Inbound::Dropped(format!("{} frames on {channel}", other.len())),
             },
         };
         let closed = matches!(inbound, Inbound::Closed(_));
