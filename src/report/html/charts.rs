@@ -182,7 +182,8 @@ pub(super) fn agents(out: &mut String, w: &ReportWorkload) {
                 esc(&src.name),
                 src.iterations,
                 src.failures,
-                src.p95.map_or_else(|| "n/a".to_string(), |p| format!("{p:.3}")),
+                src.p95
+                    .map_or_else(|| "n/a".to_string(), |p| format!("{p:.3}")),
             );
         }
         out.push_str("</tbody></table>");
