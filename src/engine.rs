@@ -188,13 +188,22 @@ impl TaskEngine {
             workloads: infos.clone(),
         });
         // A user's stop shows as `aborting` in the store while in-flight iterations finish.
-        let stop_watch = self.recorder.clone().map(|r| {
-            let stop = self.stop.clone();
+        let stop_watch = {
+            let (stop, recorder, events) = (
+                self.stop.clone(),
+                self.recorder.clone(),
+                self.events.clone(),
+            );
             tokio::spawn(async move {
                 stop.cancelled().await;
-                let _ = r.send(Record::Stopping { status: "aborting" }).await;
+                let _ = events.send(Event::Stopping {
+                    reason: "stopped by the user".into(),
+                });
+                if let Some(r) = recorder {
+                    let _ = r.send(Record::Stopping { status: "aborting" }).await;
+                }
             })
-        });
+        };
         let mut reports = Vec::new();
         let mut abort = None;
         let subtask_of = self
@@ -225,9 +234,7 @@ impl TaskEngine {
         } else {
             TaskStatus::Finished
         };
-        if let Some(watch) = stop_watch {
-            watch.abort();
-        }
+        stop_watch.abort();
         self.record(Record::TaskFinished { status, pass_sla }).await;
         self.publish(Event::TaskFinished {
             uuid: self.uuid.clone(),

@@ -149,7 +149,10 @@ impl Figures {
         Figures {
             iterations: i.iterations,
             failures: i.failures,
-            rate: if i.recent_seconds > 0.0 {
+            // A lost agent's last report is history, not its current rate.
+            rate: if i.state == InstanceState::Lost {
+                0.0
+            } else if i.recent_seconds > 0.0 {
                 n as f64 / i.recent_seconds
             } else {
                 0.0
@@ -168,7 +171,9 @@ impl Figures {
         let mut all = crate::sla::histogram::DurationHistogram::new();
         let mut f = Figures::default();
         for i in instances {
-            let _ = all.add(&i.recent);
+            if i.state != InstanceState::Lost {
+                let _ = all.add(&i.recent);
+            }
             let one = Figures::from_instance(i);
             f.iterations += one.iterations;
             f.failures += one.failures;

@@ -1,6 +1,6 @@
 //! The `rally-tui` command line.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -442,6 +442,10 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                     }
                     stopper.cancel();
                 } else {
+                    if tui {
+                        // The terminal must not stay in raw mode behind us.
+                        let _ = ratatui::try_restore();
+                    }
                     std::process::exit(i32::from(exit::STOPPED));
                 }
             }
@@ -450,7 +454,11 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         if let Some(pool) = pool {
             let killed = pool.end().await;
             if !killed.is_empty() {
-                eprintln!("warning: agents {} did not exit and were killed", killed.join(", "));
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: agents {} did not exit and were killed",
+                    killed.join(", ")
+                );
             }
         }
         // The TUI stays on its final screen until the user quits.
@@ -458,18 +466,31 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         drop(engine);
         match front {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("error: the terminal UI failed: {e}"),
-            Err(e) => eprintln!("error: the terminal UI failed: {e}"),
+            Ok(Err(e)) => {
+                let _ = writeln!(std::io::stderr(), "error: the terminal UI failed: {e}");
+            }
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "error: the terminal UI failed: {e}");
+            }
         }
         let stored = tokio::task::spawn_blocking(move || writer.join()).await;
         match stored {
-            Ok(Ok(Ok(()))) => println!("Stored as task {} in {}", outcome.uuid, db.display()),
+            Ok(Ok(Ok(()))) => {
+                // The terminal may have hung up: printing must not turn a stored run into a
+                // panic.
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "Stored as task {} in {}",
+                    outcome.uuid,
+                    db.display()
+                );
+            }
             Ok(Ok(Err(e))) => {
-                eprintln!("error: results were not all stored: {e}");
+                let _ = writeln!(std::io::stderr(), "error: results were not all stored: {e}");
                 return Ok(exit::FAILURE);
             }
             _ => {
-                eprintln!("error: the storage thread failed");
+                let _ = writeln!(std::io::stderr(), "error: the storage thread failed");
                 return Ok(exit::FAILURE);
             }
         }

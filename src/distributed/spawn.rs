@@ -51,6 +51,10 @@ impl LocalAgents {
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log))
                 .kill_on_drop(true)
+                // Not in our process group: a terminal hangup or a Ctrl-C reaches the
+                // controller, which then stops its agents in order (they still end with
+                // their stdin if it dies).
+                .process_group(0)
                 .spawn()?;
             let mut stdin = child
                 .stdin

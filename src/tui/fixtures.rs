@@ -1,6 +1,7 @@
 //! Event fixtures shared by the state and render tests.
 
-use crate::events::{Event, Figures, Progress, WorkloadInfo};
+use crate::events::{AgentRow, AgentsSnapshot, Event, Figures, Progress, WorkloadInfo};
+use crate::runner::InstanceState;
 
 pub fn info(index: usize, count: usize, total: Option<u64>) -> WorkloadInfo {
     WorkloadInfo {
@@ -63,5 +64,27 @@ pub fn progress(t: f64, total: u64, sources: &[(&str, Figures)]) -> Event {
             .iter()
             .map(|(n, f)| ((*n).to_owned(), f.clone()))
             .collect(),
+    })
+}
+
+/// An agent's row as the controller reports it.
+pub fn agent_row(name: &str, state: InstanceState, f: &Figures, heartbeat_age: f64) -> AgentRow {
+    AgentRow {
+        name: name.to_owned(),
+        host: "loadgen-a".into(),
+        state,
+        iterations: f.iterations,
+        failures: f.failures,
+        rate: f.rate,
+        p95: f.p95,
+        heartbeat_age: Some(heartbeat_age),
+        clock_offset: Some(0.0015),
+    }
+}
+
+pub fn agents(rows: Vec<AgentRow>) -> Event {
+    Event::Agents(AgentsSnapshot {
+        workload: 0,
+        agents: rows,
     })
 }

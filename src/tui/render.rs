@@ -2,35 +2,48 @@
 //!
 //! Pure: everything on screen comes from the state (times from events, never a clock), so
 //! the snapshot tests in `render_tests` pin whole screens. Every size from 80×24 up gets the
-//! full layout; smaller terminals get what fits, and nothing indexes the buffer directly, so
-//! no size can panic.
+//! full layout (narrow tables drop their least useful columns first); smaller terminals get
+//! what fits, and nothing indexes the buffer directly, so no size can panic.
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Axis, Block, Borders, Cell, Chart, Clear, Dataset, Gauge, GraphType, LegendPosition, Paragraph,
-    Row, Sparkline, Table, Wrap,
+    Axis, Block, Borders, Cell, Chart, Clear, Dataset, Gauge, GraphType, Paragraph, Row, Sparkline,
+    Table, Wrap,
 };
 
-use super::state::{History, Phase, Ring, TuiState, View};
+use super::state::{History, PSEUDO_ROWS, Phase, Ring, SourceRow, TuiState, View};
 use super::theme::{Palette, Theme};
-use crate::sla::CriterionStatus;
+use crate::runner::InstanceState;
+use crate::sla::{ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionStatus, SOMETHING_WENT_WRONG};
 
 /// Criteria whose limit is a duration in seconds, drawn on the latency chart.
-const LATENCY_CRITERIA: [&str; 3] = [
+const LATENCY_CRITERIA: [&str; 4] = [
     "max_percentile",
     "max_seconds_per_iteration",
     "max_avg_duration",
+    "max_avg_duration_per_atomic",
 ];
 /// Criterion whose limit is a failure percentage, drawn on the failure-rate chart.
 const FAILURE_CRITERION: &str = "failure_rate";
-/// Width of the SLA panel next to the source table.
-const SLA_WIDTH: u16 = 32;
-/// Table width from which the agent columns (host, state, heartbeat, offset) are shown.
-const WIDE_TABLE: u16 = 90;
+/// Width of the SLA panel next to the agent table; wide screens add the selected agent's
+/// column.
+const SLA_WIDTH: u16 = 31;
+const SLA_WIDE_WIDTH: u16 = 40;
+/// Screen width from which the SLA panel shows the selected agent's values too.
+const WIDE_SCREEN: u16 = 140;
+/// Chart area from which all three metrics are drawn at once instead of one view.
+const GRID_WIDTH: u16 = 150;
+const GRID_HEIGHT: u16 = 18;
+/// A limit this many times above the data is named in the legend instead of drawn, so a
+/// loose limit (1 s over 1 ms iterations) does not flatten the curves onto the axis.
+const LIMIT_HEADROOM: f64 = 10.0;
+/// An agent unheard of for longer than this is shown in the warning colour (heartbeats are
+/// at most 1 s apart).
+const HEARTBEAT_LATE: f64 = 2.0;
 
 /// Draws the whole screen, then the help overlay or the stop confirmation over it.
 pub fn draw(frame: &mut Frame, state: &TuiState, theme: &Theme) {
@@ -48,16 +61,21 @@ pub fn draw(frame: &mut Frame, state: &TuiState, theme: &Theme) {
     .areas(area);
     draw_header(frame, header, state, c);
     draw_charts(frame, charts, state, c);
-    let [sla, sources] =
-        Layout::horizontal([Constraint::Length(SLA_WIDTH), Constraint::Fill(1)]).areas(tables);
+    let sla_width = if area.width >= WIDE_SCREEN {
+        SLA_WIDE_WIDTH
+    } else {
+        SLA_WIDTH
+    };
+    let [sla, agents] =
+        Layout::horizontal([Constraint::Length(sla_width), Constraint::Fill(1)]).areas(tables);
     draw_sla(frame, sla, state, c);
-    draw_sources(frame, sources, state, c);
+    draw_agents(frame, agents, state, c);
     draw_logs(frame, logs, state, c);
     draw_footer(frame, footer, state, theme);
     if state.show_help {
         draw_help(frame, area, c);
     } else if state.confirm_stop {
-        draw_confirm(frame, area, c);
+        draw_confirm(frame, area, state, c);
     }
 }
 
@@ -78,28 +96,38 @@ fn phase_style(phase: &Phase, c: &Palette) -> Style {
     Style::new().fg(fg).add_modifier(Modifier::BOLD)
 }
 
+/// What the aggregate charts and figures are called: the sum of the agents, or of the one
+/// local runner.
+fn aggregate_name(s: &TuiState) -> &'static str {
+    if s.distributed { "all agents" } else { "all" }
+}
+
 fn draw_header(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
     let [top, info, gauge] = Layout::vertical([Constraint::Length(1); 3]).areas(area);
-    let dim = Style::new().fg(c.dim);
+    draw_title_line(frame, top, s, c);
+    draw_info_line(frame, info, s, c);
+    draw_gauge(frame, gauge, s, c);
+}
+
+/// Task title and id, and the run's state on the right.
+fn draw_title_line(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
     let title = if s.title.is_empty() {
         "(no task yet)"
     } else {
         &s.title
     };
-    let mut state_label = format!(" {} ", s.phase.label().to_uppercase());
-    if let Phase::Stopping { reason } = &s.phase {
-        state_label = format!(" STOPPING: {reason} ");
-    }
-    let [left, right] = Layout::horizontal([
-        Constraint::Fill(1),
-        Constraint::Length(state_label.chars().count() as u16),
-    ])
-    .areas(top);
+    let state_label = match &s.phase {
+        Phase::Stopping { reason } => format!(" STOPPING: {reason} "),
+        phase => format!(" {} ", phase.label().to_uppercase()),
+    };
+    let [left, right] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(width(&state_label))])
+            .areas(area);
     frame.render_widget(
         Line::from(vec![
             Span::styled(" rally-tui ", Style::new().fg(c.accent).bold()),
             Span::styled(title.to_owned(), Style::new().bold()),
-            Span::styled(format!("  {}", s.uuid), dim),
+            Span::styled(format!("  task {}", s.uuid), Style::new().fg(c.dim)),
         ]),
         left,
     );
@@ -110,81 +138,208 @@ fn draw_header(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
         ),
         right,
     );
+}
 
-    // Labels only where the value alone is ambiguous, so the line fits 80 columns.
+/// Which workload runs where (left, cut to fit), and the live totals (right, always whole).
+fn draw_info_line(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
+    let dim = Style::new().fg(c.dim);
     let sep = || Span::styled(" · ", dim);
-    let mut spans = vec![Span::raw(" ")];
+    let mut left = vec![Span::raw(" "), Span::styled("workload ", dim)];
     match &s.workload {
-        Some(w) => spans.extend([
-            Span::styled("workload ", dim),
+        Some(w) => left.extend([
             Span::raw(format!("{}/{}", w.index + 1, w.count)),
             sep(),
-            Span::raw(w.scenario.clone()),
+            Span::styled(w.scenario.clone(), Style::new().bold()),
             sep(),
             Span::raw(w.runner.clone()),
-            sep(),
         ]),
-        None => spans.extend([
-            Span::styled("workload ", dim),
-            Span::raw(format!("-/{}", s.workloads.len())),
-            sep(),
-        ]),
+        None => left.push(Span::raw(format!("-/{}", s.workloads.len()))),
     }
-    spans.extend([
-        Span::raw(clock(s.elapsed)),
-        sep(),
-        Span::raw(format!("{} it/s", num(s.all.rate))),
-        sep(),
+    let mut right = vec![
         Span::styled("p95 ", dim),
-        Span::raw(secs(s.all.p95_total)),
+        Span::raw(secs(s.all.p95_total.or(s.all.p95))),
         sep(),
-        Span::styled("fail ", dim),
-        Span::raw(count(s.all.failures)),
-    ]);
-    frame.render_widget(Line::from(spans), info);
+        Span::styled("failed ", dim),
+        Span::styled(
+            failed_share(s.all.failures, s.all.iterations),
+            if s.all.failures > 0 {
+                Style::new().fg(c.fail)
+            } else {
+                Style::new()
+            },
+        ),
+    ];
+    if let Some((alive, all)) = s.agents_alive() {
+        let style = if alive < all {
+            Style::new().fg(c.fail).bold()
+        } else {
+            Style::new()
+        };
+        right.extend([
+            sep(),
+            Span::styled("agents ", dim),
+            Span::styled(format!("{alive}/{all}"), style),
+        ]);
+    }
+    right.push(Span::raw(" "));
+    let right = Line::from(right);
+    let [l, r] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(right.width() as u16),
+    ])
+    .spacing(1)
+    .areas(area);
+    frame.render_widget(Line::from(clip(left, l.width as usize)), l);
+    frame.render_widget(right, r);
+}
 
+/// `spans` cut to `max` cells with a trailing `…` when they do not fit, so a long runner
+/// description reads as cut rather than running into the figures beside it.
+fn clip(spans: Vec<Span<'static>>, max: usize) -> Vec<Span<'static>> {
+    if spans.iter().map(Span::width).sum::<usize>() <= max {
+        return spans;
+    }
+    let mut room = max.saturating_sub(1);
+    let mut out = Vec::new();
+    for span in spans {
+        let w = span.width();
+        if w <= room {
+            room -= w;
+            out.push(span);
+            continue;
+        }
+        let cut: String = span.content.chars().take(room).collect();
+        out.push(Span::styled(cut, span.style));
+        break;
+    }
+    if max > 0 {
+        out.push(Span::raw("…"));
+    }
+    out
+}
+
+/// `12 (0.41%)`: failures, and their share of the iterations.
+fn failed_share(failures: u64, iterations: u64) -> String {
+    if iterations == 0 {
+        return count(failures);
+    }
+    let p = 100.0 * failures as f64 / iterations as f64;
+    format!("{} ({})", count(failures), pct(p))
+}
+
+/// Progress: by iterations when the runner has a total, else by time when it has a
+/// duration; the label says both elapsed / expected time and the iteration count.
+fn draw_gauge(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
     let done = s.all.iterations;
-    let (ratio, label) = match s.total {
-        Some(total) if total > 0 => {
+    let expected = s.expected();
+    let time = match expected {
+        Some((e, estimate)) => format!(
+            "{} / {}{}",
+            clock(s.elapsed),
+            if estimate { "~" } else { "" },
+            clock(e)
+        ),
+        None => clock(s.elapsed),
+    };
+    let (ratio, iterations) = match (s.total, expected) {
+        (Some(total), _) if total > 0 => {
             let r = (done as f64 / total as f64).clamp(0.0, 1.0);
             (r, format!("{done}/{total} iterations ({:.0}%)", r * 100.0))
         }
-        _ => (0.0, format!("{done} iterations (no fixed total)")),
+        (_, Some((e, _))) if e > 0.0 => (
+            (s.elapsed / e).clamp(0.0, 1.0),
+            format!("{done} iterations"),
+        ),
+        _ => (0.0, format!("{done} iterations")),
     };
+    let label = format!("{time} · {iterations} · {} it/s", num(s.all.rate));
     frame.render_widget(
         Gauge::default()
             .gauge_style(Style::new().fg(c.gauge))
             .ratio(ratio)
             .label(Span::styled(label, Style::new().fg(c.text).bold())),
-        gauge,
+        gauge_area(area),
     );
 }
 
-fn draw_charts(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
-    let [all, one] = Layout::horizontal([Constraint::Fill(1); 2]).areas(area);
-    chart(frame, all, "all sources", &s.history, &s.sla, s.view, c);
-    match s.selected_source() {
-        Some(src) => chart(frame, one, &src.name, &src.history, &src.sla, s.view, c),
-        None => frame.render_widget(
-            Paragraph::new("no sources yet")
-                .style(Style::new().fg(c.dim))
-                .block(block(format!(" source · {} ", s.view.title()), c)),
-            one,
-        ),
+/// The gauge, one cell in from each side so it lines up with the panels below.
+fn gauge_area(area: Rect) -> Rect {
+    Rect {
+        x: area.x.saturating_add(1).min(area.right()),
+        width: area.width.saturating_sub(2),
+        ..area
     }
 }
 
-/// One time-series chart of `view`, with each applicable SLA limit as a horizontal line.
-fn chart(
-    frame: &mut Frame,
-    area: Rect,
-    who: &str,
-    h: &History,
-    sla: &[CriterionStatus],
+/// One chart to draw: whose figures, which metric.
+struct Panel<'a> {
+    who: String,
+    history: &'a History,
+    sla: &'a [CriterionStatus],
     view: View,
-    c: &Palette,
-) {
-    let series: Vec<(&str, &Ring, ratatui::style::Color)> = match view {
+    /// The workload's elapsed time: every chart's x axis ends there, so a series that
+    /// stopped (a lost agent) shows where it stopped.
+    until: f64,
+}
+
+/// The charts: the aggregate and the selected agent, each in the chosen view; on a large
+/// screen all three views at once. With one local runner the "selected agent" would repeat
+/// the aggregate, so its place goes to more views of the aggregate.
+fn chart_panels(s: &TuiState, grid: bool) -> Vec<Vec<Panel<'_>>> {
+    let all = |view| Panel {
+        who: aggregate_name(s).to_owned(),
+        history: &s.history,
+        sla: &s.sla,
+        view,
+        until: s.elapsed,
+    };
+    let per_agent = s.distributed || s.sources.len() > 1;
+    let one = |view| match s.selected_source() {
+        Some(src) => Panel {
+            who: agent_label(src),
+            history: &src.history,
+            sla: &src.sla,
+            view,
+            until: s.elapsed,
+        },
+        None => all(view),
+    };
+    match (grid, per_agent) {
+        (true, true) => vec![
+            View::ALL.map(all).into_iter().collect(),
+            View::ALL.map(one).into_iter().collect(),
+        ],
+        (true, false) => vec![View::ALL.map(all).into_iter().collect()],
+        (false, true) => vec![vec![all(s.view), one(s.view)]],
+        (false, false) => vec![vec![all(s.view), all(s.view.next())]],
+    }
+}
+
+/// An agent's name, with its state when that is news (not running).
+fn agent_label(src: &SourceRow) -> String {
+    match src.state {
+        Some(state) if state != InstanceState::Running => {
+            format!("{} ({})", src.name, state.as_str())
+        }
+        _ => src.name.clone(),
+    }
+}
+
+fn draw_charts(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
+    let grid = area.width >= GRID_WIDTH && area.height >= GRID_HEIGHT;
+    let rows = chart_panels(s, grid);
+    let row_areas = Layout::vertical(vec![Constraint::Fill(1); rows.len()]).split(area);
+    for (panels, row) in rows.iter().zip(row_areas.iter()) {
+        let cells = Layout::horizontal(vec![Constraint::Fill(1); panels.len()]).split(*row);
+        for (p, cell) in panels.iter().zip(cells.iter()) {
+            chart(frame, *cell, p, c);
+        }
+    }
+}
+
+/// The series of `view`: label, points, colour.
+fn series<'a>(h: &'a History, view: View, c: &Palette) -> Vec<(&'static str, &'a Ring, Color)> {
+    match view {
         View::Throughput => vec![("it/s", &h.throughput, c.throughput)],
         View::Latency => vec![
             ("p50", &h.p50, c.p50),
@@ -192,33 +347,52 @@ fn chart(
             ("p99", &h.p99, c.p99),
             ("max", &h.max, c.max),
         ],
-        View::Failures => vec![("fail %", &h.failure_rate, c.failures)],
-    };
-    let limits: Vec<&CriterionStatus> = sla
-        .iter()
-        .filter(|r| r.limit > 0.0)
+        View::Failures => vec![("failed", &h.failure_rate, c.failures)],
+    }
+}
+
+/// The SLA rows with a limit in the unit of `view`'s y axis.
+fn limits(sla: &[CriterionStatus], view: View) -> Vec<&CriterionStatus> {
+    sla.iter()
+        .filter(|r| r.limit > 0.0 && r.limit.is_finite())
         .filter(|r| match view {
             View::Throughput => false,
             View::Latency => LATENCY_CRITERIA.contains(&r.criterion.as_str()),
             View::Failures => r.criterion == FAILURE_CRITERION,
         })
-        .collect();
+        .collect()
+}
 
+/// A value on `view`'s y axis, in its unit.
+fn axis_value(view: View, v: f64) -> String {
+    match view {
+        View::Throughput => num(v),
+        View::Latency => dur(v),
+        View::Failures => pct(v),
+    }
+}
+
+/// One time-series chart, with each applicable SLA limit as a dotted horizontal line; the
+/// legend sits in the bottom border so it never covers the curves.
+fn chart(frame: &mut Frame, area: Rect, p: &Panel, c: &Palette) {
+    let series = series(p.history, p.view, c);
+    let limits = limits(p.sla, p.view);
     let data: Vec<Vec<(f64, f64)>> = series.iter().map(|(_, r, _)| r.to_vec()).collect();
     let xs = data.iter().flatten().map(|p| p.0);
     let x0 = xs.clone().fold(f64::INFINITY, f64::min);
     let x1 = xs.fold(f64::NEG_INFINITY, f64::max);
     let (x0, x1) = if x0.is_finite() {
-        (x0, x1.max(x0 + 1.0))
+        (x0, x1.max(p.until).max(x0 + 1.0))
     } else {
         (0.0, 1.0)
     };
-    let ys = data.iter().flatten().map(|p| p.1);
-    let y_top = ys
-        .chain(limits.iter().map(|r| r.limit))
-        .fold(0.0_f64, f64::max);
+    let data_top = data.iter().flatten().map(|p| p.1).fold(0.0_f64, f64::max);
+    let (drawn, above): (Vec<&CriterionStatus>, Vec<&CriterionStatus>) = limits
+        .into_iter()
+        .partition(|r| data_top == 0.0 || r.limit <= data_top * LIMIT_HEADROOM);
+    let y_top = drawn.iter().map(|r| r.limit).fold(data_top, f64::max);
     let y1 = if y_top > 0.0 { y_top * 1.1 } else { 1.0 };
-    let limit_lines: Vec<[(f64, f64); 2]> = limits
+    let limit_lines: Vec<[(f64, f64); 2]> = drawn
         .iter()
         .map(|r| [(x0, r.limit), (x1, r.limit)])
         .collect();
@@ -226,159 +400,395 @@ fn chart(
     let mut datasets: Vec<Dataset> = series
         .iter()
         .zip(&data)
-        .map(|((name, _, colour), points)| {
+        .map(|((_, _, colour), points)| {
             Dataset::default()
-                .name(*name)
                 .marker(Marker::Braille)
                 .graph_type(GraphType::Line)
                 .style(Style::new().fg(*colour))
                 .data(points)
         })
         .collect();
-    for (row, line) in limits.iter().zip(&limit_lines) {
+    for line in &limit_lines {
         datasets.push(
             Dataset::default()
-                .name(format!("SLA {}", short_criterion(&row.criterion)))
                 .marker(Marker::Dot)
                 .graph_type(GraphType::Line)
                 .style(Style::new().fg(c.limit))
                 .data(line),
         );
     }
+
+    let mut legend = chart_legend(&series, &drawn, &above, p.view, c, true);
+    if Line::from(legend.clone()).width() + 2 > area.width as usize {
+        // Too long for the border: the SLA panel names the criteria.
+        legend = chart_legend(&series, &drawn, &above, p.view, c, false);
+    }
+    let title = format!(" {} · {} ", p.who, p.view.title());
     let dim = Style::new().fg(c.dim);
     let chart = Chart::new(datasets)
-        .block(block(format!(" {who} · {} ", view.title()), c))
-        .legend_position(Some(LegendPosition::TopLeft))
-        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
+        .block(block(title, c).title_bottom(Line::from(legend)))
+        .legend_position(None)
         .x_axis(
             Axis::default()
                 .style(dim)
                 .bounds([x0, x1])
-                .labels([format!("{x0:.0}s"), format!("{x1:.0}s")]),
+                .labels([seconds_label(x0), seconds_label(x1)]),
         )
         .y_axis(Axis::default().style(dim).bounds([0.0, y1]).labels([
             "0".to_owned(),
-            num(y1 / 2.0),
-            num(y1),
+            axis_value(p.view, y1 / 2.0),
+            axis_value(p.view, y1),
         ]));
     frame.render_widget(chart, area);
 }
 
+/// The legend for a chart's bottom border: each series in its colour, then each SLA limit
+/// (`┄` drawn, `↑` above the chart), named by its criterion when `named`.
+fn chart_legend(
+    series: &[(&'static str, &Ring, Color)],
+    drawn: &[&CriterionStatus],
+    above: &[&CriterionStatus],
+    view: View,
+    c: &Palette,
+    named: bool,
+) -> Vec<Span<'static>> {
+    let mut legend: Vec<Span> = series
+        .iter()
+        .flat_map(|(name, _, colour)| {
+            [
+                Span::styled("━", Style::new().fg(*colour)),
+                Span::styled(format!("{name} "), Style::new().fg(c.dim)),
+            ]
+        })
+        .collect();
+    let marked = drawn
+        .iter()
+        .map(|r| (r, "┄"))
+        .chain(above.iter().map(|r| (r, "↑")));
+    for (r, mark) in marked {
+        let name = if named {
+            short_criterion(&r.criterion)
+        } else {
+            "SLA"
+        };
+        legend.push(Span::styled(
+            format!("{mark}{name} {} ", axis_value(view, r.limit)),
+            Style::new().fg(c.limit),
+        ));
+    }
+    legend
+}
+
+/// Time since the workload started, for the x axis.
+fn seconds_label(t: f64) -> String {
+    if t < 100.0 {
+        format!("{t:.0}s")
+    } else {
+        clock(t)
+    }
+}
+
 fn draw_sla(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
     let failed = s.sla.iter().filter(|r| !r.success).count();
-    let title = match (s.sla.is_empty(), failed) {
-        (true, _) => Line::from(" SLA "),
-        (false, 0) => Line::from(vec![" SLA ".into(), Span::styled("PASS ", c.pass)]),
-        (false, n) => Line::from(vec![
-            " SLA ".into(),
-            Span::styled(format!("{n} FAIL "), c.fail),
-        ]),
-    };
+    let mut title = vec![Span::raw(" SLA ")];
+    match (s.sla.is_empty(), failed) {
+        (true, _) => {}
+        (false, 0) => title.push(Span::styled("PASS ", Style::new().fg(c.pass).bold())),
+        (false, n) => title.push(Span::styled(
+            format!("{n} FAIL "),
+            Style::new().fg(c.fail).bold(),
+        )),
+    }
+    title.push(Span::raw(format!("· {} ", aggregate_name(s))));
+    let outer = block(Line::from(title), c);
+    // The selected agent's own values, where there is room and it has any.
+    let agent = s
+        .selected_source()
+        .filter(|src| s.distributed && !src.sla.is_empty() && area.width >= SLA_WIDE_WIDTH);
     let rows = s.sla.iter().map(|r| {
-        let (word, colour) = if r.success {
-            ("PASS", c.pass)
-        } else {
-            ("FAIL", c.fail)
-        };
-        let pseudo = r.value == 0.0 && r.limit == 0.0;
-        Row::new([
+        let mut cells = vec![
             Cell::from(short_criterion(&r.criterion)),
-            Cell::from(if pseudo { String::new() } else { num(r.value) }),
-            Cell::from(if pseudo { String::new() } else { num(r.limit) }),
-            Cell::from(Span::styled(word, Style::new().fg(colour).bold())),
-        ])
+            Cell::from(criterion_value(&r.criterion, r.value)),
+            Cell::from(criterion_value(&r.criterion, r.limit)),
+            Cell::from(verdict(r.success, c)),
+        ];
+        if let Some(src) = agent {
+            let mine = src.sla.iter().find(|x| x.criterion == r.criterion);
+            cells.push(Cell::from(mine.map_or_else(Span::default, |m| {
+                Span::styled(
+                    criterion_value(&m.criterion, m.value),
+                    Style::new().fg(if m.success { c.text } else { c.fail }),
+                )
+            })));
+        }
+        Row::new(cells)
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Fill(1),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(4),
-        ],
-    )
-    .header(Row::new(["criterion", "value", "limit", ""]).style(Style::new().fg(c.dim)))
-    .block(block(title, c));
+    let mut widths = vec![
+        Constraint::Fill(1),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(4),
+    ];
+    let mut header = vec![
+        "criterion".to_owned(),
+        "value".into(),
+        "limit".into(),
+        String::new(),
+    ];
+    if let Some(src) = agent {
+        widths.push(Constraint::Length(7));
+        header.push(src.name.chars().take(7).collect());
+    }
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(Style::new().fg(c.dim)))
+        .block(outer);
     frame.render_widget(table, area);
 }
 
-fn draw_sources(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
-    let outer = block(format!(" sources ({}) · Tab selects ", s.sources.len()), c);
+fn verdict(success: bool, c: &Palette) -> Span<'static> {
+    if success {
+        Span::styled("PASS", Style::new().fg(c.pass).bold())
+    } else {
+        Span::styled("FAIL", Style::new().fg(c.fail).bold())
+    }
+}
+
+/// A criterion's value or limit in its unit; blank for the pseudo rows, which have none
+/// (a real criterion at 0, e.g. no failures yet, shows its 0).
+fn criterion_value(criterion: &str, v: f64) -> String {
+    if PSEUDO_ROWS.contains(&criterion) {
+        return String::new();
+    }
+    match criterion {
+        "failure_rate" | "performance_degradation" => pct(v),
+        "outliers" => format!("{v:.0}"),
+        c if LATENCY_CRITERIA.contains(&c) => dur(v),
+        _ => num(v),
+    }
+}
+
+/// A column of the agent table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Name,
+    Host,
+    State,
+    Iterations,
+    Rate,
+    P95,
+    Failures,
+    Heartbeat,
+    Offset,
+    Trend,
+}
+
+impl Col {
+    /// Display order.
+    const ORDER: [Col; 10] = [
+        Col::Name,
+        Col::Host,
+        Col::State,
+        Col::Iterations,
+        Col::Rate,
+        Col::P95,
+        Col::Failures,
+        Col::Heartbeat,
+        Col::Offset,
+        Col::Trend,
+    ];
+    /// The order columns are given room in; what does not fit is left out.
+    const PRIORITY: [Col; 10] = [
+        Col::Name,
+        Col::State,
+        Col::Iterations,
+        Col::Rate,
+        Col::Failures,
+        Col::P95,
+        Col::Trend,
+        Col::Heartbeat,
+        Col::Offset,
+        Col::Host,
+    ];
+    /// Narrowest useful sparkline.
+    const TREND_MIN: u16 = 5;
+
+    fn title(self) -> &'static str {
+        match self {
+            Col::Name => "name",
+            Col::Host => "host",
+            Col::State => "state",
+            Col::Iterations => "iter",
+            Col::Rate => "it/s",
+            Col::P95 => "p95",
+            Col::Failures => "fail",
+            Col::Heartbeat => "hb",
+            Col::Offset => "offset",
+            Col::Trend => "trend",
+        }
+    }
+
+    /// Only agents have these.
+    fn agent_only(self) -> bool {
+        matches!(self, Col::Host | Col::State | Col::Heartbeat | Col::Offset)
+    }
+}
+
+/// Column widths fitted to the rows and to `room`, in display order.
+fn fit_columns(s: &TuiState, room: u16, compact_state: bool) -> Vec<(Col, u16)> {
+    let longest = |f: &dyn Fn(&SourceRow) -> usize, floor: usize, cap: usize| {
+        s.sources.iter().map(f).max().unwrap_or(0).clamp(floor, cap) as u16
+    };
+    let width_of = |col: Col| match col {
+        // One more for the selection marker.
+        Col::Name => longest(&|r| r.name.chars().count(), 4, 20) + 1,
+        Col::Host => longest(
+            &|r| r.host.as_deref().map_or(1, |h| h.chars().count()),
+            4,
+            20,
+        ),
+        Col::State if compact_state => 5,
+        Col::State => longest(&|r| r.state.map_or(1, |st| st.as_str().len()), 5, 10),
+        Col::Iterations => 6,
+        Col::Rate => 5,
+        Col::P95 => 6,
+        Col::Failures => 5,
+        Col::Heartbeat => 4,
+        Col::Offset => 7,
+        Col::Trend => Col::TREND_MIN,
+    };
+    let mut used = 0u16;
+    let mut chosen = Vec::new();
+    for col in Col::PRIORITY {
+        if col.agent_only() && !s.distributed {
+            continue;
+        }
+        let w = width_of(col);
+        let need = w + u16::from(!chosen.is_empty());
+        if used + need <= room {
+            used += need;
+            chosen.push((col, w));
+        }
+    }
+    let spare = room - used;
+    let mut out: Vec<(Col, u16)> = Col::ORDER
+        .iter()
+        .filter_map(|col| chosen.iter().find(|(c, _)| c == col).copied())
+        .collect();
+    // The sparkline takes what is left.
+    if let Some(t) = out.iter_mut().find(|(c, _)| *c == Col::Trend) {
+        t.1 += spare;
+    }
+    out
+}
+
+fn state_word(state: InstanceState, compact: bool) -> &'static str {
+    if !compact {
+        return state.as_str();
+    }
+    match state {
+        InstanceState::Connecting => "conn",
+        InstanceState::Running => "run",
+        InstanceState::Stopping => "stop",
+        InstanceState::Done => "done",
+        InstanceState::Lost => "LOST",
+    }
+}
+
+fn state_style(state: Option<InstanceState>, c: &Palette) -> Style {
+    match state {
+        Some(InstanceState::Lost) => Style::new().fg(c.fail).bold(),
+        Some(InstanceState::Stopping | InstanceState::Connecting) => Style::new().fg(c.warn),
+        Some(InstanceState::Done) => Style::new().fg(c.dim),
+        Some(InstanceState::Running) => Style::new().fg(c.pass),
+        None => Style::new(),
+    }
+}
+
+fn agent_cell(
+    col: Col,
+    r: &SourceRow,
+    selected: bool,
+    compact: bool,
+    c: &Palette,
+) -> Cell<'static> {
+    let lost = r.state == Some(InstanceState::Lost);
+    let failing = lost || r.sla.iter().any(|x| !x.success);
+    match col {
+        // A marker as well as the highlight, for terminals (and readers) without colour.
+        Col::Name => Cell::from(Span::styled(
+            format!("{}{}", if selected { "›" } else { " " }, r.name),
+            if failing {
+                Style::new().fg(c.fail)
+            } else {
+                Style::new()
+            },
+        )),
+        Col::Host => Cell::from(r.host.clone().unwrap_or_else(|| "-".into())),
+        Col::State => Cell::from(Span::styled(
+            r.state.map_or("-", |st| state_word(st, compact)),
+            state_style(r.state, c),
+        )),
+        Col::Iterations => Cell::from(count(r.iterations)),
+        Col::Rate if lost => Cell::from("-"),
+        Col::Rate => Cell::from(num(r.rate)),
+        Col::P95 => Cell::from(secs(r.p95)),
+        Col::Failures => Cell::from(Span::styled(
+            count(r.failures),
+            if r.failures > 0 {
+                Style::new().fg(c.fail)
+            } else {
+                Style::new()
+            },
+        )),
+        Col::Heartbeat => Cell::from(r.heartbeat_age.map_or_else(
+            || Span::raw("-"),
+            |a| {
+                let late = a > HEARTBEAT_LATE && !matches!(r.state, Some(InstanceState::Done));
+                Span::styled(
+                    short_age(a),
+                    if late {
+                        Style::new().fg(c.warn)
+                    } else {
+                        Style::new()
+                    },
+                )
+            },
+        )),
+        Col::Offset => Cell::from(r.clock_offset.map_or_else(|| "-".into(), signed_dur)),
+        Col::Trend => Cell::from(""),
+    }
+}
+
+fn draw_agents(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
+    let what = if s.distributed { "agents" } else { "sources" };
+    let inner_height = area.height.saturating_sub(3) as usize;
+    // Scroll by hand so the selected row stays visible and the sparklines line up.
+    let visible = inner_height.max(1);
+    let offset = (s.selected + 1).saturating_sub(visible);
+    let mut title = format!(" {what} ({})", s.sources.len());
+    if s.sources.len() > inner_height && inner_height > 0 {
+        let last = (offset + inner_height).min(s.sources.len());
+        title.push_str(&format!(" · {}-{last}", offset + 1));
+    }
+    title.push_str(" · Tab selects ");
+    let outer = block(title, c);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let wide = inner.width >= WIDE_TABLE;
-    let name_width = s
-        .sources
-        .iter()
-        .map(|r| r.name.chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 16) as u16
-        + 1;
-    let mut widths = vec![
-        Constraint::Length(name_width),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(5),
-    ];
-    let mut header = vec!["name", "iter", "it/s", "p95", "fail"];
-    if wide {
-        widths.extend([
-            Constraint::Length(14),
-            Constraint::Length(8),
-            Constraint::Length(5),
-            Constraint::Length(7),
-        ]);
-        header.extend(["host", "state", "hb", "offset"]);
-    }
-    widths.push(Constraint::Fill(1));
-    header.push("trend");
-
-    // Scroll by hand so the selected row stays visible and the sparklines line up.
-    let visible = inner.height.saturating_sub(1) as usize;
-    let offset = (s.selected + 1).saturating_sub(visible.max(1));
-    let shown = s.sources.iter().enumerate().skip(offset).take(visible);
+    let compact = inner.width < 64;
+    let cols = fit_columns(s, inner.width, compact);
+    let widths: Vec<Constraint> = cols.iter().map(|(_, w)| Constraint::Length(*w)).collect();
+    let header: Vec<&str> = cols.iter().map(|(col, _)| col.title()).collect();
+    let shown = s.sources.iter().enumerate().skip(offset).take(inner_height);
     let rows: Vec<Row> = shown
         .clone()
         .map(|(i, r)| {
-            let failing = r.sla.iter().any(|x| !x.success);
-            let mut cells = vec![
-                // A marker as well as the highlight, for terminals (and readers) without colour.
-                Cell::from(Span::styled(
-                    format!("{}{}", if i == s.selected { "›" } else { " " }, r.name),
-                    if failing {
-                        Style::new().fg(c.fail)
-                    } else {
-                        Style::new()
-                    },
-                )),
-                Cell::from(count(r.iterations)),
-                Cell::from(num(r.rate)),
-                Cell::from(secs(r.p95)),
-                Cell::from(Span::styled(
-                    count(r.failures),
-                    if r.failures > 0 {
-                        Style::new().fg(c.fail)
-                    } else {
-                        Style::new()
-                    },
-                )),
-            ];
-            if wide {
-                cells.extend([
-                    Cell::from(r.host.clone().unwrap_or_else(|| "-".into())),
-                    Cell::from(r.state.clone().unwrap_or_else(|| "-".into())),
-                    Cell::from(r.heartbeat_age.map_or("-".into(), |a| format!("{a:.0}s"))),
-                    Cell::from(
-                        r.clock_offset
-                            .map_or("-".into(), |o| format!("{:+.0}ms", o * 1e3)),
-                    ),
-                ]);
-            }
-            cells.push(Cell::from(""));
-            let row = Row::new(cells);
-            if i == s.selected {
+            let selected = i == s.selected;
+            let row = Row::new(
+                cols.iter()
+                    .map(|(col, _)| agent_cell(*col, r, selected, compact, c))
+                    .collect::<Vec<_>>(),
+            );
+            if selected {
                 row.style(Style::new().bg(c.highlight).fg(c.accent).bold())
             } else {
                 row
@@ -391,33 +801,43 @@ fn draw_sources(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
         .header(Row::new(header).style(Style::new().fg(c.dim)));
     frame.render_widget(table, inner);
 
-    // The last column's rectangle, computed as the table lays it out.
+    // The trend column's rectangle, computed as the table lays it out.
+    let Some(trend_index) = cols.iter().position(|(col, _)| *col == Col::Trend) else {
+        return;
+    };
     let columns = Layout::horizontal(widths)
         .flex(Flex::Start)
         .spacing(1)
         .split(inner);
-    let Some(trend) = columns.last().copied() else {
+    let Some(trend) = columns.get(trend_index).copied() else {
         return;
     };
     for (line, (_, r)) in shown.enumerate() {
         let y = inner.y + 1 + line as u16;
         let cell = Rect::new(trend.x, y, trend.width, 1).intersection(inner);
-        let points: Vec<u64> = r
-            .history
-            .throughput
-            .iter()
-            .rev()
-            .take(cell.width as usize)
-            .rev()
-            .map(|p| p.1.max(0.0).round() as u64)
-            .collect();
-        frame.render_widget(
-            Sparkline::default()
-                .data(points)
-                .style(Style::new().fg(c.throughput)),
-            cell,
-        );
+        draw_sparkline(frame, cell, &r.history.throughput, c);
     }
+}
+
+/// The last `area.width` throughput points, scaled to the agent's own peak so each row
+/// shows its shape (a lost agent's drop to zero included).
+fn draw_sparkline(frame: &mut Frame, area: Rect, ring: &Ring, c: &Palette) {
+    let points: Vec<u64> = ring
+        .iter()
+        .rev()
+        .take(area.width as usize)
+        .rev()
+        .map(|p| p.1.max(0.0).round() as u64)
+        .collect();
+    // An all-zero series would be drawn full height with a zero maximum.
+    let peak = points.iter().copied().max().unwrap_or(0).max(1);
+    frame.render_widget(
+        Sparkline::default()
+            .data(points)
+            .max(peak)
+            .style(Style::new().fg(c.throughput)),
+        area,
+    );
 }
 
 fn draw_logs(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
@@ -428,9 +848,9 @@ fn draw_logs(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
         .iter()
         .skip(s.logs.len().saturating_sub(height))
         .map(|l| {
-            let colour = match l.level.to_ascii_lowercase().as_str() {
+            let colour = match l.level.as_str() {
                 "error" => c.fail,
-                "warn" | "warning" => c.warn,
+                "warn" => c.warn,
                 _ => c.dim,
             };
             Line::from(vec![
@@ -447,12 +867,13 @@ fn draw_footer(frame: &mut Frame, area: Rect, s: &TuiState, theme: &Theme) {
     let key = Style::new().fg(c.accent).bold();
     let dim = Style::new().fg(c.dim);
     let mut spans = Vec::new();
-    let quit = if s.phase.is_over() { "quit" } else { "stop" };
+    let q = if s.phase.is_over() { "quit" } else { "stop" };
+    let select = if s.distributed { "agent" } else { "source" };
     for (k, what) in [
         ("s", "stop"),
-        ("q", quit),
+        ("q", q),
         ("←→", s.view.title()),
-        ("Tab", "source"),
+        ("Tab", select),
         ("t", theme.name.as_str()),
         ("?", "help"),
     ] {
@@ -486,20 +907,19 @@ fn centred(area: Rect, w: u16, h: u16) -> Rect {
 fn draw_help(frame: &mut Frame, area: Rect, c: &Palette) {
     let key = Style::new().fg(c.accent).bold();
     let lines: Vec<Line> = [
-        (
-            "s",
-            "stop the run (asks first; in-flight iterations finish)",
-        ),
-        ("y / s", "confirm the stop"),
+        ("s", "stop the run on every agent (asks first)"),
+        ("y / s", "confirm the stop; in-flight iterations finish"),
         ("n / Esc", "cancel the stop"),
-        ("Tab ↓ / ⇧Tab ↑", "select the next / previous source"),
+        ("Ctrl-C", "stop at once (no question); quit once over"),
+        ("Tab ↓ / ⇧Tab ↑", "select the next / previous agent"),
+        ("PgDn PgUp Home End", "move the selection faster"),
         ("← →", "throughput / latency / failure-rate charts"),
         ("t", "next colour theme"),
         ("?", "this help (Esc closes)"),
-        ("q", "quit once the task is over"),
+        ("q", "quit once the task is over (asks to stop before)"),
     ]
     .into_iter()
-    .map(|(k, what)| Line::from(vec![Span::styled(format!("{k:>15}  "), key), what.into()]))
+    .map(|(k, what)| Line::from(vec![Span::styled(format!("{k:>18}  "), key), what.into()]))
     .collect();
     let popup = centred(area, 76, lines.len() as u16 + 2);
     frame.render_widget(Clear, popup);
@@ -511,12 +931,16 @@ fn draw_help(frame: &mut Frame, area: Rect, c: &Palette) {
     );
 }
 
-fn draw_confirm(frame: &mut Frame, area: Rect, c: &Palette) {
-    let popup = centred(area, 48, 6);
+fn draw_confirm(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
+    let popup = centred(area, 50, 6);
     frame.render_widget(Clear, popup);
     let key = Style::new().fg(c.accent).bold();
+    let whom = match s.agents_alive() {
+        Some((alive, _)) => format!("Stop the run on {alive} agents?"),
+        None => "Stop the run?".to_owned(),
+    };
     let text = vec![
-        Line::styled("Stop the run?", Style::new().fg(c.warn).bold()),
+        Line::styled(whom, Style::new().fg(c.warn).bold()),
         Line::from("In-flight iterations finish; results are kept."),
         Line::from(vec![
             Span::styled("y", key),
@@ -539,25 +963,35 @@ fn draw_confirm(frame: &mut Frame, area: Rect, c: &Palette) {
     );
 }
 
-/// Short labels, so the SLA panel fits next to the source table at 80 columns.
+/// Short labels (at most 10 characters), so the SLA panel fits next to the agent table at
+/// 80 columns; the values carry the unit.
 fn short_criterion(name: &str) -> &str {
     match name {
-        "failure_rate" => "failure %",
-        "max_seconds_per_iteration" => "max s/iter",
-        "max_avg_duration" => "avg s",
-        "max_avg_duration_per_atomic" => "avg s/atomic",
-        "max_percentile" => "percentile s",
-        "performance_degradation" => "degradation %",
-        "aborted_on_sla" => "aborted (SLA)",
-        "aborted_manually" => "aborted",
-        "something_went_wrong" => "crashed",
+        "failure_rate" => "fail rate",
+        "max_seconds_per_iteration" => "max iter",
+        "max_avg_duration" => "avg iter",
+        "max_avg_duration_per_atomic" => "avg atomic",
+        "max_percentile" => "percentile",
+        "performance_degradation" => "degrade",
+        ABORTED_ON_SLA => "SLA abort",
+        ABORTED_MANUALLY => "aborted",
+        SOMETHING_WENT_WRONG => "crashed",
         other => other,
     }
 }
 
+/// Display width of a short, single-line string.
+fn width(s: &str) -> u16 {
+    s.chars().count().min(u16::MAX as usize) as u16
+}
+
 /// `h:mm:ss` (or `m:ss`) of a duration in seconds.
 fn clock(seconds: f64) -> String {
-    let t = seconds.max(0.0) as u64;
+    let t = if seconds.is_finite() {
+        seconds.max(0.0) as u64
+    } else {
+        0
+    };
     let (h, m, s) = (t / 3600, t / 60 % 60, t % 60);
     if h > 0 {
         format!("{h}:{m:02}:{s:02}")
@@ -586,6 +1020,61 @@ fn num(v: f64) -> String {
     }
 }
 
+/// A duration in at most 6 characters, in the unit that keeps 3 digits: `250µs`,
+/// `12.3ms`, `1.25s`.
+fn dur(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        "-".into()
+    } else if a == 0.0 {
+        "0s".into()
+    } else if a < 1e-3 {
+        format!("{:.0}µs", v * 1e6)
+    } else if a < 1e-2 {
+        format!("{:.2}ms", v * 1e3)
+    } else if a < 0.1 {
+        format!("{:.1}ms", v * 1e3)
+    } else if a < 1.0 {
+        format!("{:.0}ms", v * 1e3)
+    } else {
+        format!("{}s", num(v))
+    }
+}
+
+/// A clock offset: always signed, so "ahead" and "behind" read at a glance.
+fn signed_dur(v: f64) -> String {
+    if v < 0.0 {
+        format!("-{}", dur(-v))
+    } else {
+        format!("+{}", dur(v))
+    }
+}
+
+/// A heartbeat age in at most 4 characters.
+fn short_age(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1}s")
+    } else if v < 1000.0 {
+        format!("{v:.0}s")
+    } else {
+        "old".into()
+    }
+}
+
+/// A percentage in at most 6 characters.
+fn pct(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        "-".into()
+    } else if a >= 99.995 || a == 0.0 {
+        format!("{v:.0}%")
+    } else if a >= 10.0 {
+        format!("{v:.1}%")
+    } else {
+        format!("{v:.2}%")
+    }
+}
+
 fn count(n: u64) -> String {
     if n >= 1_000_000 {
         format!("{:.1}M", n as f64 / 1e6)
@@ -597,7 +1086,7 @@ fn count(n: u64) -> String {
 }
 
 fn secs(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{}s", num(v)))
+    v.map_or_else(|| "-".into(), dur)
 }
 
 #[cfg(test)]
@@ -608,6 +1097,7 @@ mod tests {
     fn formats_fit() {
         assert_eq!(clock(3725.9), "1:02:05");
         assert_eq!(clock(65.0), "1:05");
+        assert_eq!(clock(f64::NAN), "0:00");
         assert_eq!(num(0.0), "0.00");
         assert_eq!(num(0.1234), "0.12");
         assert_eq!(num(0.001234), "0.0012");
@@ -616,6 +1106,30 @@ mod tests {
         assert_eq!(num(f64::NAN), "-");
         assert_eq!(count(1_234_567), "1.2M");
         assert_eq!(secs(None), "-");
+        assert_eq!(dur(0.000_25), "250µs");
+        assert_eq!(dur(0.001_234), "1.23ms");
+        assert_eq!(dur(0.0123), "12.3ms");
+        assert_eq!(dur(0.25), "250ms");
+        assert_eq!(dur(1.25), "1.25s");
+        assert_eq!(dur(0.0), "0s");
+        assert_eq!(signed_dur(-0.0015), "-1.50ms");
+        assert_eq!(signed_dur(0.0), "+0s");
+        assert_eq!(pct(0.0), "0%");
+        assert_eq!(pct(1.984), "1.98%");
+        assert_eq!(pct(12.34), "12.3%");
+        assert_eq!(pct(100.0), "100%");
+        assert_eq!(short_age(0.31), "0.3s");
+        assert_eq!(short_age(42.0), "42s");
+    }
+
+    #[test]
+    fn real_criteria_at_zero_show_their_value() {
+        // The bug of issue #6: a passing failure rate of 0 % with `max: 0` was blank.
+        assert_eq!(criterion_value("failure_rate", 0.0), "0%");
+        assert_eq!(criterion_value("max_percentile", 0.0), "0s");
+        assert_eq!(criterion_value("outliers", 0.0), "0");
+        assert_eq!(criterion_value(ABORTED_ON_SLA, 0.0), "");
+        assert_eq!(criterion_value(SOMETHING_WENT_WRONG, 0.0), "");
     }
 
     #[test]

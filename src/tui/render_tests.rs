@@ -1,17 +1,18 @@
 //! Snapshot tests of whole screens: fixed event sequences rendered into ratatui's
 //! `TestBackend` and compared with the `.snap` files in `snapshots/` (`cargo insta review`
-//! after an intended change). Each screen is taken at 80×24 (the smallest supported) and
-//! 160×48.
+//! after an intended change). Each screen is taken at 80×24 (the smallest supported, one
+//! view at a time, narrow table) and 160×48 (all charts at once, every column).
 
 use crossterm::event::KeyCode;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use super::fixtures::{figures, info, progress, started};
+use super::fixtures::{agent_row, agents, figures, info, progress, started};
 use super::render::draw;
 use super::state::{TuiState, View};
 use super::theme::{BUILTIN, Theme};
-use crate::events::{Event, Figures, SlaSnapshot, TaskStatus};
+use crate::events::{DistributedSummary, Event, Figures, SlaSnapshot, TaskStatus, WorkloadReport};
+use crate::runner::InstanceState;
 use crate::sla::CriterionStatus;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
@@ -32,11 +33,16 @@ fn snapshot(name: &str, state: &TuiState) {
     }
 }
 
+/// A criterion's row, with a detail in Rally's manner.
 fn row(criterion: &str, value: f64, limit: f64) -> CriterionStatus {
+    let success = value <= limit;
     CriterionStatus {
         criterion: criterion.into(),
-        success: value <= limit,
-        detail: String::new(),
+        success,
+        detail: format!(
+            "{criterion} {value:.3} <= {limit} - {}",
+            if success { "Passed" } else { "Failed" }
+        ),
         value,
         limit,
     }
@@ -52,91 +58,288 @@ fn wave(i: u64, k: u64, slow: f64) -> Figures {
     figures(iterations, failures, rate, p)
 }
 
-/// A run with `n` sources after `steps` progress events, SLA on the totals and per source.
-fn run(n: u64, steps: u64, slow: f64, limit: f64) -> TuiState {
-    let mut s = TuiState::new();
-    s.apply(&started());
-    s.apply(&Event::WorkloadStarted(info(0, 2, Some(2000 * n))));
-    let names: Vec<String> = (0..n)
-        .map(|k| {
-            if n == 1 {
-                "local".into()
-            } else {
-                format!("agent-{k:02}")
-            }
-        })
-        .collect();
-    for i in 1..=steps {
-        let figs: Vec<(&str, Figures)> = names
-            .iter()
-            .enumerate()
-            .map(|(k, name)| (name.as_str(), wave(i, k as u64, slow)))
-            .collect();
-        s.apply(&progress(i as f64, 2000 * n, &figs));
-        if i % 10 == 0 {
-            s.apply(&Event::Log {
-                level: if i % 20 == 0 { "warn" } else { "info" }.into(),
-                message: format!("{i} progress events in"),
-            });
+/// How a scripted run goes.
+#[derive(Clone, Copy)]
+struct Script {
+    /// Number of runner instances.
+    sources: u64,
+    /// Agents (with `Agents` events) rather than the one local runner.
+    distributed: bool,
+    /// Progress events (one per second).
+    steps: u64,
+    /// Scales every latency.
+    slow: f64,
+    /// The percentile criterion's limit, seconds.
+    limit: f64,
+    /// `(agent, step)`: that agent is lost from that step on.
+    lost: Option<(u64, u64)>,
+}
+
+impl Script {
+    fn local(steps: u64) -> Script {
+        Script {
+            sources: 1,
+            distributed: false,
+            steps,
+            slow: 1.0,
+            limit: 0.5,
+            lost: None,
         }
     }
-    let p95 = s.all.p95.unwrap_or(0.0);
-    let rows = |fail: f64| {
-        vec![
-            row("failure_rate", fail, 5.0),
-            row("max_percentile", p95, limit),
-        ]
-    };
-    s.apply(&Event::Sla(SlaSnapshot {
-        workload: 0,
-        total: rows(3.1),
-        sources: names
-            .iter()
-            .enumerate()
-            .map(|(k, name)| (name.clone(), rows(if k == 3 { 7.5 } else { 2.0 })))
-            .collect(),
-    }));
-    s
+
+    fn agents(n: u64, steps: u64) -> Script {
+        Script {
+            sources: n,
+            distributed: true,
+            ..Script::local(steps)
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        (1..=self.sources)
+            .map(|k| {
+                if self.distributed {
+                    format!("local-{k}")
+                } else {
+                    "local".into()
+                }
+            })
+            .collect()
+    }
+
+    fn state_of(&self, k: u64, i: u64) -> InstanceState {
+        match self.lost {
+            Some((agent, at)) if agent == k && i >= at => InstanceState::Lost,
+            _ => InstanceState::Running,
+        }
+    }
+
+    /// Agent `k`'s figures at step `i`: a lost agent's stay as it last reported them,
+    /// as the controller keeps them.
+    fn figures(&self, k: u64, i: u64) -> Figures {
+        let at = match self.lost {
+            Some((agent, at)) if agent == k => i.min(at.saturating_sub(1)),
+            _ => i,
+        };
+        let mut f = wave(at, k, self.slow);
+        if self.distributed {
+            // Agents' figures have no all-time percentile (SPEC §6: merged histograms).
+            f.p95_total = None;
+        }
+        f
+    }
+
+    /// The state after all steps, with SLA rows on the totals and per source.
+    fn run(&self) -> TuiState {
+        let mut s = TuiState::new();
+        s.apply(&started());
+        s.apply(&Event::WorkloadStarted(info(
+            0,
+            2,
+            Some(2000 * self.sources),
+        )));
+        let names = self.names();
+        for i in 1..=self.steps {
+            let figs: Vec<(&str, Figures)> = names
+                .iter()
+                .zip(0..)
+                .map(|(name, k)| (name.as_str(), self.figures(k, i)))
+                .collect();
+            if self.distributed {
+                let rows = figs
+                    .iter()
+                    .zip(0..)
+                    .map(|((name, f), k)| {
+                        let state = self.state_of(k, i);
+                        let age = match (state, self.lost) {
+                            (InstanceState::Lost, Some((_, at))) => (i - at) as f64 + 3.2,
+                            _ => 0.1 * ((i + k) % 9) as f64,
+                        };
+                        agent_row(name, state, f, age)
+                    })
+                    .collect();
+                s.apply(&agents(rows));
+            }
+            s.apply(&progress(i as f64, 2000 * self.sources, &figs));
+            if let Some((k, at)) = self.lost
+                && i == at
+            {
+                s.apply(&Event::Log {
+                    level: "warning".into(),
+                    message: format!(
+                        "agent {} lost: nothing heard for 3.2 s; 260 unfinished iterations \
+                         handed to the other agents",
+                        names[k as usize]
+                    ),
+                });
+            }
+            if i % 10 == 0 {
+                s.apply(&Event::Log {
+                    level: if i % 20 == 0 { "warn" } else { "info" }.into(),
+                    message: format!("{i} progress events in"),
+                });
+            }
+        }
+        let p95 = s.all.p95.unwrap_or(0.0);
+        let rows = |fail: f64| {
+            vec![
+                row("failure_rate", fail, 5.0),
+                row("max_percentile", p95, self.limit),
+            ]
+        };
+        s.apply(&Event::Sla(SlaSnapshot {
+            workload: 0,
+            total: rows(3.1),
+            sources: names
+                .iter()
+                .enumerate()
+                .map(|(k, name)| (name.clone(), rows(if k == 3 { 7.5 } else { 2.0 })))
+                .collect(),
+        }));
+        s
+    }
 }
 
 #[test]
-fn one_source_running() {
-    snapshot("one_source", &run(1, 40, 1.0, 0.5));
+fn one_local_source_running() {
+    snapshot("one_source", &Script::local(40).run());
+}
+
+#[test]
+fn one_agent_running() {
+    snapshot("one_agent", &Script::agents(1, 40).run());
 }
 
 #[test]
 fn sla_failing() {
-    let mut s = run(1, 40, 4.0, 0.3);
+    let mut s = Script {
+        slow: 4.0,
+        limit: 0.3,
+        ..Script::agents(2, 40)
+    }
+    .run();
     s.view = View::Latency;
     assert!(s.sla.iter().any(|r| !r.success));
     snapshot("sla_failing", &s);
 }
 
 #[test]
-fn many_sources() {
-    let mut s = run(10, 30, 1.0, 0.5);
+fn many_agents() {
+    let mut s = Script::agents(10, 30).run();
     s.selected = 3;
     s.view = View::Failures;
     snapshot("many_sources", &s);
 }
 
 #[test]
+fn lost_agent() {
+    let mut s = Script {
+        lost: Some((1, 25)),
+        ..Script::agents(4, 40)
+    }
+    .run();
+    s.selected = 1;
+    let screen = render(&s, &Theme::default(), 160, 48).backend().to_string();
+    assert!(screen.contains("lost"), "{screen}");
+    assert!(screen.contains("agents 3/4"), "{screen}");
+    snapshot("lost_agent", &s);
+}
+
+/// After a stop, each agent's state shows until the workload is over; then the final
+/// screen settles every agent (done or lost) and logs the outcome.
+#[test]
+fn stopping_then_aborted() {
+    let script = Script {
+        lost: Some((2, 20)),
+        ..Script::agents(3, 30)
+    };
+    let mut s = script.run();
+    s.on_key(KeyCode::Char('s'));
+    s.on_key(KeyCode::Char('y'));
+    let rows = (0..3u64)
+        .map(|k| {
+            let state = match k {
+                0 => InstanceState::Done,
+                1 => InstanceState::Stopping,
+                _ => InstanceState::Lost,
+            };
+            agent_row(
+                &format!("local-{}", k + 1),
+                state,
+                &script.figures(k, 31),
+                0.2,
+            )
+        })
+        .collect();
+    s.apply(&agents(rows));
+    snapshot("stopping", &s);
+    s.apply(&Event::WorkloadFinished(Box::new(report(&s, true))));
+    s.apply(&Event::TaskFinished {
+        uuid: s.uuid.clone(),
+        status: TaskStatus::Aborted,
+        pass_sla: false,
+    });
+    snapshot("aborted_by_user", &s);
+}
+
+/// A workload's report as the engine sends it, with `local-3` lost.
+fn report(s: &TuiState, aborted: bool) -> WorkloadReport {
+    let mut sla = s.sla.clone();
+    if aborted {
+        sla.push(crate::sla::aborted_manually());
+    }
+    WorkloadReport {
+        info: info(0, 2, Some(6000)),
+        stats: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
+        pass_sla: sla.iter().all(|r| r.success),
+        sla,
+        iterations: s.all.iterations,
+        failures: s.all.failures,
+        load_duration: 30.0,
+        full_duration: 31.0,
+        start_time: None,
+        hooks: Vec::new(),
+        sources: s
+            .sources
+            .iter()
+            .map(|r| crate::events::SourceFigures {
+                name: r.name.clone(),
+                iterations: r.iterations,
+                failures: r.failures,
+                p50: r.p95,
+                p95: r.p95,
+                p99: r.p95,
+                lost: r.name == "local-3",
+            })
+            .collect(),
+        errors: Vec::new(),
+        distributed: Some(DistributedSummary {
+            agents: s.sources.iter().map(|r| r.name.clone()).collect(),
+            lost: vec!["local-3".into()],
+            reissued: 260,
+            duplicates: 0,
+            missing: Vec::new(),
+        }),
+    }
+}
+
+#[test]
 fn stopping_confirmation() {
-    let mut s = run(1, 20, 1.0, 0.5);
+    let mut s = Script::agents(2, 20).run();
     s.on_key(KeyCode::Char('s'));
     snapshot("stop_confirm", &s);
 }
 
 #[test]
 fn help_overlay() {
-    let mut s = run(1, 20, 1.0, 0.5);
+    let mut s = Script::local(20).run();
     s.on_key(KeyCode::Char('?'));
     snapshot("help", &s);
 }
 
 #[test]
 fn finished() {
-    let mut s = run(1, 40, 1.0, 0.5);
+    let mut s = Script::local(40).run();
     s.apply(&Event::TaskFinished {
         uuid: s.uuid.clone(),
         status: TaskStatus::Finished,
@@ -147,7 +350,12 @@ fn finished() {
 
 #[test]
 fn aborted_on_sla() {
-    let mut s = run(1, 40, 4.0, 0.3);
+    let mut s = Script {
+        slow: 4.0,
+        limit: 0.3,
+        ..Script::agents(2, 40)
+    }
+    .run();
     s.apply(&Event::Stopping {
         reason: "SLA failure".into(),
     });
@@ -159,12 +367,34 @@ fn aborted_on_sla() {
     snapshot("aborted_on_sla", &s);
 }
 
+/// The light theme's colours (the text snapshots carry none): every cell gets the palette's
+/// text colour or a role colour, never the dark theme's white.
+#[test]
+fn light_theme_colours_every_cell() {
+    let s = Script::agents(3, 20).run();
+    let light = Theme::load("light").expect("built-in theme");
+    let terminal = render(&s, &light, 80, 24);
+    let white = ratatui::style::Color::White;
+    assert!(
+        terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .all(|cell| cell.fg != white)
+    );
+}
+
 /// Every theme, many sizes (including below the supported minimum), empty and crowded states:
 /// drawing must never panic.
 #[test]
 fn never_panics() {
     let crowded = {
-        let mut s = run(100, 50, 1.0, 0.5);
+        let mut s = Script {
+            lost: Some((7, 20)),
+            ..Script::agents(100, 50)
+        }
+        .run();
         s.selected = 99;
         for _ in 0..300 {
             s.apply(&Event::Log {
@@ -176,7 +406,7 @@ fn never_panics() {
     };
     let mut popup = crowded.clone();
     popup.on_key(KeyCode::Char('s'));
-    let states = [TuiState::new(), crowded, popup];
+    let states = [TuiState::new(), Script::local(3).run(), crowded, popup];
     for name in BUILTIN {
         let theme = Theme::load(name).expect("built-in theme");
         for state in &states {
@@ -196,11 +426,33 @@ fn empty_state() {
     snapshot("empty", &TuiState::new());
 }
 
-/// The selected source stays visible when the table scrolls.
+/// The selected agent stays visible when the table scrolls.
 #[test]
 fn selected_row_is_visible() {
-    let mut s = run(100, 5, 1.0, 0.5);
+    let mut s = Script::agents(100, 5).run();
     s.selected = 99;
     let terminal = render(&s, &Theme::default(), 200, 60);
-    assert!(terminal.backend().to_string().contains("agent-99"));
+    assert!(terminal.backend().to_string().contains("›local-100"));
+}
+
+/// The SLA panel shows every real criterion's value, 0 included (issue #6: the failure
+/// rate at 0 % was blank).
+#[test]
+fn sla_values_at_zero_are_shown() {
+    let mut s = Script::local(3).run();
+    s.apply(&Event::Sla(SlaSnapshot {
+        workload: 0,
+        total: vec![row("failure_rate", 0.0, 0.0)],
+        sources: Vec::new(),
+    }));
+    let screen = render(&s, &Theme::default(), 80, 24).backend().to_string();
+    let line = screen
+        .lines()
+        .find(|l| l.contains("fail rate"))
+        .unwrap_or_default();
+    let words: Vec<&str> = line
+        .split(['│', ' ', '"'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert_eq!(words[..5], ["fail", "rate", "0%", "0%", "PASS"], "{line}");
 }

@@ -8,12 +8,21 @@ use std::collections::VecDeque;
 
 use crossterm::event::KeyCode;
 
-use crate::events::{Event, Figures, Progress, TaskStatus, WorkloadInfo};
-use crate::sla::{ABORTED_ON_SLA, CriterionStatus};
+use crate::events::{
+    AgentRow, AgentsSnapshot, Event, Figures, Progress, TaskStatus, WorkloadInfo, WorkloadReport,
+};
+use crate::runner::InstanceState;
+use crate::sla::{ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionStatus, SOMETHING_WENT_WRONG};
+
+/// Rows Rally adds to say how a workload ended: no criteria of their own, and no value or
+/// limit to show.
+pub const PSEUDO_ROWS: [&str; 3] = [ABORTED_ON_SLA, ABORTED_MANUALLY, SOMETHING_WENT_WRONG];
 
 /// Points kept per time series: 300 progress events is 5 minutes at one per second, which
 /// is as many as a chart a few hundred cells wide can show anyway.
 pub const HISTORY: usize = 300;
+/// Rows PageUp / PageDown move the agent selection by.
+pub const PAGE: usize = 10;
 /// Log lines kept for the log pane.
 pub const LOG_LINES: usize = 200;
 /// Longest log message kept (in chars); the rest is cut so one huge message cannot hold
@@ -120,6 +129,13 @@ impl History {
         self.prev = (f.iterations, f.failures);
     }
 
+    /// A point for an instance that runs nothing (a lost agent): zero throughput, and no
+    /// latency or failure point, since no iteration finished.
+    fn record_idle(&mut self, t: f64, f: &Figures) {
+        self.throughput.push(t, 0.0);
+        self.prev = (f.iterations, f.failures);
+    }
+
     fn clear(&mut self) {
         *self = Self::default();
     }
@@ -133,12 +149,13 @@ pub struct SourceRow {
     pub failures: u64,
     /// Iterations per second over the last interval.
     pub rate: f64,
-    /// 95th percentile of all durations so far, seconds.
+    /// 95th percentile of durations, seconds: of all so far for the local runner, of the
+    /// last report for an agent (the latest known value when its last interval had none).
     pub p95: Option<f64>,
     /// Agent host; `None` until the distributed controller reports it.
     pub host: Option<String>,
-    /// Agent state ("running", "lost", ...); `None` for the local runner.
-    pub state: Option<String>,
+    /// Agent state; `None` for the local runner.
+    pub state: Option<InstanceState>,
     /// Seconds since the agent's last heartbeat.
     pub heartbeat_age: Option<f64>,
     /// Agent clock minus controller clock, seconds.
@@ -146,6 +163,53 @@ pub struct SourceRow {
     /// This source's SLA rows, from the latest `Sla` event.
     pub sla: Vec<CriterionStatus>,
     pub history: History,
+}
+
+impl SourceRow {
+    fn is_lost(&self) -> bool {
+        self.state == Some(InstanceState::Lost)
+    }
+
+    fn on_progress(&mut self, t: f64, f: &Figures) {
+        self.iterations = f.iterations;
+        self.failures = f.failures;
+        if self.is_lost() {
+            // The controller keeps a lost agent's last report, but it runs nothing now: a
+            // flat line at its old rate would hide the loss.
+            self.rate = 0.0;
+            self.history.record_idle(t, f);
+            return;
+        }
+        self.rate = f.rate;
+        self.p95 = f.p95_total.or(f.p95).or(self.p95);
+        self.history.record(t, f);
+    }
+
+    fn on_agent(&mut self, a: &AgentRow) {
+        self.host = Some(a.host.clone());
+        self.state = Some(a.state);
+        self.iterations = a.iterations;
+        self.failures = a.failures;
+        self.rate = if a.state == InstanceState::Lost {
+            0.0
+        } else {
+            a.rate
+        };
+        self.p95 = a.p95.or(self.p95);
+        self.heartbeat_age = a.heartbeat_age;
+        self.clock_offset = a.clock_offset;
+    }
+
+    /// Forgets the previous workload's figures; name, host and state stay, so the table
+    /// keeps its rows (and the selection) from one workload to the next.
+    fn reset(&mut self) {
+        self.history.clear();
+        self.sla.clear();
+        self.iterations = 0;
+        self.failures = 0;
+        self.rate = 0.0;
+        self.p95 = None;
+    }
 }
 
 /// Where the run is.
@@ -211,6 +275,11 @@ impl View {
         }
     }
 
+    /// The view after this one (what → shows).
+    pub fn next(self) -> View {
+        self.step(true)
+    }
+
     fn step(self, forward: bool) -> View {
         let i = View::ALL.iter().position(|v| *v == self).unwrap_or(0);
         let n = View::ALL.len();
@@ -274,7 +343,12 @@ pub struct TuiState {
     pub notice: Option<String>,
     /// Sources seen after [`MAX_SOURCES`] was reached, not tracked.
     pub dropped_sources: u64,
+    /// Set once an `Agents` event arrived: the table then shows the agent columns.
+    pub distributed: bool,
     sla_abort_seen: bool,
+    /// A workload started and no figures of it arrived yet: the first ones say which rows
+    /// the table keeps.
+    rows_stale: bool,
 }
 
 impl Default for TuiState {
@@ -305,7 +379,9 @@ impl TuiState {
             stop_requested: false,
             notice: None,
             dropped_sources: 0,
+            distributed: false,
             sla_abort_seen: false,
+            rows_stale: false,
         }
     }
 
@@ -320,30 +396,14 @@ impl TuiState {
                 self.uuid.clone_from(uuid);
                 self.title.clone_from(title);
                 self.workloads.clone_from(workloads);
-                self.phase = Phase::Running;
-            }
-            Event::WorkloadStarted(info) => {
-                // Graphs are per workload: elapsed restarts at 0 and the scenario changes.
-                self.workload = Some(info.clone());
-                self.total = info.total;
-                self.elapsed = 0.0;
-                self.all = Figures::default();
-                self.sla.clear();
-                self.history.clear();
-                for s in &mut self.sources {
-                    s.history.clear();
-                    s.sla.clear();
-                    s.iterations = 0;
-                    s.failures = 0;
-                    s.rate = 0.0;
-                    s.p95 = None;
-                }
                 if self.phase == Phase::Waiting {
                     self.phase = Phase::Running;
                 }
             }
+            Event::WorkloadStarted(info) => self.workload_started(info),
             Event::Progress(p) => self.progress(p),
             Event::Sla(s) => {
+                self.log_sla_changes(&s.total);
                 self.sla.clone_from(&s.total);
                 for (name, rows) in &s.sources {
                     if let Some(src) = self.source_mut(name) {
@@ -351,21 +411,8 @@ impl TuiState {
                     }
                 }
             }
-            Event::WorkloadFinished(report) => {
-                self.sla.clone_from(&report.sla);
-                if report.sla.iter().any(|c| c.criterion == ABORTED_ON_SLA) {
-                    self.sla_abort_seen = true;
-                }
-                for f in &report.sources {
-                    if let Some(src) = self.source_mut(&f.name) {
-                        src.iterations = f.iterations;
-                        src.failures = f.failures;
-                        src.p95 = f.p95.or(src.p95);
-                    }
-                }
-                self.all.iterations = report.iterations;
-                self.all.failures = report.failures;
-            }
+            Event::Agents(a) => self.agents(a),
+            Event::WorkloadFinished(report) => self.workload_finished(report),
             Event::Stopping { reason } => {
                 if reason.to_ascii_lowercase().contains("sla") {
                     self.sla_abort_seen = true;
@@ -376,39 +423,195 @@ impl TuiState {
                 self.confirm_stop = false;
             }
             Event::TaskFinished {
-                status, pass_sla, ..
-            } => {
-                self.phase = match status {
-                    TaskStatus::Running | TaskStatus::Finished => Phase::Finished {
-                        pass_sla: *pass_sla,
-                    },
-                    TaskStatus::Aborted if self.sla_abort_seen => Phase::AbortedOnSla,
-                    TaskStatus::Aborted => Phase::Aborted,
-                    TaskStatus::Crashed => Phase::Crashed,
-                };
-                self.confirm_stop = false;
-                self.notice = Some("task over: q quits".into());
-            }
+                uuid,
+                status,
+                pass_sla,
+            } => self.task_finished(uuid, *status, *pass_sla),
             Event::Log { level, message } => self.log(level, message),
-            // The agent table is drawn from these (issue #6 builds on them).
-            Event::Agents(_) => {}
         }
     }
 
+    fn workload_started(&mut self, info: &WorkloadInfo) {
+        // Graphs are per workload: elapsed restarts at 0 and the scenario changes.
+        self.workload = Some(info.clone());
+        self.total = info.total;
+        self.elapsed = 0.0;
+        self.all = Figures::default();
+        self.sla.clear();
+        self.history.clear();
+        for s in &mut self.sources {
+            s.reset();
+        }
+        self.rows_stale = true;
+        if self.phase == Phase::Waiting {
+            self.phase = Phase::Running;
+        }
+    }
+
+    /// After a workload change, drops the rows the new workload's first figures do not
+    /// name (e.g. `local` when the next workload runs on agents), keeping the selection on
+    /// the same name where it survives.
+    fn keep_rows<'a>(&mut self, names: impl Iterator<Item = &'a str> + Clone) {
+        if !std::mem::take(&mut self.rows_stale) {
+            return;
+        }
+        let selected = self.selected_source().map(|s| s.name.clone());
+        self.sources
+            .retain(|s| names.clone().any(|n| n == s.name.as_str()));
+        self.selected = selected
+            .and_then(|name| self.sources.iter().position(|s| s.name == name))
+            .unwrap_or(0);
+    }
+
     fn progress(&mut self, p: &Progress) {
+        self.keep_rows(p.sources.iter().map(|(n, _)| n.as_str()));
         self.elapsed = p.elapsed;
         self.total = p.total.or(self.total);
         self.all = p.all.clone();
         self.history.record(p.elapsed, &p.all);
         for (name, f) in &p.sources {
             if let Some(src) = self.source_mut(name) {
-                src.iterations = f.iterations;
-                src.failures = f.failures;
-                src.rate = f.rate;
-                src.p95 = f.p95_total;
-                src.history.record(p.elapsed, f);
+                src.on_progress(p.elapsed, f);
             }
         }
+    }
+
+    fn agents(&mut self, a: &AgentsSnapshot) {
+        self.keep_rows(a.agents.iter().map(|r| r.name.as_str()));
+        self.distributed = true;
+        let before = self.sources.len();
+        for row in &a.agents {
+            if let Some(src) = self.source_mut(&row.name) {
+                src.on_agent(row);
+            }
+        }
+        if before == 0 {
+            // A new table starts on its first agent, not on the first to register.
+            self.sort_rows();
+            self.selected = 0;
+        } else if self.sources.len() != before {
+            self.sort_rows();
+        }
+    }
+
+    /// Agents in name order, numbers compared as numbers (`local-2` before `local-10`),
+    /// whatever order they registered in; the selection stays on its agent.
+    fn sort_rows(&mut self) {
+        let selected = self.selected_source().map(|s| s.name.clone());
+        self.sources.sort_by_cached_key(|s| natural_key(&s.name));
+        if let Some(i) = selected.and_then(|n| self.sources.iter().position(|s| s.name == n)) {
+            self.selected = i;
+        }
+    }
+
+    /// Logs each aggregate criterion that starts or stops failing, with Rally's detail, so
+    /// the moment the service degraded stays on screen.
+    fn log_sla_changes(&mut self, rows: &[CriterionStatus]) {
+        let changes: Vec<(bool, String)> = rows
+            .iter()
+            .filter(|r| !PSEUDO_ROWS.contains(&r.criterion.as_str()))
+            .filter_map(|r| {
+                // A criterion passes until it is seen failing.
+                let was_ok = self
+                    .sla
+                    .iter()
+                    .find(|p| p.criterion == r.criterion)
+                    .is_none_or(|p| p.success);
+                let detail = if r.detail.is_empty() {
+                    format!("{} {} (limit {})", r.criterion, r.value, r.limit)
+                } else {
+                    r.detail.clone()
+                };
+                (was_ok != r.success).then_some((r.success, detail))
+            })
+            .collect();
+        for (success, detail) in changes {
+            if success {
+                self.log("info", &format!("SLA passing again: {detail}"));
+            } else {
+                self.log("warn", &format!("SLA failing: {detail}"));
+            }
+        }
+    }
+
+    fn workload_finished(&mut self, report: &WorkloadReport) {
+        self.sla.clone_from(&report.sla);
+        if report.sla.iter().any(|c| c.criterion == ABORTED_ON_SLA) {
+            self.sla_abort_seen = true;
+        }
+        for f in &report.sources {
+            if let Some(src) = self.source_mut(&f.name) {
+                src.iterations = f.iterations;
+                src.failures = f.failures;
+                src.p95 = f.p95.or(src.p95);
+                src.rate = 0.0;
+                // No `Agents` event follows the workload's end: settle each agent's state
+                // here, or the table would keep its last live one ("stopping").
+                if f.lost {
+                    src.state = Some(InstanceState::Lost);
+                } else if src.state.is_some() {
+                    src.state = Some(InstanceState::Done);
+                }
+            }
+        }
+        self.all.iterations = report.iterations;
+        self.all.failures = report.failures;
+        self.all.rate = 0.0;
+        self.log_report(report);
+    }
+
+    /// The workload's outcome in the log pane, so it stays readable after the next
+    /// workload replaced the charts and the SLA panel.
+    fn log_report(&mut self, r: &WorkloadReport) {
+        let level = if r.pass_sla { "info" } else { "error" };
+        let verdict = verdict(&r.sla);
+        let message = format!(
+            "workload {}/{} {}: {} iterations, {} failed, {verdict}",
+            r.info.index + 1,
+            r.info.count,
+            r.info.scenario,
+            r.iterations,
+            r.failures,
+        );
+        self.log(level, &message);
+        let Some(d) = &r.distributed else {
+            return;
+        };
+        if !d.lost.is_empty() {
+            let message = format!(
+                "agents lost: {}; {} of their iterations re-run by the others",
+                d.lost.join(", "),
+                d.reissued
+            );
+            self.log("warn", &message);
+        }
+        if d.duplicates > 0 {
+            let message = format!("{} duplicate records dropped", d.duplicates);
+            self.log("info", &message);
+        }
+        for m in &d.missing {
+            let message = format!("missing results: {m}");
+            self.log("warn", &message);
+        }
+    }
+
+    fn task_finished(&mut self, uuid: &str, status: TaskStatus, pass_sla: bool) {
+        self.phase = match status {
+            TaskStatus::Running | TaskStatus::Finished => Phase::Finished { pass_sla },
+            TaskStatus::Aborted if self.sla_abort_seen => Phase::AbortedOnSla,
+            TaskStatus::Aborted => Phase::Aborted,
+            TaskStatus::Crashed => Phase::Crashed,
+        };
+        self.confirm_stop = false;
+        self.notice = Some("task over: q quits".into());
+        // A user's stop fails Rally's SLA (its `aborted_manually` row) but is no alarm.
+        let level = match self.phase {
+            Phase::Finished { pass_sla: true } => "info",
+            Phase::Aborted => "warn",
+            _ => "error",
+        };
+        let message = format!("task {uuid} {}", self.phase.label());
+        self.log(level, &message);
     }
 
     /// The row of `name`, added on first sight (up to [`MAX_SOURCES`]).
@@ -435,10 +638,41 @@ impl TuiState {
             Some((cut, _)) => format!("{}…", &message[..cut]),
             None => message.to_owned(),
         };
+        // One spelling per level, so the pane's columns line up whoever logged.
+        let level = match level.to_ascii_lowercase().as_str() {
+            "warning" | "warn" => "warn",
+            "error" | "err" => "error",
+            "debug" => "debug",
+            "trace" => "trace",
+            _ => "info",
+        };
         self.logs.push_back(LogLine {
             level: level.to_owned(),
             message,
         });
+    }
+
+    /// How long the current workload's load should take, in seconds, and whether that is
+    /// an estimate: the runner's set duration (`constant_for_duration`), else the time so
+    /// far scaled by iterations still to run.
+    pub fn expected(&self) -> Option<(f64, bool)> {
+        let w = self.workload.as_ref()?;
+        if let Some(d) = set_duration(&w.runner) {
+            return Some((d, false));
+        }
+        let total = self.total? as f64;
+        let done = self.all.iterations as f64;
+        (done > 0.0 && self.elapsed > 0.0).then(|| (self.elapsed * total.max(done) / done, true))
+    }
+
+    /// `(alive, all)` agents of a distributed workload: lost ones are not alive.
+    pub fn agents_alive(&self) -> Option<(usize, usize)> {
+        if !self.distributed {
+            return None;
+        }
+        let all = self.sources.iter().filter(|s| s.state.is_some()).count();
+        let lost = self.sources.iter().filter(|s| s.is_lost()).count();
+        Some((all - lost, all))
     }
 
     /// The source shown in the second chart, if any.
@@ -451,12 +685,7 @@ impl TuiState {
         self.notice = None;
         if self.confirm_stop {
             return match key {
-                KeyCode::Char('s' | 'S' | 'y' | 'Y') => {
-                    self.confirm_stop = false;
-                    self.stop_requested = true;
-                    self.notice = Some("stopping: in-flight iterations finish".into());
-                    Action::ConfirmStop
-                }
+                KeyCode::Char('s' | 'S' | 'y' | 'Y') => self.request_stop(),
                 KeyCode::Char('n' | 'N') | KeyCode::Esc => {
                     self.confirm_stop = false;
                     Action::None
@@ -495,6 +724,10 @@ impl TuiState {
                 self.select(false);
                 Action::None
             }
+            KeyCode::PageDown => self.select_by(PAGE as isize),
+            KeyCode::PageUp => self.select_by(-(PAGE as isize)),
+            KeyCode::Home => self.select_by(isize::MIN),
+            KeyCode::End => self.select_by(isize::MAX),
             KeyCode::Right | KeyCode::Char('l') => {
                 self.view = self.view.step(true);
                 Action::None
@@ -505,6 +738,27 @@ impl TuiState {
             }
             _ => Action::None,
         }
+    }
+
+    /// A confirmed stop (the popup's `y`, Ctrl-C, a signal): shows `stopping` at once, since
+    /// the engine announces only its own (SLA) stops. `Action::None` once the task is over.
+    pub fn request_stop(&mut self) -> Action {
+        self.confirm_stop = false;
+        if self.phase.is_over() {
+            self.notice = Some("task over: q quits".into());
+            return Action::None;
+        }
+        if !self.stop_requested {
+            self.stop_requested = true;
+            self.log("warn", "stop requested: agents stop starting iterations");
+        }
+        if !matches!(self.phase, Phase::Stopping { .. }) {
+            self.phase = Phase::Stopping {
+                reason: "by user".into(),
+            };
+        }
+        self.notice = Some("stopping: in-flight iterations finish".into());
+        Action::ConfirmStop
     }
 
     fn ask_stop(&mut self) -> Action {
@@ -520,6 +774,14 @@ impl TuiState {
         }
     }
 
+    /// Moves the selection `by` rows, clamped to the table (no wrap-around, so End and
+    /// PageDown stop at the last agent).
+    fn select_by(&mut self, by: isize) -> Action {
+        let last = self.sources.len().saturating_sub(1);
+        self.selected = self.selected.saturating_add_signed(by).min(last);
+        Action::None
+    }
+
     fn select(&mut self, forward: bool) {
         let n = self.sources.len();
         if n == 0 {
@@ -532,11 +794,69 @@ impl TuiState {
     }
 }
 
+/// Sorts names with their digit runs as numbers: `("local-", 2, "")` before
+/// `("local-", 10, "")`.
+fn natural_key(name: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !c.is_ascii_digit() {
+            text.push(c);
+            continue;
+        }
+        let mut number = u64::from(c as u8 - b'0');
+        while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+            number = number.saturating_mul(10).saturating_add(u64::from(d));
+            chars.next();
+        }
+        out.push((std::mem::take(&mut text), number));
+    }
+    out.push((text, 0));
+    out
+}
+
+/// A workload's SLA outcome in words: the failed criteria by name, and how it ended when
+/// it did not end by itself (Rally's pseudo rows).
+fn verdict(rows: &[CriterionStatus]) -> String {
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|c| !c.success && !PSEUDO_ROWS.contains(&c.criterion.as_str()))
+        .map(|c| c.criterion.as_str())
+        .collect();
+    let mut out = if failed.is_empty() {
+        "SLA passed".to_owned()
+    } else {
+        format!("SLA failed ({})", failed.join(", "))
+    };
+    for c in rows {
+        match c.criterion.as_str() {
+            ABORTED_ON_SLA => out.push_str("; aborted on SLA failure"),
+            ABORTED_MANUALLY => out.push_str("; stopped by user"),
+            SOMETHING_WENT_WRONG => out.push_str(&format!("; crashed: {}", c.detail)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The load duration of a `constant_for_duration` runner, read from its header line
+/// (`constant_for_duration (duration 60.0, concurrency 4, ...)`): `WorkloadInfo` carries the
+/// iteration total but no duration, and the line is built by `RunnerSpec::describe`.
+fn set_duration(runner: &str) -> Option<f64> {
+    let rest = runner.strip_prefix("constant_for_duration (")?;
+    let value = rest.strip_prefix("duration ")?;
+    let end = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    value[..end].parse().ok().filter(|d: &f64| d.is_finite())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::events::SlaSnapshot;
-    use crate::tui::fixtures::{figures, info, progress, started};
+    use crate::tui::fixtures::{agent_row, agents, figures, info, progress, started};
 
     fn row(name: &str, success: bool, value: f64, limit: f64) -> CriterionStatus {
         CriterionStatus {
@@ -734,5 +1054,259 @@ mod tests {
         assert_eq!(s.on_key(KeyCode::Char('s')), Action::None);
         assert_eq!(s.on_key(KeyCode::Char('q')), Action::ToggleHelp);
         assert!(!s.show_help);
+    }
+
+    /// The agent table comes from `Agents` events; a lost agent's stale figures (the
+    /// controller keeps its last report) draw as zero throughput, not a flat line.
+    #[test]
+    fn agents_fill_the_table_and_a_lost_agent_goes_flat() {
+        let mut s = TuiState::new();
+        s.apply(&started());
+        s.apply(&Event::WorkloadStarted(info(0, 1, Some(1000))));
+        let f = figures(10, 1, 50.0, 0.1);
+        let step = |s: &mut TuiState, t: f64, second: InstanceState| {
+            s.apply(&agents(vec![
+                agent_row("local-1", InstanceState::Running, &f, 0.2),
+                agent_row("local-2", second, &f, 3.5),
+            ]));
+            s.apply(&progress(
+                t,
+                1000,
+                &[("local-1", f.clone()), ("local-2", f.clone())],
+            ));
+        };
+        step(&mut s, 1.0, InstanceState::Running);
+        assert!(s.distributed);
+        assert_eq!(s.agents_alive(), Some((2, 2)));
+        let row = &s.sources[1];
+        assert_eq!(row.host.as_deref(), Some("loadgen-a"));
+        assert_eq!(row.heartbeat_age, Some(3.5));
+        assert_eq!(row.clock_offset, Some(0.0015));
+        assert_eq!(row.p95, f.p95);
+        step(&mut s, 2.0, InstanceState::Lost);
+        assert_eq!(s.agents_alive(), Some((1, 2)));
+        let lost = &s.sources[1];
+        assert_eq!(lost.state, Some(InstanceState::Lost));
+        assert_eq!(lost.rate, 0.0);
+        assert_eq!(
+            lost.history.throughput.to_vec(),
+            vec![(1.0, 50.0), (2.0, 0.0)]
+        );
+        assert_eq!(lost.history.p95.len(), 1, "no latency point once lost");
+        assert_eq!(s.sources[0].history.throughput.len(), 2);
+    }
+
+    /// The report settles each agent (no `Agents` event follows a workload) and the log
+    /// keeps the outcome.
+    #[test]
+    fn workload_end_settles_agent_states() {
+        use crate::events::{DistributedSummary, SourceFigures, WorkloadReport};
+        let mut s = TuiState::new();
+        s.apply(&started());
+        let f = figures(10, 0, 5.0, 0.1);
+        s.apply(&agents(vec![
+            agent_row("a", InstanceState::Stopping, &f, 0.1),
+            agent_row("b", InstanceState::Running, &f, 0.1),
+        ]));
+        let source = |name: &str, lost| SourceFigures {
+            lost,
+            ..SourceFigures::from_metric(name, &crate::stats::Metric::default(), 0)
+        };
+        let report = WorkloadReport {
+            info: info(0, 1, None),
+            stats: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
+            sla: vec![crate::sla::aborted_manually()],
+            pass_sla: false,
+            iterations: 20,
+            failures: 0,
+            load_duration: 1.0,
+            full_duration: 1.0,
+            start_time: None,
+            hooks: Vec::new(),
+            sources: vec![source("a", false), source("b", true)],
+            errors: Vec::new(),
+            distributed: Some(DistributedSummary {
+                agents: vec!["a".into(), "b".into()],
+                lost: vec!["b".into()],
+                reissued: 7,
+                duplicates: 0,
+                missing: vec!["3 chunks of agent b".into()],
+            }),
+        };
+        s.apply(&Event::WorkloadFinished(Box::new(report)));
+        assert_eq!(s.sources[0].state, Some(InstanceState::Done));
+        assert_eq!(s.sources[1].state, Some(InstanceState::Lost));
+        let log: Vec<String> = s
+            .logs
+            .iter()
+            .map(|l| format!("{} {}", l.level, l.message))
+            .collect();
+        assert_eq!(
+            log,
+            [
+                "error workload 1/1 Dummy.dummy: 20 iterations, 0 failed, SLA passed; \
+                 stopped by user",
+                "warn agents lost: b; 7 of their iterations re-run by the others",
+                "warn missing results: 3 chunks of agent b",
+            ]
+        );
+    }
+
+    /// A new workload keeps the rows its first figures name and drops the others, with
+    /// the selection kept on the same agent.
+    #[test]
+    fn next_workload_keeps_only_its_own_rows() {
+        let mut s = TuiState::new();
+        s.apply(&started());
+        let f = figures(1, 0, 1.0, 0.1);
+        s.apply(&progress(1.0, 10, &[("local", f.clone())]));
+        s.apply(&Event::WorkloadStarted(info(1, 2, None)));
+        assert_eq!(s.sources.len(), 1, "rows stay until new figures arrive");
+        s.apply(&agents(vec![
+            agent_row("x", InstanceState::Running, &f, 0.1),
+            agent_row("y", InstanceState::Running, &f, 0.1),
+        ]));
+        s.on_key(KeyCode::End);
+        assert_eq!(s.selected_source().map(|r| r.name.as_str()), Some("y"));
+        s.apply(&Event::WorkloadStarted(info(1, 2, None)));
+        s.apply(&agents(vec![
+            agent_row("y", InstanceState::Connecting, &f, 0.1),
+            agent_row("z", InstanceState::Running, &f, 0.1),
+        ]));
+        let names: Vec<&str> = s.sources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["y", "z"]);
+        assert_eq!(s.selected_source().map(|r| r.name.as_str()), Some("y"));
+    }
+
+    #[test]
+    fn expected_duration_from_the_runner_or_the_pace() {
+        assert_eq!(
+            set_duration("constant_for_duration (duration 60.0, concurrency 4) on 2 agents"),
+            Some(60.0)
+        );
+        assert_eq!(set_duration("constant_for_duration (duration x)"), None);
+        assert_eq!(set_duration("rps (times 5, rps {\"duration\":1})"), None);
+        let mut s = TuiState::new();
+        s.apply(&started());
+        assert_eq!(s.expected(), None);
+        s.apply(&Event::WorkloadStarted(info(0, 1, Some(1000))));
+        s.apply(&progress(
+            10.0,
+            1000,
+            &[("local", figures(250, 0, 25.0, 0.1))],
+        ));
+        assert_eq!(s.expected(), Some((40.0, true)));
+        let mut w = info(0, 1, None);
+        w.runner = "constant_for_duration (duration 90.0, concurrency 2, timeout 600.0)".into();
+        s.apply(&Event::WorkloadStarted(w));
+        assert_eq!(s.expected(), Some((90.0, false)));
+    }
+
+    /// Ctrl-C and signals stop without the popup and show `stopping` at once (the engine
+    /// announces only its own SLA stops); after the end they do nothing.
+    #[test]
+    fn request_stop_is_immediate_and_idempotent() {
+        let mut s = TuiState::new();
+        s.apply(&started());
+        assert_eq!(s.request_stop(), Action::ConfirmStop);
+        assert!(matches!(s.phase, Phase::Stopping { .. }));
+        assert_eq!(s.request_stop(), Action::ConfirmStop);
+        assert_eq!(
+            s.logs
+                .iter()
+                .filter(|l| l.message.starts_with("stop"))
+                .count(),
+            1
+        );
+        s.apply(&Event::TaskFinished {
+            uuid: String::new(),
+            status: TaskStatus::Aborted,
+            pass_sla: true,
+        });
+        assert_eq!(s.phase, Phase::Aborted, "a user stop is no SLA abort");
+        assert_eq!(s.request_stop(), Action::None);
+    }
+
+    #[test]
+    fn paging_clamps_to_the_table() {
+        let mut s = TuiState::new();
+        s.apply(&started());
+        let names: Vec<String> = (0..25).map(|i| format!("a{i}")).collect();
+        let figs: Vec<(&str, Figures)> = names
+            .iter()
+            .map(|n| (n.as_str(), figures(1, 0, 1.0, 0.1)))
+            .collect();
+        s.apply(&progress(1.0, 10, &figs));
+        s.on_key(KeyCode::PageDown);
+        assert_eq!(s.selected, PAGE);
+        s.on_key(KeyCode::End);
+        assert_eq!(s.selected, 24);
+        s.on_key(KeyCode::PageDown);
+        assert_eq!(s.selected, 24);
+        s.on_key(KeyCode::Home);
+        assert_eq!(s.selected, 0);
+        s.on_key(KeyCode::PageUp);
+        assert_eq!(s.selected, 0);
+    }
+
+    #[test]
+    fn agents_sort_by_name_with_numbers_as_numbers() {
+        let mut s = TuiState::new();
+        s.apply(&started());
+        let f = figures(1, 0, 1.0, 0.1);
+        let row = |n: &str| agent_row(n, InstanceState::Running, &f, 0.1);
+        s.apply(&agents(vec![
+            row("local-10"),
+            row("local-2"),
+            row("local-1"),
+        ]));
+        s.on_key(KeyCode::Down);
+        assert_eq!(
+            s.selected_source().map(|r| r.name.as_str()),
+            Some("local-2")
+        );
+        s.apply(&agents(vec![row("b"), row("local-3")]));
+        let names: Vec<&str> = s.sources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["b", "local-1", "local-2", "local-3", "local-10"]);
+        assert_eq!(
+            s.selected_source().map(|r| r.name.as_str()),
+            Some("local-2"),
+            "the selection follows its agent"
+        );
+    }
+
+    /// The moment a criterion starts (or stops) failing stays in the log pane.
+    #[test]
+    fn sla_changes_are_logged() {
+        let mut s = TuiState::new();
+        s.apply(&started());
+        let sla = |ok: bool| {
+            Event::Sla(SlaSnapshot {
+                workload: 0,
+                total: vec![CriterionStatus {
+                    detail: format!("detail {ok}"),
+                    ..row("failure_rate", ok, 1.0, 2.0)
+                }],
+                sources: Vec::new(),
+            })
+        };
+        s.apply(&sla(true));
+        s.apply(&sla(true));
+        assert!(s.logs.is_empty());
+        s.apply(&sla(false));
+        s.apply(&sla(false));
+        s.apply(&sla(true));
+        let log: Vec<String> = s
+            .logs
+            .iter()
+            .map(|l| format!("{} {}", l.level, l.message))
+            .collect();
+        assert_eq!(
+            log,
+            [
+                "warn SLA failing: detail false",
+                "info SLA passing again: detail true"
+            ]
+        );
     }
 }

@@ -131,12 +131,20 @@ fn s_then_y_stops_the_run_and_q_quits_with_exit_3() {
     // The final screen stays until `q`.
     assert!(!exit_file.exists(), "the TUI left before q");
     tmux.send("q");
+    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
+    let list = support::run(&["--db", db.to_str().unwrap(), "task", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "aborted", "{rows}");
+}
+
+/// Waits for the `EXIT=N` line the shell writes once rally-tui has exited.
+fn wait_exit(tmux: &Tmux, exit_file: &Path) -> String {
     let start = Instant::now();
-    let code = loop {
-        if let Ok(text) = std::fs::read_to_string(&exit_file)
+    loop {
+        if let Ok(text) = std::fs::read_to_string(exit_file)
             && text.ends_with('\n')
         {
-            break text;
+            return text.trim().to_owned();
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
@@ -144,9 +152,105 @@ fn s_then_y_stops_the_run_and_q_quits_with_exit_3() {
             tmux.capture()
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Command lines of live `rally-tui agent` processes whose arguments mention `marker`
+/// (the run's temp dir: local agents keep their chunk cache under the database's dir).
+fn agents_of(marker: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
     };
-    assert_eq!(code.trim(), "EXIT=3");
-    let list = support::run(&["--db", db.to_str().unwrap(), "task", "list", "--json"]);
-    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(rows[0]["status"], "aborted", "{rows}");
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|cmd| cmd.contains(" agent ") && cmd.contains(marker))
+        .collect()
+}
+
+/// The distributed run in the TUI: both local agents' rows and the aggregate charts show;
+/// `s` then `y` stops the load on every agent, the agents exit, the task is stored as
+/// aborted, and rally-tui exits with 3 after `q`.
+#[test]
+fn distributed_run_shows_agents_and_s_y_stops_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = support::write(
+        dir.path(),
+        "task.yaml",
+        "version: 2\ntitle: tui-agents\nsubtasks:\n\
+         - title: long\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant_for_duration: {duration: 120, concurrency: 2}}\n",
+    );
+    let db = dir.path().join("tasks.db");
+    let exit_file = dir.path().join("exit");
+    let cmd = format!(
+        "{} --db {} run {} --agents 2; echo EXIT=$? > {}",
+        quote(&support::bin()),
+        quote(&db),
+        quote(&task),
+        quote(&exit_file)
+    );
+    let tmux = Tmux::start(&cmd);
+    let marker = dir.path().to_string_lossy().into_owned();
+    let screen = tmux.wait_for(
+        "both agents running and the aggregate charts",
+        Duration::from_secs(30),
+        |s| {
+            s.contains("rally-tui tui-agents")
+                && s.contains("all agents · throughput")
+                && s.lines()
+                    .any(|l| l.contains("local-1") && l.contains("running"))
+                && s.lines()
+                    .any(|l| l.contains("local-2") && l.contains("running"))
+        },
+    );
+    assert!(screen.contains("agents 2/2"), "{screen}");
+    assert_eq!(agents_of(&marker).len(), 2, "{:?}", agents_of(&marker));
+    tmux.send("s");
+    tmux.wait_for("the stop confirmation", Duration::from_secs(5), |s| {
+        s.contains("Stop the run on 2 agents?")
+    });
+    tmux.send("y");
+    let stopped = Instant::now();
+    let screen = tmux.wait_for("the aborted state", Duration::from_secs(20), |s| {
+        s.contains("ABORTED")
+    });
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        stopped.elapsed()
+    );
+    // Every agent's row ends as done (none left running or lost).
+    for name in ["local-1", "local-2"] {
+        assert!(
+            screen
+                .lines()
+                .any(|l| l.contains(name) && l.contains("done")),
+            "{name} not done:\n{screen}"
+        );
+    }
+    // The agents exit on their own while the final screen stays up.
+    let start = Instant::now();
+    while !agents_of(&marker).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "agents still running: {:?}",
+            agents_of(&marker)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let show = support::run(&["--db", db.to_str().unwrap(), "task", "show", "last"]);
+    let text = support::stdout(&show);
+    assert!(
+        text.lines().next().is_some_and(|l| l.contains("(aborted")),
+        "{text}"
+    );
+    assert!(!exit_file.exists(), "the TUI left before q");
+    tmux.send("q");
+    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
 }
