@@ -105,18 +105,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size = std::fs::metadata(&db)?.len()
         + std::fs::metadata(dir.path().join("bench.db-wal")).map_or(0, |m| m.len());
 
-    println!("| storage ({records} records, Dummy.dummy shape) | records/s |");
-    println!("|---|---:|");
-    println!("| into SQLite (chunks of 1,000, 64 per transaction) | {write:.0} |");
     println!(
-        "| chunk encoding alone ({:.0} bytes/record) | {encode:.0} |",
-        encoded as f64 / records as f64
+        "| storage ({} records, Dummy.dummy shape) | records/s |",
+        thousands(records as f64)
     );
-    println!("| CSV export | {csv:.0} |");
-    println!("| Rally JSON export | {json:.0} |");
+    println!("|---|---:|");
+    println!(
+        "| into SQLite (chunks of 1,000, 64 per transaction) | {} |",
+        thousands(write)
+    );
+    println!(
+        "| chunk encoding alone ({:.0} bytes/record) | {} |",
+        encoded as f64 / records as f64,
+        thousands(encode)
+    );
+    println!("| CSV export | {} |", thousands(csv));
+    println!("| Rally JSON export | {} |", thousands(json));
     println!(
         "\nDatabase size: {:.1} bytes/record",
         size as f64 / records as f64
     );
     Ok(())
+}
+
+/// 1234567.8 -> "1,234,568"
+fn thousands(x: f64) -> String {
+    let digits = format!("{x:.0}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
