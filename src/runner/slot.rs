@@ -14,6 +14,9 @@ pub struct SlotBatch {
     records: Vec<IterationRecord>,
     recorder: ActionRecorder,
     first_done: Option<Instant>,
+    /// When the last iteration ended: `due` judges from it instead of reading the clock a
+    /// third time per iteration (clock reads were ~4% of an HTTP load's CPU).
+    last_done: Option<Instant>,
     source: Arc<str>,
     limits: ChunkLimits,
 }
@@ -24,6 +27,7 @@ impl SlotBatch {
             records: Vec::new(),
             recorder: ActionRecorder::new(job.clock),
             first_done: None,
+            last_done: None,
             source: job.source.clone(),
             limits: job.limits,
         }
@@ -72,6 +76,7 @@ impl SlotBatch {
             actions: first_action..self.recorder.len(),
         });
         self.first_done.get_or_insert(end);
+        self.last_done = Some(end);
         elapsed
     }
 
@@ -79,12 +84,12 @@ impl SlotBatch {
     /// longer than the age limit (judged by how long the last iteration took, so that slow
     /// iterations are sent one by one and fast ones in batches).
     pub fn due(&self, last: Duration) -> bool {
-        match self.first_done {
-            None => false,
-            Some(first) => {
+        match (self.first_done, self.last_done) {
+            (Some(first), Some(now)) => {
                 self.records.len() >= self.limits.max_records
-                    || first.elapsed() + last >= self.limits.max_age
+                    || now.saturating_duration_since(first) + last >= self.limits.max_age
             }
+            _ => false,
         }
     }
 
