@@ -344,6 +344,21 @@ impl Agent {
     }
 }
 
+impl Active {
+    /// Send a released chunk to the engine (and so to storage), and remember to confirm it to
+    /// its agent once storage has committed it. False when the engine has gone.
+    async fn hand_to_storage(&mut self, chunk: Chunk, tag: u64) -> bool {
+        if self.request.chunks.send(chunk).await.is_err() {
+            return false;
+        }
+        self.released += 1;
+        if let Some((i, id)) = self.tags.remove(&tag) {
+            self.unconfirmed.push_back((self.released, i, id));
+        }
+        true
+    }
+}
+
 /// A lease an agent says it has run, until every number of it is stored.
 struct RanLease {
     lease: Lease,
@@ -827,12 +842,8 @@ impl State {
             return;
         };
         while let Some((chunk, tag)) = active.merger.pop_ready_tagged() {
-            if active.request.chunks.send(chunk).await.is_err() {
+            if !active.hand_to_storage(chunk, tag).await {
                 break;
-            }
-            active.released += 1;
-            if let Some((i, id)) = active.tags.remove(&tag) {
-                active.unconfirmed.push_back((active.released, i, id));
             }
         }
         self.confirm();
@@ -1121,13 +1132,7 @@ impl State {
         {
             active.drained = true;
             for (chunk, tag) in active.merger.drain_tagged().collect::<Vec<_>>() {
-                if active.request.chunks.send(chunk).await.is_err() {
-                    continue;
-                }
-                active.released += 1;
-                if let Some((i, id)) = active.tags.remove(&tag) {
-                    active.unconfirmed.push_back((active.released, i, id));
-                }
+                active.hand_to_storage(chunk, tag).await;
             }
         }
         self.confirm();
