@@ -101,9 +101,12 @@ impl Numbers {
         if job.stop.is_cancelled() {
             return Ok(None);
         }
+        // Judged from when the last iteration ended rather than by reading the clock again.
         if let Plan::Duration(seconds) = self.plan
             && self.ran_any
-            && started.elapsed().as_secs_f64() >= seconds
+            && batch
+                .last_done()
+                .is_some_and(|end| end.saturating_duration_since(started).as_secs_f64() >= seconds)
         {
             return Ok(None);
         }

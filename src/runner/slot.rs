@@ -50,6 +50,7 @@ impl SlotBatch {
             actions: &mut self.recorder,
             output: None,
             idle: 0.0,
+            started: start,
         };
         let result = match timeout {
             Some(limit) => match tokio::time::timeout(limit, scenario.run(state, &mut it)).await {
@@ -91,6 +92,11 @@ impl SlotBatch {
             }
             _ => false,
         }
+    }
+
+    /// When this slot's last iteration ended.
+    pub fn last_done(&self) -> Option<Instant> {
+        self.last_done
     }
 
     pub fn take(&mut self) -> Option<Chunk> {

@@ -384,6 +384,7 @@ mod tests {
             actions: &mut rec,
             output: None,
             idle: 0.0,
+            started: std::time::Instant::now(),
         };
         let r = s.run(&mut slot, &mut it).await;
         (
@@ -496,6 +497,7 @@ mod tests {
             actions: &mut rec,
             output: None,
             idle: 0.0,
+            started: std::time::Instant::now(),
         };
         s.run(&mut slot, &mut it).await.unwrap();
         let out = it.output.unwrap();

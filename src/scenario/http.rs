@@ -6,7 +6,7 @@
 //! belongs to; like oha and wrk, each concurrency slot holds its own connection and opens a
 //! new one when the server closes it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::SlotState;
+use super::wire::WireError;
 use crate::chunk::IterationError;
 use crate::task::check::{self, Checked, PluginError};
 use crate::task::node::Node;
@@ -248,31 +249,27 @@ impl HttpRequestScenario {
         })
     }
 
-    pub async fn run(&self, slot: &mut SlotState) -> Result<(), IterationError> {
+    /// One request, answered before `started + timeout`.
+    pub async fn run(&self, slot: &mut SlotState, started: Instant) -> Result<(), IterationError> {
         let head = self.method == Method::HEAD;
-        let sent = tokio::time::timeout(
-            self.timeout,
-            slot.wire.exchange(&self.target, &self.wire, head),
-        )
-        .await;
+        let sent = slot
+            .wire
+            .exchange_before(started + self.timeout, &self.target, &self.wire, head)
+            .await;
         match sent {
-            Err(_) => {
-                // The connection may be mid-response: never reuse it.
-                slot.wire.reset();
-                Err(IterationError::new(
-                    "Timeout",
-                    format!("no response within {:?}", self.timeout),
-                ))
-            }
-            Ok(Err(failure)) => Err(IterationError::new("ConnectionError", failure.to_string())),
-            Ok(Ok(r)) if r.status != self.status_code => Err(IterationError::new(
+            Err(WireError::TimedOut) => Err(IterationError::new(
+                "Timeout",
+                format!("no response within {:?}", self.timeout),
+            )),
+            Err(failure) => Err(IterationError::new("ConnectionError", failure.to_string())),
+            Ok(r) if r.status != self.status_code => Err(IterationError::new(
                 "UnexpectedStatus",
                 format!(
                     "Expected HTTP status {} actual {}",
                     self.status_code, r.status
                 ),
             )),
-            Ok(Ok(_)) => Ok(()),
+            Ok(_) => Ok(()),
         }
     }
 }

@@ -11,6 +11,7 @@ mod requests;
 pub mod wire;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use actions::ActionRecorder;
 
@@ -156,6 +157,9 @@ pub struct Iteration<'a> {
     pub output: Option<Box<Output>>,
     /// Seconds the scenario declared idle (Rally's `sleep_between`).
     pub idle: f64,
+    /// When the runner started the iteration: scenarios derive their deadlines from it
+    /// instead of reading the clock again.
+    pub started: Instant,
 }
 
 /// A workload's scenario, ready to run iterations.
@@ -183,7 +187,7 @@ impl Scenario {
         match &self.kind {
             ScenarioKind::Dummy(d) => d.run(slot, it).await,
             ScenarioKind::CheckRequest(r) => r.run(slot, it).await,
-            ScenarioKind::HttpRequest(h) => h.run(slot).await,
+            ScenarioKind::HttpRequest(h) => h.run(slot, it.started).await,
         }
     }
 }
