@@ -194,6 +194,43 @@ fn http_request_against_nginx() {
     drop(silent);
 }
 
+/// With one usable CPU the binary runs tokio's single-threaded scheduler (main.rs,
+/// `load_runtime`): HTTP load with its deadlines, and a controller with local agents, must
+/// work there as they do on many CPUs.
+#[test]
+fn one_cpu_runs_the_single_threaded_scheduler() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let body = format!(
+        "version: 2\ntitle: one cpu\nsubtasks:\n\
+         - title: ok\n  scenario: {{Http.request: {{url: '{ok}'}}}}\n  runner: {{constant: {{times: 300, concurrency: 4}}}}\n\
+         - title: silent\n  scenario: {{Http.request: {{url: 'http://127.0.0.1:{silent_port}/', timeout: 0.2}}}}\n  runner: {{constant: {{times: 2, concurrency: 2}}}}\n\
+         - title: dummy\n  scenario: {{Dummy.dummy: {{sleep: 0}}}}\n  runner: {{constant_for_duration: {{duration: 0.3, concurrency: 2}}}}\n",
+        ok = nginx.url("/small"),
+    );
+    let t = task(dir.path(), &body);
+    let db = dir.path().join("one-cpu.db");
+    for extra in [&[][..], &["--agents", "2"][..]] {
+        let out = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(support::bin())
+            .args(["--db", db.to_str().unwrap(), "run", &t, "--no-tui"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .expect("taskset (util-linux) runs");
+        let text = support::stdout(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {text}");
+        let counts = support::workload_counts(&text);
+        assert_eq!(counts[..2], [(300, 0), (2, 2)], "{extra:?}: {text}");
+        assert!(counts[2].0 > 0 && counts[2].1 == 0, "{extra:?}: {text}");
+        assert!(text.contains("Timeout: no response within 200ms"), "{text}");
+    }
+    drop(silent);
+}
+
 #[test]
 fn check_request_follows_redirects_like_requests() {
     let nginx = Nginx::start();
