@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chunk::{Chunk, ChunkLimits};
 use crate::clock::Clock;
-use crate::distributed::controller::{Controller, DistributedRunner, WorkloadOutcome};
+use crate::distributed::controller::{Assignment, Controller, DistributedRunner, WorkloadOutcome};
 use crate::events::{
     AgentRow, AgentsSnapshot, DistributedSummary, Event, Figures, Progress, SlaSnapshot,
     SourceFigures, TaskStatus, WorkloadInfo, WorkloadReport,
@@ -316,13 +316,15 @@ impl TaskEngine {
                 (RunnerSpec::Distributed { agents, inner }, Some(controller)) => {
                     Some(DistributedRunner {
                         controller: controller.clone(),
-                        run: self.uuid.clone(),
-                        workload: info.index as u32,
-                        scenario: w.scenario.name.clone(),
-                        args: w.scenario.args.clone(),
-                        inner: (**inner).clone(),
-                        agents: *agents as usize,
-                        sla: w.sla.clone(),
+                        assignment: Assignment {
+                            run: self.uuid.clone(),
+                            workload: info.index as u32,
+                            scenario: w.scenario.name.clone(),
+                            args: w.scenario.args.clone(),
+                            inner: (**inner).clone(),
+                            agents: *agents as usize,
+                            sla: w.sla.clone(),
+                        },
                         outcome: Default::default(),
                     })
                 }

@@ -85,15 +85,27 @@ pub enum ControllerError {
     Gone,
 }
 
-/// What the engine asks for: one workload on some agents.
-pub struct WorkloadRequest {
+/// What one workload asks of the agents: which run and workload it is, what to run and how,
+/// on how many agents, under which SLA. Declared once so the engine's [`DistributedRunner`]
+/// and the [`WorkloadRequest`] it sends the controller cannot drift apart.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    /// The task's uuid: agents file cached chunks under it.
     pub run: String,
+    /// Index of the workload in the task.
     pub workload: u32,
     pub scenario: String,
     pub args: Value,
+    /// The runner each agent runs its share of (not the `distributed` wrapper).
     pub inner: RunnerSpec,
+    /// How many agents to spread the workload over.
     pub agents: usize,
     pub sla: Map<String, Value>,
+}
+
+/// What the engine asks for: one workload on some agents, and where its results go.
+pub struct WorkloadRequest {
+    pub assignment: Assignment,
     pub chunks: mpsc::Sender<Chunk>,
     pub live: Option<mpsc::UnboundedSender<Vec<InstanceStatus>>>,
     pub stop: CancellationToken,
@@ -244,13 +256,7 @@ impl Drop for Controller {
 /// The engine's face of a distributed workload.
 pub struct DistributedRunner {
     pub controller: Arc<Controller>,
-    pub run: String,
-    pub workload: u32,
-    pub scenario: String,
-    pub args: Value,
-    pub inner: RunnerSpec,
-    pub agents: usize,
-    pub sla: Map<String, Value>,
+    pub assignment: Assignment,
     /// What happened, for the workload's report.
     pub outcome: std::sync::Mutex<Option<WorkloadOutcome>>,
 }
@@ -261,13 +267,7 @@ impl Runner for DistributedRunner {
             let outcome = self
                 .controller
                 .run(WorkloadRequest {
-                    run: self.run.clone(),
-                    workload: self.workload,
-                    scenario: self.scenario.clone(),
-                    args: self.args.clone(),
-                    inner: self.inner.clone(),
-                    agents: self.agents,
-                    sla: self.sla.clone(),
+                    assignment: self.assignment.clone(),
                     chunks: job.chunks,
                     live: job.live,
                     stop: job.stop,
@@ -617,7 +617,10 @@ impl State {
         };
         // Cached chunks of the workload now running can still be stored.
         if let Some(active) = &mut self.active {
-            let (run, workload) = (&active.request.run, active.request.workload);
+            let (run, workload) = (
+                &active.request.assignment.run,
+                active.request.assignment.workload,
+            );
             let (now, later): (Vec<_>, Vec<_>) = agent
                 .cached
                 .drain(..)
@@ -689,14 +692,14 @@ impl State {
     fn is_member(&self, i: usize, workload: u32) -> bool {
         self.active
             .as_ref()
-            .is_some_and(|a| a.request.workload == workload && a.members.contains(&i))
+            .is_some_and(|a| a.request.assignment.workload == workload && a.members.contains(&i))
     }
 
     fn on_report(&mut self, i: usize, report: AgentReport) {
         let Some(active) = &mut self.active else {
             return;
         };
-        if report.workload != active.request.workload {
+        if report.workload != active.request.assignment.workload {
             return;
         }
         let agent = &mut self.agents[i];
@@ -812,7 +815,7 @@ impl State {
             return;
         };
         let credits = self.options.credits;
-        let workload = active.request.workload;
+        let workload = active.request.assignment.workload;
         let _ = workload;
         for agent in self
             .agents
@@ -898,7 +901,7 @@ impl State {
             self.hub.send(
                 agent.conn,
                 &ToAgent::Lease {
-                    workload: active.request.workload,
+                    workload: active.request.assignment.workload,
                     lease,
                 },
             );
@@ -916,7 +919,7 @@ impl State {
                 self.hub.send(
                     a.conn,
                     &ToAgent::Stop {
-                        workload: active.request.workload,
+                        workload: active.request.assignment.workload,
                     },
                 );
                 if !a.done {
@@ -996,19 +999,20 @@ impl State {
             });
             return;
         }
-        let mut members: Vec<usize> = live.into_iter().take(request.agents.max(1)).collect();
-        if members.len() < request.agents {
+        let assignment = &request.assignment;
+        let mut members: Vec<usize> = live.into_iter().take(assignment.agents.max(1)).collect();
+        if members.len() < assignment.agents {
             self.notice(
                 "warning",
                 format!(
                     "workload {} asked for {} agents; {} are alive",
-                    request.workload,
-                    request.agents,
+                    assignment.workload,
+                    assignment.agents,
                     members.len()
                 ),
             );
         }
-        let (workload, shares) = share(&request.inner, members.len());
+        let (workload, shares) = share(&assignment.inner, members.len());
         // An agent with no share of the concurrency would hold leases it never runs.
         let mut runners = Vec::new();
         let mut kept = Vec::new();
@@ -1033,12 +1037,12 @@ impl State {
             a.announced.clear();
             a.source = Some(merger.add_source(a.name.as_str()));
             let order = WorkloadOrder {
-                run: request.run.clone(),
-                workload: request.workload,
-                scenario: request.scenario.clone(),
-                args: request.args.clone(),
+                run: assignment.run.clone(),
+                workload: assignment.workload,
+                scenario: assignment.scenario.clone(),
+                args: assignment.args.clone(),
                 runner,
-                sla: request.sla.clone(),
+                sla: assignment.sla.clone(),
                 start_in: START_DELAY,
                 low_water,
             };
@@ -1108,7 +1112,7 @@ impl State {
                     self.hub.send(
                         self.agents[i].conn,
                         &ToAgent::End {
-                            workload: active.request.workload,
+                            workload: active.request.assignment.workload,
                         },
                     );
                 }
@@ -1152,8 +1156,8 @@ impl State {
                 .announced
                 .iter()
                 .filter(|m| {
-                    m.key.run == active.request.run
-                        && m.key.workload == active.request.workload
+                    m.key.run == active.request.assignment.run
+                        && m.key.workload == active.request.assignment.workload
                         && !active.delivered.contains(&(a.name.clone(), m.id))
                 })
                 .count();

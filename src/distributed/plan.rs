@@ -566,30 +566,11 @@ impl LeasePlan {
 }
 
 /// Whether `start_of(k)` is finite and representable for every `k <= total` (a validated
-/// config always is; `Duration::from_secs_f64` would panic otherwise).
+/// config always is; `Duration::from_secs_f64` would panic otherwise). The rate says whether
+/// its shape is sane and how slow it gets; how long a schedule may be is the planner's call.
 fn usable_rate(rate: &Rate, total: u64) -> bool {
-    let positive = |x: f64| x.is_finite() && x > 0.0;
-    let slowest = match *rate {
-        Rate::Fixed(r) => r,
-        Rate::Ramp {
-            start,
-            end,
-            step,
-            duration,
-        } => {
-            let sane = positive(start)
-                && positive(end)
-                && end >= start
-                && positive(step)
-                && positive(duration)
-                && positive(step / duration);
-            if !sane {
-                return false;
-            }
-            start
-        }
-    };
-    positive(slowest) && (total as f64 / slowest) < MAX_SCHEDULE_SECS
+    rate.slowest()
+        .is_some_and(|slowest| (total as f64 / slowest) < MAX_SCHEDULE_SECS)
 }
 
 #[cfg(test)]

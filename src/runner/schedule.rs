@@ -106,6 +106,38 @@ impl Rate {
         Duration::from_secs_f64(seconds.max(0.0))
     }
 
+    /// The lowest rate the schedule ever runs at (a ramp only climbs, so its `start`), or
+    /// `None` when the parameters do not describe a schedule: any rate that is not a finite
+    /// positive number, a ramp whose `end` is below its `start`, or a ramp whose slope
+    /// `step / duration` is not a finite positive number. [`start_of`](Self::start_of)
+    /// divides by these, so callers holding a `Rate` that did not come from a validated config
+    /// check here first; and since iteration `k` is due no later than `(k - 1) / slowest`
+    /// seconds in, it also bounds how long the schedule runs.
+    pub fn slowest(&self) -> Option<f64> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        let slowest = match *self {
+            Rate::Fixed(r) => r,
+            Rate::Ramp {
+                start,
+                end,
+                step,
+                duration,
+            } => {
+                let sane = positive(start)
+                    && positive(end)
+                    && end >= start
+                    && positive(step)
+                    && positive(duration)
+                    && positive(step / duration);
+                if !sane {
+                    return None;
+                }
+                start
+            }
+        };
+        positive(slowest).then_some(slowest)
+    }
+
     /// The rate at offset `t` seconds.
     pub fn at(&self, t: f64) -> f64 {
         match *self {
@@ -155,6 +187,38 @@ mod tests {
             (1.0 / spacing - rate).abs() / rate < 0.05,
             "{spacing} {rate}"
         );
+    }
+
+    #[test]
+    fn slowest_is_the_floor_of_a_sane_schedule() {
+        assert_eq!(Rate::Fixed(3.0).slowest(), Some(3.0));
+        let ramp = |start, end, step, duration| Rate::Ramp {
+            start,
+            end,
+            step,
+            duration,
+        };
+        assert_eq!(ramp(2.0, 10.0, 1.0, 1.0).slowest(), Some(2.0));
+        assert_eq!(ramp(5.0, 5.0, 1.0, 3.0).slowest(), Some(5.0));
+        // Tiny but positive still counts; the caller decides how long is too long.
+        assert_eq!(Rate::Fixed(1e-300).slowest(), Some(1e-300));
+        let broken = [
+            Rate::Fixed(0.0),
+            Rate::Fixed(-1.0),
+            Rate::Fixed(f64::NAN),
+            Rate::Fixed(f64::INFINITY),
+            ramp(5.0, 1.0, 1.0, 1.0),
+            ramp(0.0, 1.0, 1.0, 1.0),
+            ramp(1.0, f64::INFINITY, 1.0, 1.0),
+            ramp(1.0, 10.0, 0.0, 1.0),
+            ramp(1.0, 10.0, 1.0, 0.0),
+            ramp(1.0, 10.0, f64::NAN, 1.0),
+            // Each part positive, but the slope underflows to zero.
+            ramp(1.0, 10.0, 1e-300, 1e300),
+        ];
+        for rate in broken {
+            assert_eq!(rate.slowest(), None, "{rate:?}");
+        }
     }
 
     #[test]
