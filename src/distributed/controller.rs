@@ -811,12 +811,10 @@ impl State {
 
     /// Ask agents for announced chunks, within each agent's credit.
     async fn pull(&mut self) {
-        let Some(active) = &self.active else {
+        if self.active.is_none() {
             return;
-        };
+        }
         let credits = self.options.credits;
-        let workload = active.request.assignment.workload;
-        let _ = workload;
         for agent in self
             .agents
             .iter_mut()

@@ -254,10 +254,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, Framing, bool)>, WireErr
                     framing = Framing::Length(n);
                 }
             }
-            17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
-                if contains_token(h.value, b"chunked") {
-                    framing = Framing::Chunked;
-                }
+            17 if h.name.eq_ignore_ascii_case("transfer-encoding")
+                && contains_token(h.value, b"chunked") =>
+            {
+                framing = Framing::Chunked;
             }
             10 if h.name.eq_ignore_ascii_case("connection") => {
                 if contains_token(h.value, b"close") {
