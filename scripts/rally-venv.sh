@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x target/rally-venv/bin/rally ]; then
+    echo "installing OpenStack Rally 5.1.1 into target/rally-venv (pip, about a minute)" >&2
     if ! python3 -c "import ensurepip" 2>/dev/null; then
+        echo "installing python3-venv (apt-get)" >&2
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq python3-venv >/dev/null

@@ -26,17 +26,12 @@ struct Sshd {
     _child: KillOnDrop,
 }
 
-fn sshd_binary() -> &'static str {
-    for p in ["/usr/sbin/sshd", "/usr/bin/sshd"] {
-        if Path::new(p).exists() {
-            return p;
-        }
-    }
-    panic!("sshd not found: install openssh-server (.ci/run does)");
+fn sshd_binary() -> PathBuf {
+    support::tool(&["/usr/sbin/sshd", "/usr/bin/sshd"], "openssh-server")
 }
 
 fn keygen(path: &Path) {
-    let status = Command::new("ssh-keygen")
+    let status = Command::new(support::tool(&["ssh-keygen"], "openssh-client"))
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(path)
         .stdin(Stdio::null())

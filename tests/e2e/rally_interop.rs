@@ -48,15 +48,15 @@ struct RealRally {
 
 impl RealRally {
     fn new() -> RealRally {
-        // `.ci/run` installs Rally into target/rally-venv; RALLY_VENV may point elsewhere.
+        // scripts/test.sh installs Rally into target/rally-venv; RALLY_VENV may point elsewhere.
         let venv = std::env::var_os("RALLY_VENV")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/rally-venv"));
         let bin = Path::new(&venv).join("bin").join("rally");
         assert!(
             bin.is_file(),
-            "{} is missing: install OpenStack Rally with `python3 -m venv target/rally-venv && \
-             target/rally-venv/bin/pip install rally==5.1.1` (.ci/run does this), or set RALLY_VENV",
+            "{} is missing: scripts/test.sh (the README's test command) installs OpenStack Rally \
+             5.1.1 there (scripts/rally-venv.sh), or set RALLY_VENV to a venv with it",
             bin.display()
         );
         let dir = tempfile::tempdir().expect("temp dir");

@@ -23,6 +23,31 @@ pub fn rally(args: &[&str]) -> Command {
     c
 }
 
+/// A program the tests run for real (nginx, tmux, sshd, ...): its path, or a panic that says
+/// how to get it. Never a silent skip: a missing tool is a failed test. `candidates` are
+/// absolute paths or names looked up on PATH, tried in order.
+pub fn tool(candidates: &[&str], package: &str) -> PathBuf {
+    for c in candidates {
+        let p = Path::new(c);
+        if p.is_absolute() {
+            if p.is_file() {
+                return p.to_path_buf();
+            }
+        } else if let Some(found) = std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(c))
+                .find(|f| f.is_file())
+        }) {
+            return found;
+        }
+    }
+    panic!(
+        "{} is missing: scripts/test.sh (the README's test command) installs it, \
+         or `apt-get install {package}`",
+        candidates.join(" or ")
+    )
+}
+
 /// Run to completion and capture everything.
 pub fn run(args: &[&str]) -> Output {
     rally(args).output().expect("rally-tui runs")
@@ -118,7 +143,7 @@ impl Nginx {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("nginx starts (install it: apt-get install nginx)");
+                .expect("nginx starts");
             let child = KillOnDrop(child);
             if wait_for_port(port, Duration::from_secs(5)) {
                 return Nginx {
@@ -137,12 +162,8 @@ impl Nginx {
     }
 }
 
-fn nginx_binary() -> &'static str {
-    if Path::new("/usr/sbin/nginx").exists() {
-        "/usr/sbin/nginx"
-    } else {
-        "nginx"
-    }
+fn nginx_binary() -> PathBuf {
+    tool(&["/usr/sbin/nginx", "nginx"], "nginx-light")
 }
 
 /// Wait until something accepts connections on the port.

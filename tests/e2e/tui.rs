@@ -21,7 +21,7 @@ impl Tmux {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let ok = Command::new("tmux")
+        let ok = Command::new(support::tool(&["tmux"], "tmux"))
             .args([
                 "new-session",
                 "-d",
