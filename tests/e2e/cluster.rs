@@ -67,7 +67,7 @@ impl Sshd {
             );
             std::fs::write(d.join("sshd_config"), config).expect("sshd_config");
             let log = std::fs::File::create(d.join("sshd.log")).expect("sshd log");
-            let child = Command::new(sshd)
+            let child = Command::new(&sshd)
                 .args(["-D", "-e", "-f"])
                 .arg(d.join("sshd_config"))
                 .stdin(Stdio::null())
