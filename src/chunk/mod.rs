@@ -52,6 +52,18 @@ impl IterationError {
         }
     }
 
+    /// Cuts `message` and `details` to at most [`MAX_ERROR_FIELD`] bytes each, with a note of
+    /// how much was cut: a record must fit in one chunk, and a chunk in one transport frame
+    /// (`transport::bounds::RESULTS_MESSAGE`). Rally would store any size; a scenario that
+    /// raises a message of megabytes is rare (`Dummy.dummy_exception {size_of_message: N}`),
+    /// and up to 4 MiB it is stored whole.
+    pub fn bounded(mut self) -> IterationError {
+        truncate_field(&mut self.message);
+        truncate_field(&mut self.details);
+        truncate_field(&mut self.etype);
+        self
+    }
+
     /// What Rally records when an iteration overruns the runner's `timeout`.
     pub fn timeout() -> IterationError {
         IterationError::new(
@@ -59,6 +71,25 @@ impl IterationError {
             "Iteration interrupted due to timeout.",
         )
     }
+}
+
+/// The most of one error field stored; see [`IterationError::bounded`].
+pub const MAX_ERROR_FIELD: usize = 4 * 1024 * 1024;
+
+fn truncate_field(field: &mut String) {
+    if field.len() <= MAX_ERROR_FIELD {
+        return;
+    }
+    let cut = field.len();
+    let mut end = MAX_ERROR_FIELD;
+    while !field.is_char_boundary(end) {
+        end -= 1;
+    }
+    field.truncate(end);
+    field.push_str(&format!(
+        "... [truncated by rally-tui: {} of {cut} bytes kept]",
+        end
+    ));
 }
 
 /// Scenario output charts (`Dummy.dummy_output`, hooks): Rally's `{additive, complete}`.
@@ -91,6 +122,21 @@ pub struct IterationRecord {
 impl IterationRecord {
     pub fn failed(&self) -> bool {
         self.error.is_some()
+    }
+
+    /// About how many bytes this record takes encoded, for cutting chunks by size: a fixed
+    /// part, plus the error's text and the output, which can be large.
+    pub fn weight(&self) -> usize {
+        const FIXED: usize = 64;
+        let error = self
+            .error
+            .as_ref()
+            .map_or(0, |e| e.etype.len() + e.message.len() + e.details.len());
+        let output = self
+            .output
+            .as_ref()
+            .map_or(0, |o| serde_json::to_vec(o.as_ref()).map_or(0, |v| v.len()));
+        FIXED + error + output
     }
 }
 
@@ -150,11 +196,14 @@ impl Chunk {
     }
 }
 
-/// When a chunk is handed on: whichever of the two limits is reached first.
+/// When a chunk is handed on: whichever of the limits is reached first.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkLimits {
     pub max_records: usize,
     pub max_age: std::time::Duration,
+    /// By [`IterationRecord::weight`]: keeps a chunk of large errors well inside one
+    /// transport frame (32 MiB) and the memory of a chunk in flight small.
+    pub max_bytes: usize,
 }
 
 impl Default for ChunkLimits {
@@ -162,6 +211,7 @@ impl Default for ChunkLimits {
         ChunkLimits {
             max_records: 1000,
             max_age: std::time::Duration::from_millis(250),
+            max_bytes: 4 * 1024 * 1024,
         }
     }
 }

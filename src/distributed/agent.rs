@@ -26,6 +26,7 @@ use crate::scenario::{Scenario, ScenarioSpec};
 use crate::sla::histogram::DurationHistogram;
 use crate::sla::{IterationSample, SlaChecker};
 use crate::task::node::Node;
+use crate::transport::bounds;
 use crate::transport::link::{Inbound, Link, LinkError, LinkSender};
 use crate::transport::token::{Token, hex};
 
@@ -113,7 +114,27 @@ pub async fn run_agent(
 }
 
 fn registration(options: &AgentOptions, boot: &str, cache: &Mutex<ChunkCache>) -> Register {
-    let cached = lock(cache).held().cloned().collect();
+    // The registration travels before the controller knows this agent, where messages are
+    // small (transport::bounds): list what fits, oldest first; the rest stays cached.
+    let mut cached = Vec::new();
+    let mut bytes = 0;
+    let mut left_out = 0;
+    for meta in lock(cache).held() {
+        let size = serde_json::to_vec(meta).map_or(usize::MAX, |v| v.len() + 1);
+        if bytes + size <= bounds::REGISTRATION_CACHED_BYTES {
+            bytes += size;
+            cached.push(meta.clone());
+        } else {
+            left_out += 1;
+        }
+    }
+    if left_out > 0 {
+        tracing::warn!(
+            "{left_out} cached chunks do not fit in the registration; they stay in the cache \
+             (the controller is told of {} of them)",
+            cached.len()
+        );
+    }
     Register {
         name: options.name.clone(),
         host: hostname(),

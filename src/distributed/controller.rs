@@ -36,7 +36,7 @@ use crate::runner::{
     RunnerSpec,
 };
 use crate::sla::histogram::DurationHistogram;
-use crate::transport::hub::{ConnId, Hub, HubEvent, TransportError};
+use crate::transport::hub::{ConnId, Hub, HubEvent, Inbound, TransportError};
 use crate::transport::token::Token;
 
 #[derive(Debug, Clone)]
@@ -438,7 +438,7 @@ impl State {
 
     async fn serve(
         mut self,
-        mut events: mpsc::Receiver<HubEvent>,
+        mut events: mpsc::Receiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
     ) {
         let mut heartbeat = tokio::time::interval(self.options.heartbeat);
@@ -455,7 +455,8 @@ impl State {
             };
             tokio::select! {
                 event = events.recv() => match event {
-                    Some(event) => self.on_event(event).await,
+                    // The message's credit is given back when `inbound` drops, after this.
+                    Some(inbound) => self.on_event(inbound.event).await,
                     None => return,
                 },
                 command = commands.recv() => match command {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, IterationRecord};
 use crate::scenario::SlotState;
 
 use super::feed::{Block, Feed};
@@ -136,6 +136,7 @@ impl Schedule {
 /// Gather the one-record chunks of single iterations into timestamp-sorted chunks.
 async fn collect(job: RunJob, mut done: mpsc::UnboundedReceiver<Chunk>) -> Result<(), RunnerError> {
     let mut pending = Chunk::new(job.source.clone());
+    let mut pending_bytes = 0usize;
     let mut tick = tokio::time::interval(job.limits.max_age);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let send = |chunk: Chunk| {
@@ -153,8 +154,10 @@ async fn collect(job: RunJob, mut done: mpsc::UnboundedReceiver<Chunk>) -> Resul
         tokio::select! {
             next = done.recv() => match next {
                 Some(mut chunk) => {
+                    pending_bytes += chunk.records.iter().map(IterationRecord::weight).sum::<usize>();
                     pending.append(&mut chunk);
-                    if pending.len() >= job.limits.max_records {
+                    if pending.len() >= job.limits.max_records || pending_bytes >= job.limits.max_bytes {
+                        pending_bytes = 0;
                         send(std::mem::replace(&mut pending, Chunk::new(job.source.clone()))).await?;
                     }
                 }
@@ -162,6 +165,7 @@ async fn collect(job: RunJob, mut done: mpsc::UnboundedReceiver<Chunk>) -> Resul
             },
             _ = tick.tick() => {
                 if !pending.is_empty() {
+                    pending_bytes = 0;
                     send(std::mem::replace(&mut pending, Chunk::new(job.source.clone()))).await?;
                 }
             }

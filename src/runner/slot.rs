@@ -19,6 +19,8 @@ pub struct SlotBatch {
     last_done: Option<Instant>,
     source: Arc<str>,
     limits: ChunkLimits,
+    /// Sum of the records' weights.
+    bytes: usize,
 }
 
 impl SlotBatch {
@@ -30,6 +32,7 @@ impl SlotBatch {
             last_done: None,
             source: job.source.clone(),
             limits: job.limits,
+            bytes: 0,
         }
     }
 
@@ -72,10 +75,11 @@ impl SlotBatch {
             duration: (elapsed.as_secs_f64() - idle).max(0.0),
             idle_duration: idle,
             lateness: scheduled.map_or(0.0, |s| start.saturating_duration_since(s).as_secs_f64()),
-            error: result.err().map(Box::new),
+            error: result.err().map(|e| Box::new(e.bounded())),
             output,
             actions: first_action..self.recorder.len(),
         });
+        self.bytes += self.records.last().map_or(0, IterationRecord::weight);
         self.first_done.get_or_insert(end);
         self.last_done = Some(end);
         elapsed
@@ -88,6 +92,7 @@ impl SlotBatch {
         match (self.first_done, self.last_done) {
             (Some(first), Some(now)) => {
                 self.records.len() >= self.limits.max_records
+                    || self.bytes >= self.limits.max_bytes
                     || now.saturating_duration_since(first) + last >= self.limits.max_age
             }
             _ => false,
@@ -104,6 +109,7 @@ impl SlotBatch {
             return None;
         }
         self.first_done = None;
+        self.bytes = 0;
         Some(Chunk {
             source: self.source.clone(),
             records: std::mem::take(&mut self.records),

@@ -5,19 +5,36 @@
 //! without a session must be a well-formed hello; the first sealed frame must open under the
 //! keys derived from the token (otherwise the peer holds another token and is refused); later
 //! frames must open with strictly increasing sequence numbers. What fails is dropped and
-//! reported as [`HubEvent::Rejected`] for the log, and the run goes on.
+//! reported as [`HubEvent::Rejected`] for the log (one line per address per
+//! [`COMPLAINT_WINDOW`], with the count held back), and the run goes on.
+//!
+//! What a peer can make the hub hold is bounded ([`super::bounds`]): message sizes on the
+//! length field (small until the peer authenticates, then raised for its session), the time
+//! and number of unauthenticated connections ([`super::admission`]), results only as answers
+//! to pulls, and the decoded messages waiting for the controller ([`Credit`]).
 //!
 //! Sending never blocks the controller: each session has a small outbox drained by its own
 //! task, so a stuck agent fills only its own outbox (then its messages are dropped and it will
 //! be declared lost by the heartbeat check), never the controller's loop or memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+use zeromq::util::PeerIdentity;
+use zeromq::{
+    RouterSendHalf, RouterSocket, Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend,
+    ZmqMessage,
+};
 
+use super::admission::{Admission, Bounds, Evict};
+use super::bounds;
+use super::ratelimit::LogLimiter;
 use super::seal::{self, Direction, Opener, Sealer};
 use super::token::{Token, hex};
 use crate::distributed::protocol::{
@@ -32,6 +49,10 @@ pub type ConnId = u64;
 const OUTBOX: usize = 1024;
 /// Half-open handshakes kept at once; more (a flood of hellos) evicts the oldest.
 const MAX_PENDING: usize = 4096;
+/// One log line per offending address per window.
+pub const COMPLAINT_WINDOW: Duration = Duration::from_secs(10);
+/// How often waiting connections are checked against the deadline.
+const SWEEP: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 pub enum HubEvent {
@@ -54,11 +75,19 @@ pub enum HubEvent {
     ResultsReady {
         conn: ConnId,
     },
-    /// Something was refused or dropped; for the log.
+    /// Something was refused or dropped; for the log (already rate-limited per address).
     Rejected {
         peer: String,
         reason: String,
     },
+}
+
+/// A hub event and the share of [`bounds::INBOUND_BUDGET`] its message holds, given back when
+/// the controller has handled it (drops it).
+#[derive(Debug)]
+pub struct Inbound {
+    pub event: HubEvent,
+    _credit: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,15 +103,16 @@ pub enum TransportError {
 
 struct Session {
     conn: ConnId,
-    control_id: Bytes,
     control_opener: Opener,
     control_out: mpsc::Sender<Vec<u8>>,
     results_id: Option<Bytes>,
     results_opener: Opener,
     results_out: Option<mpsc::Sender<Vec<u8>>>,
     results_sealer: Option<Sealer>,
-    results_keys: seal::SessionKeys,
     attach: String,
+    /// Chunks pulled and not yet delivered: a delivery of anything else is refused, so an
+    /// agent cannot push results the controller did not ask for.
+    expected: HashSet<u64>,
 }
 
 struct Pending {
@@ -91,7 +121,28 @@ struct Pending {
     order: u64,
 }
 
-#[derive(Default)]
+/// The two sockets' send halves, for replies and for dropping peers.
+#[derive(Clone)]
+struct Ports {
+    control: RouterSendHalf,
+    results: RouterSendHalf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Port {
+    Control = 0,
+    Results = 1,
+}
+
+impl Ports {
+    fn of(&self, port: Port) -> &RouterSendHalf {
+        match port {
+            Port::Control => &self.control,
+            Port::Results => &self.results,
+        }
+    }
+}
+
 struct State {
     next_conn: ConnId,
     /// By control routing id.
@@ -101,6 +152,114 @@ struct State {
     by_results_id: HashMap<Bytes, Bytes>,
     pending: HashMap<Bytes, Pending>,
     pending_order: u64,
+    admission: Admission,
+    /// Remote address of each connected peer (from the socket monitors), for the log.
+    addresses: HashMap<Bytes, IpAddr>,
+    complaints: LogLimiter,
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            next_conn: 0,
+            sessions: HashMap::new(),
+            by_conn: HashMap::new(),
+            by_attach: HashMap::new(),
+            by_results_id: HashMap::new(),
+            pending: HashMap::new(),
+            pending_order: 0,
+            admission: Admission::new(Bounds {
+                deadline: bounds::HANDSHAKE_DEADLINE,
+                waiting: bounds::WAITING,
+                per_address: bounds::WAITING_PER_ADDRESS,
+            }),
+            addresses: HashMap::new(),
+            complaints: LogLimiter::new(COMPLAINT_WINDOW),
+        }
+    }
+
+    fn authenticated(&self, port: Port, id: &Bytes) -> bool {
+        match port {
+            Port::Control => self.sessions.contains_key(id),
+            Port::Results => self.by_results_id.contains_key(id),
+        }
+    }
+
+    /// A connection was seen on `port` (announced, or by a message): admission tracks it
+    /// until it authenticates.
+    fn seen(&mut self, ports: &Ports, port: Port, id: &Bytes, now: Instant) -> Vec<HubEvent> {
+        let authenticated = self.authenticated(port, id);
+        let evicted = self
+            .admission
+            .seen(&admission_key(port, id), authenticated, now);
+        self.evict(ports, evicted)
+    }
+
+    /// A rejection for the log, unless this address has already been logged within the
+    /// window (then it is only counted).
+    fn complain(&mut self, id: &[u8], reason: impl Into<String>) -> Vec<HubEvent> {
+        let address = self.addresses.get(id).copied();
+        let key = match address {
+            Some(a) => a.to_string(),
+            None => peer_name(id),
+        };
+        match self.complaints.allow(&key, Instant::now()) {
+            None => Vec::new(),
+            Some(held_back) => {
+                let mut reason = reason.into();
+                if held_back > 0 {
+                    reason.push_str(&format!(
+                        " (and {held_back} more from this address in the last {} s)",
+                        COMPLAINT_WINDOW.as_secs()
+                    ));
+                }
+                vec![HubEvent::Rejected {
+                    peer: describe(id, address),
+                    reason,
+                }]
+            }
+        }
+    }
+
+    /// Drops what admission evicted; the reasons go to the log.
+    fn evict(&mut self, ports: &Ports, evicted: Vec<Evict>) -> Vec<HubEvent> {
+        let mut events = Vec::new();
+        for e in evicted {
+            let (port, id) = split_admission_key(&e.peer);
+            if port == Port::Control {
+                self.pending.remove(&id);
+            }
+            if let Ok(peer) = PeerIdentity::try_from(id.clone()) {
+                ports.of(port).disconnect(&peer);
+            }
+            events.extend(self.complain(&id, format!("disconnected: {}", e.reason)));
+        }
+        events
+    }
+}
+
+/// Admission tracks connections of both ports; a peer may use the same routing id on each.
+fn admission_key(port: Port, id: &Bytes) -> Bytes {
+    let mut key = Vec::with_capacity(id.len() + 1);
+    key.push(port as u8);
+    key.extend_from_slice(id);
+    Bytes::from(key)
+}
+
+fn split_admission_key(key: &Bytes) -> (Port, Bytes) {
+    let port = if key.first() == Some(&(Port::Results as u8)) {
+        Port::Results
+    } else {
+        Port::Control
+    };
+    (port, key.slice(1.min(key.len())..))
+}
+
+fn describe(id: &[u8], address: Option<IpAddr>) -> String {
+    match address {
+        Some(a) => format!("{a} ({})", peer_name(id)),
+        None => peer_name(id),
+    }
 }
 
 pub struct Hub {
@@ -125,6 +284,14 @@ fn port_of(endpoint: &zeromq::Endpoint) -> u16 {
     }
 }
 
+fn address_of(endpoint: &zeromq::Endpoint) -> Option<IpAddr> {
+    match endpoint {
+        zeromq::Endpoint::Tcp(zeromq::Host::Ipv4(a), _) => Some(IpAddr::V4(*a)),
+        zeromq::Endpoint::Tcp(zeromq::Host::Ipv6(a), _) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
 /// `tcp://host:port` -> `(host, port)`.
 pub fn split_endpoint(endpoint: &str) -> Result<(String, u16), TransportError> {
     let rest = endpoint
@@ -139,8 +306,14 @@ pub fn split_endpoint(endpoint: &str) -> Result<(String, u16), TransportError> {
     Ok((host.to_string(), port))
 }
 
-async fn bind(endpoint: &str) -> Result<(RouterSocket, u16), TransportError> {
-    let mut socket = RouterSocket::new();
+/// A ROUTER socket whose peers start with `before_auth` as their message limit.
+async fn bind(endpoint: &str, before_auth: usize) -> Result<(RouterSocket, u16), TransportError> {
+    let mut options = SocketOptions::default();
+    options
+        .max_message_size(before_auth)
+        .handshake_timeout(bounds::HANDSHAKE_DEADLINE)
+        .max_handshakes(bounds::ZMTP_HANDSHAKES);
+    let mut socket = RouterSocket::with_options(options);
     let bound = socket
         .bind(endpoint)
         .await
@@ -157,35 +330,61 @@ impl Hub {
     pub async fn bind(
         endpoint: &str,
         token: Token,
-    ) -> Result<(Hub, mpsc::Receiver<HubEvent>), TransportError> {
+    ) -> Result<(Hub, mpsc::Receiver<Inbound>), TransportError> {
         let (host, port) = split_endpoint(endpoint)?;
-        let (control, control_port) = bind(endpoint).await?;
+        let (mut control, control_port) = bind(endpoint, bounds::CONTROL_BEFORE_AUTH).await?;
         let results_endpoint = format!(
             "tcp://{host}:{}",
             if port == 0 { 0 } else { port.saturating_add(1) }
         );
-        let (results, results_port) = bind(&results_endpoint).await?;
+        let (mut results, results_port) =
+            bind(&results_endpoint, bounds::RESULTS_BEFORE_AUTH).await?;
         let (events_tx, events) = mpsc::channel(8192);
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State::new()));
+        let control_monitor = control.monitor();
+        let results_monitor = results.monitor();
         let (control_send, control_recv) = control.split();
         let (results_send, results_recv) = results.split();
+        let ports = Ports {
+            control: control_send.clone(),
+            results: results_send.clone(),
+        };
+        let budget = Arc::new(Semaphore::new(bounds::INBOUND_BUDGET));
         let (control_tx, control_rx) = mpsc::channel(8192);
         let (results_tx, results_rx) = mpsc::channel(8192);
         let tasks = vec![
             tokio::spawn(writer(control_send, control_rx)),
             tokio::spawn(writer(results_send, results_rx)),
             tokio::spawn({
-                let (state, out) = (state.clone(), control_tx.clone());
-                reader(control_recv, events_tx.clone(), move |id, body| {
-                    on_control(&state, &token, &out, id, body)
-                })
+                let (state, out, ports) = (state.clone(), control_tx.clone(), ports.clone());
+                reader(
+                    control_recv,
+                    events_tx.clone(),
+                    budget.clone(),
+                    move |id, body| on_control(&state, &token, &out, &ports, id, body),
+                )
             }),
             tokio::spawn({
-                let (state, out) = (state.clone(), results_tx.clone());
-                reader(results_recv, events_tx, move |id, body| {
-                    on_results(&state, &out, id, body)
+                let (state, out, ports) = (state.clone(), results_tx.clone(), ports.clone());
+                reader(results_recv, events_tx.clone(), budget, move |id, body| {
+                    on_results(&state, &out, &ports, id, body)
                 })
             }),
+            tokio::spawn(watch(
+                control_monitor,
+                Port::Control,
+                state.clone(),
+                ports.clone(),
+                events_tx.clone(),
+            )),
+            tokio::spawn(watch(
+                results_monitor,
+                Port::Results,
+                state.clone(),
+                ports.clone(),
+                events_tx.clone(),
+            )),
+            tokio::spawn(sweep(state.clone(), ports, events_tx)),
         ];
         Ok((
             Hub {
@@ -221,16 +420,24 @@ impl Hub {
 
     /// Ask for chunks on the results channel.
     pub fn pull(&self, conn: ConnId, pull: &Pull) -> bool {
-        let state = self.lock();
-        let Some(out) = state
+        let mut state = self.lock();
+        let Some(session) = state
             .by_conn
             .get(&conn)
-            .and_then(|id| state.sessions.get(id))
-            .and_then(|s| s.results_out.as_ref())
+            .cloned()
+            .and_then(|id| state.sessions.get_mut(&id))
         else {
             return false;
         };
-        out.try_send(protocol::encode_json(pull)).is_ok()
+        let Some(out) = session.results_out.as_ref() else {
+            return false;
+        };
+        if out.try_send(protocol::encode_json(pull)).is_err() {
+            return false;
+        }
+        let Pull::Chunks { ids } = pull;
+        session.expected.extend(ids.iter().copied());
+        true
     }
 
     /// Forget a session (lost or finished agent); later frames from it are rejected.
@@ -248,7 +455,7 @@ impl Hub {
 }
 
 /// Owns a socket's send half: everything leaves through here in queue order.
-async fn writer(mut socket: zeromq::RouterSendHalf, mut queue: mpsc::Receiver<ZmqMessage>) {
+async fn writer(mut socket: RouterSendHalf, mut queue: mpsc::Receiver<ZmqMessage>) {
     while let Some(message) = queue.recv().await {
         // A peer that went away: its session times out through the heartbeat check.
         let _ = socket.send(message).await;
@@ -287,10 +494,13 @@ fn peer_name(id: &[u8]) -> String {
 }
 
 /// Reads one socket: each message is split into the peer's routing id and its frames and
-/// handed to `handle`, whose verdicts go to the controller.
+/// handed to `handle`, whose verdicts go to the controller. A message's bytes count against
+/// the shared budget until the controller has handled its event; with the budget spent, this
+/// stops reading and TCP pushes back on the senders.
 async fn reader(
     mut socket: zeromq::RouterRecvHalf,
-    events: mpsc::Sender<HubEvent>,
+    events: mpsc::Sender<Inbound>,
+    budget: Arc<Semaphore>,
     handle: impl Fn(&Bytes, &[&[u8]]) -> Vec<HubEvent>,
 ) {
     loop {
@@ -299,13 +509,156 @@ async fn reader(
             tokio::task::yield_now().await;
             continue;
         };
+        let size: usize = m.iter().map(|f| f.len()).sum();
+        let Ok(credit) = budget
+            .clone()
+            .acquire_many_owned(size.clamp(1, bounds::INBOUND_BUDGET) as u32)
+            .await
+        else {
+            return;
+        };
         let frames = m.into_vec();
         let Some((id, body)) = frames.split_first() else {
             continue;
         };
         let body: Vec<&[u8]> = body.iter().map(|b| b.as_ref()).collect();
+        let mut credit = Some(credit);
         for event in handle(id, &body) {
-            if events.send(event).await.is_err() {
+            // The message's bytes live on in the first event that carries them.
+            let carries = matches!(event, HubEvent::Control { .. } | HubEvent::Delivery { .. });
+            let inbound = Inbound {
+                event,
+                _credit: if carries { credit.take() } else { None },
+            };
+            if events.send(inbound).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Follows one socket's connections: who connected from where (for admission and the log),
+/// who left, and who was dropped by the socket for what it sent.
+async fn watch(
+    mut monitor: futures::channel::mpsc::Receiver<SocketEvent>,
+    port: Port,
+    state: Arc<Mutex<State>>,
+    ports: Ports,
+    events: mpsc::Sender<Inbound>,
+) {
+    while let Some(event) = monitor.next().await {
+        let out = {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            match event {
+                SocketEvent::Accepted(endpoint, id) => {
+                    let id = Bytes::from(id);
+                    let address = address_of(&endpoint);
+                    if let Some(a) = address {
+                        st.addresses.insert(id.clone(), a);
+                    }
+                    if st.authenticated(port, &id) {
+                        Vec::new()
+                    } else {
+                        let key = admission_key(port, &id);
+                        let evicted = st.admission.connected(key, address, Instant::now());
+                        st.evict(&ports, evicted)
+                    }
+                }
+                SocketEvent::Disconnected(id) => {
+                    let id = Bytes::from(id);
+                    st.admission.gone(&admission_key(port, &id));
+                    st.addresses.remove(&id);
+                    if port == Port::Control {
+                        st.pending.remove(&id);
+                    }
+                    Vec::new()
+                }
+                SocketEvent::PeerError(id, reason) => {
+                    let id = Bytes::from(id);
+                    st.complain(&id, format!("disconnected: {reason}"))
+                }
+                SocketEvent::HandshakeFailed(endpoint, error) => {
+                    let key = address_of(&endpoint)
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| endpoint.to_string());
+                    match st.complaints.allow(&key, Instant::now()) {
+                        None => Vec::new(),
+                        Some(held) => vec![HubEvent::Rejected {
+                            peer: endpoint.to_string(),
+                            reason: held_back(format!("ZeroMQ handshake failed: {error}"), held),
+                        }],
+                    }
+                }
+                SocketEvent::AcceptFailed(error) => {
+                    match st.complaints.allow("accept", Instant::now()) {
+                        None => Vec::new(),
+                        Some(held) => vec![HubEvent::Rejected {
+                            peer: format!("{} port", port_label(port)),
+                            reason: held_back(
+                                format!("cannot accept connections ({error}); backing off"),
+                                held,
+                            ),
+                        }],
+                    }
+                }
+                _ => Vec::new(),
+            }
+        };
+        for event in out {
+            let inbound = Inbound {
+                event,
+                _credit: None,
+            };
+            if events.send(inbound).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn port_label(port: Port) -> &'static str {
+    match port {
+        Port::Control => "control",
+        Port::Results => "results",
+    }
+}
+
+fn held_back(mut reason: String, held: u64) -> String {
+    if held > 0 {
+        reason.push_str(&format!(
+            " (and {held} more in the last {} s)",
+            COMPLAINT_WINDOW.as_secs()
+        ));
+    }
+    reason
+}
+
+/// Drops connections that did not authenticate in time, including any the monitors did not
+/// announce (their events are dropped under a flood).
+async fn sweep(state: Arc<Mutex<State>>, ports: Ports, events: mpsc::Sender<Inbound>) {
+    let mut tick = tokio::time::interval(SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let out = {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let mut out = Vec::new();
+            for port in [Port::Control, Port::Results] {
+                for id in ports.of(port).peers() {
+                    out.extend(st.seen(&ports, port, &Bytes::from(id), now));
+                }
+            }
+            let expired = st.admission.expired(now);
+            out.extend(st.evict(&ports, expired));
+            out
+        };
+        for event in out {
+            let inbound = Inbound {
+                event,
+                _credit: None,
+            };
+            if events.send(inbound).await.is_err() {
                 return;
             }
         }
@@ -322,11 +675,12 @@ fn refuse(out: &mpsc::Sender<ZmqMessage>, id: &Bytes, reason: &str) {
     }
 }
 
-fn rejected(id: &[u8], reason: impl Into<String>) -> Vec<HubEvent> {
-    vec![HubEvent::Rejected {
-        peer: peer_name(id),
-        reason: reason.into(),
-    }]
+/// The peer proved the token: it leaves admission and may send full-size messages.
+fn admit(st: &mut State, ports: &Ports, port: Port, id: &Bytes, limit: usize) {
+    st.admission.authenticated(&admission_key(port, id));
+    if let Ok(peer) = PeerIdentity::try_from(id.clone()) {
+        ports.of(port).set_max_message_size(&peer, limit);
+    }
 }
 
 /// One control message; returns what the controller should hear about it.
@@ -334,27 +688,31 @@ fn on_control(
     state: &Mutex<State>,
     token: &Token,
     out: &mpsc::Sender<ZmqMessage>,
+    ports: &Ports,
     id: &Bytes,
     body: &[&[u8]],
 ) -> Vec<HubEvent> {
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(session) = st.sessions.get_mut(id) {
         let [frame] = body else {
-            return rejected(id, format!("{} frames in a sealed message", body.len()));
+            let reason = format!("{} frames in a sealed message", body.len());
+            return st.complain(id, reason);
         };
         let conn = session.conn;
         return match session.control_opener.open(frame) {
-            Err(e) => rejected(id, format!("control frame dropped: {e}")),
+            Err(e) => st.complain(id, format!("control frame dropped: {e}")),
             Ok(plain) => match protocol::decode_json::<ToController>(&plain) {
                 Ok(message) => vec![HubEvent::Control { conn, message }],
-                Err(e) => rejected(id, format!("control message dropped: {e}")),
+                Err(e) => st.complain(id, format!("control message dropped: {e}")),
             },
         };
     }
+    let mut events = st.seen(ports, Port::Control, id, Instant::now());
     match Hello::parse(body) {
         Some(Err(e)) => {
             refuse(out, id, &e);
-            return rejected(id, e);
+            events.extend(st.complain(id, e));
+            return events;
         }
         Some(Ok(hello)) => {
             if hello.version != PROTOCOL_VERSION {
@@ -363,7 +721,8 @@ fn on_control(
                     hello.version
                 );
                 refuse(out, id, &reason);
-                return rejected(id, reason);
+                events.extend(st.complain(id, reason));
+                return events;
             }
             let controller_nonce = seal::new_nonce();
             if st.pending.len() >= MAX_PENDING
@@ -392,15 +751,17 @@ fn on_control(
             ]) {
                 let _ = out.try_send(m);
             }
-            return Vec::new();
+            return events;
         }
         None => {}
     }
     let Some(pending) = st.pending.remove(id) else {
-        return rejected(id, "message from a peer without a session (not a hello)");
+        events.extend(st.complain(id, "message from a peer without a session (not a hello)"));
+        return events;
     };
     let [frame] = body else {
-        return rejected(id, "registration is not one sealed frame");
+        events.extend(st.complain(id, "registration is not one sealed frame"));
+        return events;
     };
     let keys = match seal::derive(
         token.as_bytes(),
@@ -408,9 +769,13 @@ fn on_control(
         &pending.agent_nonce,
     ) {
         Ok(k) => k,
-        Err(e) => return rejected(id, format!("key derivation: {e}")),
+        Err(e) => {
+            events.extend(st.complain(id, format!("key derivation: {e}")));
+            return events;
+        }
     };
-    let mut opener = Opener::new(&keys.to_controller, Direction::ToController);
+    let mut opener = Opener::new(&keys.to_controller, Direction::ToController)
+        .with_limit(bounds::CONTROL_MESSAGE);
     let register = match opener
         .open(frame)
         .map_err(|e| e.to_string())
@@ -419,7 +784,8 @@ fn on_control(
         Ok(ToController::Register(r)) => r,
         Ok(_) => {
             refuse(out, id, "expected a registration");
-            return rejected(id, "first sealed message is not a registration");
+            events.extend(st.complain(id, "first sealed message is not a registration"));
+            return events;
         }
         Err(e) => {
             refuse(
@@ -427,10 +793,11 @@ fn on_control(
                 id,
                 "authentication failed (is the token the same on both sides?)",
             );
-            return rejected(
+            events.extend(st.complain(
                 id,
                 format!("authentication failed ({e}): the agent's token differs"),
-            );
+            ));
+            return events;
         }
     };
     let results_keys = match seal::derive_channel(
@@ -440,85 +807,101 @@ fn on_control(
         "results",
     ) {
         Ok(k) => k,
-        Err(e) => return rejected(id, format!("key derivation: {e}")),
+        Err(e) => {
+            events.extend(st.complain(id, format!("key derivation: {e}")));
+            return events;
+        }
     };
+    admit(&mut st, ports, Port::Control, id, bounds::CONTROL_MESSAGE);
     st.next_conn += 1;
     let conn = st.next_conn;
     let attach = hex(&seal::new_nonce());
     let sealer = Sealer::new(&keys.to_agent, Direction::ToAgent);
     let session = Session {
         conn,
-        control_id: id.clone(),
         control_opener: opener,
         control_out: spawn_outbox(sealer, id.clone(), out.clone()),
         results_id: None,
-        results_opener: Opener::new(&results_keys.to_controller, Direction::ToController),
+        results_opener: Opener::new(&results_keys.to_controller, Direction::ToController)
+            .with_limit(bounds::RESULTS_MESSAGE),
         results_out: None,
         results_sealer: Some(Sealer::new(&results_keys.to_agent, Direction::ToAgent)),
-        results_keys,
         attach: attach.clone(),
+        expected: HashSet::new(),
     };
     st.by_conn.insert(conn, id.clone());
     st.by_attach.insert(attach.clone(), id.clone());
     st.sessions.insert(id.clone(), session);
-    vec![HubEvent::Registered {
+    let peer = describe(id, st.addresses.get(id).copied());
+    events.push(HubEvent::Registered {
         conn,
         register,
         session: attach,
-        peer: peer_name(id),
-    }]
+        peer,
+    });
+    events
 }
 
 fn on_results(
     state: &Mutex<State>,
     out: &mpsc::Sender<ZmqMessage>,
+    ports: &Ports,
     id: &Bytes,
     body: &[&[u8]],
 ) -> Vec<HubEvent> {
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     if body.first() == Some(&ATTACH) {
         let [_, attach] = body else {
-            return rejected(id, "malformed attach");
+            return st.complain(id, "malformed attach");
         };
         let attach = String::from_utf8_lossy(attach).into_owned();
         let Some(control_id) = st.by_attach.get(&attach).cloned() else {
-            return rejected(id, "attach to an unknown session");
+            return st.complain(id, "attach to an unknown session");
         };
         let Some(session) = st.sessions.get_mut(&control_id) else {
-            return rejected(id, "attach to a closed session");
+            return st.complain(id, "attach to a closed session");
         };
         if session.results_id.is_some() {
-            return rejected(id, "session already has a results connection");
+            return st.complain(id, "session already has a results connection");
         }
-        // The attach token travelled sealed, but the binding is only trusted once a sealed
-        // frame opens under the session's results keys (see below).
+        // The attach token travelled sealed to the agent that proved the token, so knowing it
+        // authenticates this connection; its frames must still open under the session's
+        // results keys (see below).
         session.results_id = Some(id.clone());
         if let Some(sealer) = session.results_sealer.take() {
             session.results_out = Some(spawn_outbox(sealer, id.clone(), out.clone()));
         }
-        let _ = &session.results_keys;
         let conn = session.conn;
         st.by_results_id.insert(id.clone(), control_id);
+        admit(&mut st, ports, Port::Results, id, bounds::RESULTS_MESSAGE);
         return vec![HubEvent::ResultsReady { conn }];
     }
     let Some(control_id) = st.by_results_id.get(id).cloned() else {
-        return rejected(id, "results frame from a peer without a session");
+        let mut events = st.seen(ports, Port::Results, id, Instant::now());
+        events.extend(st.complain(id, "results frame from a peer without a session"));
+        return events;
     };
     let Some(session) = st.sessions.get_mut(&control_id) else {
-        return rejected(id, "results frame for a closed session");
+        return st.complain(id, "results frame for a closed session");
     };
     let [frame] = body else {
-        return rejected(id, "results message is not one sealed frame");
+        return st.complain(id, "results message is not one sealed frame");
     };
     let conn = session.conn;
-    let _ = &session.control_id;
-    match session.results_opener.open(frame) {
-        Err(e) => rejected(id, format!("results frame dropped: {e}")),
+    let delivery = match session.results_opener.open(frame) {
+        Err(e) => return st.complain(id, format!("results frame dropped: {e}")),
         Ok(plain) => match Delivery::decode(&plain) {
-            Ok(delivery) => vec![HubEvent::Delivery { conn, delivery }],
-            Err(e) => rejected(id, format!("results message dropped: {e}")),
+            Ok(delivery) => delivery,
+            Err(e) => return st.complain(id, format!("results message dropped: {e}")),
         },
+    };
+    let chunk = match &delivery {
+        Delivery::Chunk { id, .. } | Delivery::Missing { id, .. } => *id,
+    };
+    if !session.expected.remove(&chunk) {
+        return st.complain(id, format!("chunk {chunk} was delivered but not asked for"));
     }
+    vec![HubEvent::Delivery { conn, delivery }]
 }
 
 #[cfg(test)]
@@ -543,11 +926,12 @@ mod tests {
         Token::from_bytes(t.as_bytes().to_vec(), "").unwrap()
     }
 
-    async fn next_event(events: &mut mpsc::Receiver<HubEvent>) -> HubEvent {
+    async fn next_event(events: &mut mpsc::Receiver<Inbound>) -> HubEvent {
         tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
             .await
             .expect("an event within 5 s")
             .expect("hub running")
+            .event
     }
 
     async fn dealer(port: u16, id: &str) -> DealerSocket {
@@ -624,20 +1008,25 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn replayed_forged_and_garbage_frames_are_dropped() {
+    async fn replayed_forged_and_garbage_frames_are_dropped_and_logged_once_per_window() {
         let secret = token("0123456789abcdef-good");
         let (hub, mut events) = Hub::bind("tcp://127.0.0.1:0", secret.clone())
             .await
             .unwrap();
         let mut d = dealer(hub.control_port, "hand/1/1").await;
-        // Garbage before any session, and a hello of another protocol version.
+        // Garbage before any session: logged, with the peer's address.
         d.send(frames(vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()]))
             .await
             .unwrap();
-        assert!(matches!(
-            next_event(&mut events).await,
-            HubEvent::Rejected { .. }
-        ));
+        match next_event(&mut events).await {
+            HubEvent::Rejected { peer, reason } => {
+                assert!(peer.starts_with("127.0.0.1"), "{peer}");
+                assert!(reason.contains("not a hello"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A hello of another protocol version is refused in words the agent can print (the
+        // log line is held back: same address, same window).
         d.send(frames(
             Hello {
                 version: 99,
@@ -647,12 +1036,9 @@ mod tests {
         ))
         .await
         .unwrap();
-        match next_event(&mut events).await {
-            HubEvent::Rejected { reason, .. } => assert!(reason.contains("version 99"), "{reason}"),
-            other => panic!("{other:?}"),
-        }
         let refusal = d.recv().await.unwrap().into_vec();
         assert_eq!(refusal[0].as_ref(), REFUSE);
+        assert!(String::from_utf8_lossy(&refusal[1]).contains("version 99"));
 
         // A real handshake by hand, so that we hold a sealed frame to replay.
         let agent_nonce = [7u8; 16];
@@ -686,42 +1072,31 @@ mod tests {
         d.send(ZmqMessage::from(ping.clone())).await.unwrap();
         assert!(matches!(
             next_event(&mut events).await,
-            HubEvent::Control { conn: c, message: ToController::Ping { .. } } if c == conn
+            HubEvent::Control { conn: c, message: ToController::Ping { sent } } if c == conn && sent == 1.0
         ));
-        // The same frame again: a replay.
+        // The same frame again (a replay), a forged frame (one bit flipped) and random bytes
+        // inside the session: all dropped, none logged again within the window...
         d.send(ZmqMessage::from(ping.clone())).await.unwrap();
-        match next_event(&mut events).await {
-            HubEvent::Rejected { reason, .. } => assert!(reason.contains("replay"), "{reason}"),
-            other => panic!("{other:?}"),
-        }
-        // A forged frame: one bit flipped in the ciphertext.
         let mut forged = sealer
             .seal(&protocol::encode_json(&ToController::Bye))
             .unwrap();
         let last = forged.len() - 1;
         forged[last] ^= 1;
         d.send(ZmqMessage::from(forged)).await.unwrap();
-        match next_event(&mut events).await {
-            HubEvent::Rejected { reason, .. } => assert!(reason.contains("tag"), "{reason}"),
-            other => panic!("{other:?}"),
-        }
-        // Random bytes inside the session, and the session still works afterwards.
         d.send(ZmqMessage::from(vec![0u8, 1, 2, 3])).await.unwrap();
-        assert!(matches!(
-            next_event(&mut events).await,
-            HubEvent::Rejected { .. }
-        ));
+        // ...and the session still works: the next event is this ping, not the replayed one
+        // nor the forged bye.
         let ok = sealer
             .seal(&protocol::encode_json(&ToController::Ping { sent: 2.0 }))
             .unwrap();
         d.send(ZmqMessage::from(ok)).await.unwrap();
-        assert!(matches!(
-            next_event(&mut events).await,
+        match next_event(&mut events).await {
             HubEvent::Control {
-                message: ToController::Ping { .. },
+                message: ToController::Ping { sent },
                 ..
-            }
-        ));
+            } => assert_eq!(sent, 2.0),
+            other => panic!("{other:?}"),
+        }
         assert!(hub.send(conn, &ToAgent::Shutdown));
     }
 }

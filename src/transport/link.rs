@@ -18,6 +18,7 @@ use zeromq::{
 
 use zeromq::util::PeerIdentity;
 
+use super::bounds;
 use super::seal::{self, Direction, Opener, Sealer};
 use super::token::Token;
 use crate::distributed::protocol::{
@@ -110,6 +111,8 @@ fn options(identity: &str) -> SocketOptions {
         o.peer_identity(id);
     }
     o.connect_timeout(HANDSHAKE);
+    // Whatever answers at the controller's address is bounded like any peer (SPEC §6).
+    o.max_message_size(bounds::TO_AGENT_MESSAGE);
     o
 }
 
@@ -172,7 +175,8 @@ impl Link {
             seal::derive_channel(token.as_bytes(), &controller_nonce, &agent_nonce, "results")
                 .map_err(|e| LinkError::Handshake(e.to_string()))?;
         let mut sealer = Sealer::new(&keys.to_controller, Direction::ToController);
-        let mut opener = Opener::new(&keys.to_agent, Direction::ToAgent);
+        let mut opener =
+            Opener::new(&keys.to_agent, Direction::ToAgent).with_limit(bounds::TO_AGENT_MESSAGE);
         let reg = sealer
             .seal(&protocol::encode_json(&ToController::Register(Box::new(
                 register.clone(),
@@ -223,7 +227,8 @@ impl Link {
         let results_events = results.monitor();
         let (control_send, control_recv) = control.split();
         let (results_send, results_recv) = results.split();
-        let results_opener = Opener::new(&results_keys.to_agent, Direction::ToAgent);
+        let results_opener = Opener::new(&results_keys.to_agent, Direction::ToAgent)
+            .with_limit(bounds::TO_AGENT_MESSAGE);
         let tasks = vec![
             tokio::spawn(read(
                 control_recv,

@@ -6,7 +6,10 @@
 //! end with one sealed session per agent connection, [`link`] is an agent's disposable
 //! connection (rebuilt on failure), [`token`] loads the shared secret.
 
+pub mod admission;
+pub mod bounds;
 pub mod hub;
 pub mod link;
+pub mod ratelimit;
 pub mod seal;
 pub mod token;

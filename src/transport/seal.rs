@@ -75,6 +75,9 @@ pub enum SealError {
     /// Authentication failed: wrong token, wrong direction, wrong session, or a forged/altered frame.
     #[error("authentication tag mismatch (wrong token or forged frame)")]
     BadTag,
+    /// The frame is larger than this opener accepts (checked before anything is decrypted).
+    #[error("frame of {bytes} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { bytes: usize, limit: usize },
     /// The sequence number is not above the highest already accepted (replayed or reordered frame).
     #[error("replayed or reordered frame: sequence {got} <= last accepted {last}")]
     Replay { got: u64, last: u64 },
@@ -263,6 +266,8 @@ pub struct Opener {
     direction: Direction,
     /// Highest sequence accepted so far; `None` before the first frame.
     last: Option<u64>,
+    /// Largest frame accepted.
+    limit: usize,
 }
 
 impl fmt::Debug for Opener {
@@ -281,7 +286,14 @@ impl Opener {
             cipher: ChaCha20Poly1305::new(&key.0.into()),
             direction,
             last: None,
+            limit: usize::MAX,
         }
+    }
+
+    /// The same, refusing frames longer than `bytes` before decrypting them.
+    pub fn with_limit(mut self, bytes: usize) -> Self {
+        self.limit = bytes;
+        self
     }
 
     /// The highest sequence number accepted so far.
@@ -292,6 +304,12 @@ impl Opener {
     /// Verifies and decrypts one wire frame. On error the opener's state is unchanged, so a
     /// forged frame cannot advance the sequence and block genuine ones.
     pub fn open(&mut self, frame: &[u8]) -> Result<Vec<u8>, SealError> {
+        if frame.len() > self.limit {
+            return Err(SealError::TooLarge {
+                bytes: frame.len(),
+                limit: self.limit,
+            });
+        }
         let (&version, rest) = frame
             .split_first()
             .ok_or(SealError::Malformed("empty frame"))?;
@@ -362,6 +380,23 @@ mod tests {
             assert_eq!(o.last_sequence(), Some(2));
             assert_eq!(s.next_sequence(), 3);
         }
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_refused_before_decryption_and_changes_nothing() {
+        let (mut s, o) = pair(Direction::ToController);
+        let mut o = o.with_limit(HEADER_LEN + 100 + TAG_LEN);
+        let big = s.seal(&[7; 101]).unwrap();
+        assert_eq!(
+            o.open(&big),
+            Err(SealError::TooLarge {
+                bytes: HEADER_LEN + 101 + TAG_LEN,
+                limit: HEADER_LEN + 100 + TAG_LEN
+            })
+        );
+        assert_eq!(o.last_sequence(), None);
+        let fits = s.seal(&[7; 100]).unwrap();
+        assert_eq!(o.open(&fits).unwrap(), vec![7; 100]);
     }
 
     #[test]

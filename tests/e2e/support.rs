@@ -2,9 +2,12 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -208,4 +211,283 @@ pub fn listening(port: u16) -> bool {
             })
         })
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes that print as they run, and one test's scratch directory
+
+/// A guard against hangs, not a timing assertion: no process here should take this long.
+pub const HANG: Duration = Duration::from_secs(90);
+
+/// The token the hand-started agents and their controller share (>= 16 bytes).
+pub const TOKEN: &str = "e2e-distributed-token-5f0c2a9d41b7";
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes
+
+/// A child process whose stdout and stderr are collected as they come.
+pub struct Proc {
+    pub name: String,
+    pub child: KillOnDrop,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+fn pump(from: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => lock(&into).push_str(&String::from_utf8_lossy(&line)),
+            }
+        }
+    })
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut command: Command) -> Proc {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("rally-tui starts");
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            pump(child.stdout.take().expect("piped stdout"), out.clone()),
+            pump(child.stderr.take().expect("piped stderr"), err.clone()),
+        ];
+        Proc {
+            name: name.to_string(),
+            child: KillOnDrop(child),
+            out,
+            err,
+            readers,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    pub fn stdout(&self) -> String {
+        lock(&self.out).clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        lock(&self.err).clone()
+    }
+
+    /// Everything it printed, for failure messages.
+    pub fn text(&self) -> String {
+        format!(
+            "--- {} stdout:\n{}\n--- {} stderr:\n{}",
+            self.name,
+            self.stdout(),
+            self.name,
+            self.stderr()
+        )
+    }
+
+    /// Has it exited (reaped now if so)?
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.0.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Waits until its stdout satisfies `check`; false if it exits first or the hang guard
+    /// fires.
+    pub fn wait_for_stdout(&mut self, check: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + HANG;
+        while Instant::now() < deadline {
+            if check(&self.stdout()) {
+                return true;
+            }
+            if self.exited().is_some() {
+                self.drain();
+                return check(&self.stdout());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Lets the readers reach the end of the pipes (bounded: a grandchild could hold them).
+    pub fn drain(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.readers.iter().any(|r| !r.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for it to exit (panics, with its output, after the hang guard).
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + HANG;
+        loop {
+            if let Some(status) = self.exited() {
+                self.drain();
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not exit within {HANG:?}\n{}",
+                    self.name,
+                    self.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `kill -SIG pid`.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {signal} {}", self.pid());
+    }
+
+    /// SIGKILL, and reap it; returns when the signal was sent.
+    pub fn kill9(&mut self) -> Instant {
+        self.child.0.kill().expect("SIGKILL");
+        let sent = Instant::now();
+        self.status = Some(self.child.0.wait().expect("reaped"));
+        self.drain();
+        sent
+    }
+}
+
+/// `rally-tui --db DB ARGS…`.
+pub fn rally_db(db: &Path, args: &[&str]) -> Command {
+    let mut all = vec!["--db", db.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    rally(&all)
+}
+
+/// One test's directory: the task file and the task database.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path().join("tasks.db")
+    }
+
+    pub fn task(&self, body: &str) -> String {
+        write(self.path(), "task.yaml", body)
+            .to_str()
+            .expect("utf-8 path")
+            .to_string()
+    }
+
+    /// The token in a 0600 file, for the controller's `--token-file`.
+    pub fn token_file(&self) -> String {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path().join("token");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("token file");
+        f.write_all(TOKEN.as_bytes()).expect("token written");
+        path.to_str().expect("utf-8 path").to_string()
+    }
+
+    /// `run TASK --no-tui ARGS…` to the end.
+    pub fn run(&self, body: &str, args: &[&str]) -> (ExitStatus, String) {
+        let task = self.task(body);
+        let mut all = vec!["run", task.as_str(), "--no-tui"];
+        all.extend_from_slice(args);
+        let mut p = Proc::spawn("controller", rally_db(&self.db(), &all));
+        let status = p.wait();
+        (status, p.text())
+    }
+
+    /// `rally-tui task ARGS…` on this test's database.
+    pub fn task_command(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["task"];
+        all.extend_from_slice(args);
+        rally_db(&self.db(), &all)
+            .output()
+            .expect("rally-tui task runs")
+    }
+
+    /// A controller waiting with `--listen` for `agents` hand-started agents; returns it
+    /// with its control port once both its ports listen.
+    pub fn listen(&self, body: &str, agents: u32, args: &[&str]) -> (Proc, u16) {
+        let task = self.task(body);
+        let token = self.token_file();
+        let agents = agents.to_string();
+        for _ in 0..5 {
+            let port = free_port_pair();
+            let endpoint = format!("tcp://127.0.0.1:{port}");
+            let mut all = vec![
+                "run",
+                task.as_str(),
+                "--no-tui",
+                "--agents",
+                agents.as_str(),
+                "--listen",
+                endpoint.as_str(),
+                "--token-file",
+                token.as_str(),
+                "--agent-wait",
+                "60",
+            ];
+            all.extend_from_slice(args);
+            let mut p = Proc::spawn("controller", rally_db(&self.db(), &all));
+            let deadline = Instant::now() + HANG;
+            while Instant::now() < deadline {
+                if listening(port) && listening(port + 1) {
+                    return (p, port);
+                }
+                if p.exited().is_some() {
+                    // Someone took one of the ports meanwhile: try another pair.
+                    p.drain();
+                    eprintln!("controller did not listen on {port}:\n{}", p.text());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        panic!("the controller never listened");
+    }
+
+    /// A hand-started agent dialling `port` with `token` in its environment.
+    pub fn agent(&self, port: u16, name: &str, token: &str) -> Proc {
+        let cache = self.path().join("cache").join(name);
+        let mut c = rally(&[
+            "agent",
+            "--connect",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--name",
+            name,
+            "--cache-dir",
+            cache.to_str().expect("utf-8 path"),
+        ]);
+        c.env("RALLY_TUI_TOKEN", token);
+        Proc::spawn(name, c)
+    }
 }
