@@ -95,7 +95,13 @@ pub async fn run_agent(
             }
             Err(e) if e.is_permanent() => return Err(e.into()),
             Err(e) => {
-                tracing::info!("{e}");
+                // Not there yet is routine; an answer that breaks the protocol or its bounds
+                // is not (a hostile or confused peer at the controller's address).
+                if matches!(e, LinkError::Handshake(_)) {
+                    tracing::warn!("{e}");
+                } else {
+                    tracing::info!("{e}");
+                }
                 if let Some(limit) = options.give_up_after
                     && last_contact.elapsed() > limit
                 {

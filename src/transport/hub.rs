@@ -195,18 +195,30 @@ impl State {
         self.evict(ports, evicted)
     }
 
-    /// A rejection for the log, unless this address has already been logged within the
-    /// window (then it is only counted).
+    /// A rejection for the log, unless this offender has already been logged within the
+    /// window (then it is only counted). An authenticated connection is its own offender; a
+    /// stranger is its address, since a flood comes with ever new identities.
     fn complain(&mut self, id: &[u8], reason: impl Into<String>) -> Vec<HubEvent> {
+        let reason = reason.into();
         let address = self.addresses.get(id).copied();
-        let key = match address {
-            Some(a) => a.to_string(),
-            None => peer_name(id),
+        let id_bytes = Bytes::copy_from_slice(id);
+        let known = self.authenticated(Port::Control, &id_bytes)
+            || self.authenticated(Port::Results, &id_bytes);
+        let who = match address {
+            Some(a) if !known => a.to_string(),
+            _ => describe(id, address),
         };
+        // Oversize is the offence that costs memory: never hidden behind a lesser one.
+        let class = if reason.contains("exceeds the limit") {
+            "size"
+        } else {
+            "protocol"
+        };
+        let key = format!("{who} {class}");
         match self.complaints.allow(&key, Instant::now()) {
             None => Vec::new(),
             Some(held_back) => {
-                let mut reason = reason.into();
+                let mut reason = reason;
                 if held_back > 0 {
                     reason.push_str(&format!(
                         " (and {held_back} more from this address in the last {} s)",
@@ -581,6 +593,12 @@ async fn watch(
                     let key = address_of(&endpoint)
                         .map(|a| a.to_string())
                         .unwrap_or_else(|| endpoint.to_string());
+                    let class = if error.to_string().contains("exceeds the limit") {
+                        "size"
+                    } else {
+                        "handshake"
+                    };
+                    let key = format!("{key} {class}");
                     match st.complaints.allow(&key, Instant::now()) {
                         None => Vec::new(),
                         Some(held) => vec![HubEvent::Rejected {
@@ -1075,8 +1093,16 @@ mod tests {
             HubEvent::Control { conn: c, message: ToController::Ping { sent } } if c == conn && sent == 1.0
         ));
         // The same frame again (a replay), a forged frame (one bit flipped) and random bytes
-        // inside the session: all dropped, none logged again within the window...
+        // inside the session: all dropped; the session is an offender of its own, logged
+        // once (the replay) and then held back within the window...
         d.send(ZmqMessage::from(ping.clone())).await.unwrap();
+        match next_event(&mut events).await {
+            HubEvent::Rejected { peer, reason } => {
+                assert!(peer.contains("hand/1/1"), "{peer}");
+                assert!(reason.contains("replay"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
         let mut forged = sealer
             .seal(&protocol::encode_json(&ToController::Bye))
             .unwrap();
@@ -1098,5 +1124,92 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(hub.send(conn, &ToAgent::Shutdown));
+    }
+
+    /// Registers a `Link` with the hub, playing the controller's part (the welcome).
+    async fn linked(hub: &Hub, events: &mut mpsc::Receiver<Inbound>, name: &str) -> (ConnId, Link) {
+        let endpoint = format!("tcp://127.0.0.1:{}", hub.control_port);
+        let identity = format!("{name}/1/1");
+        let register = register(name);
+        let link = tokio::spawn(async move {
+            Link::connect(
+                &endpoint,
+                &identity,
+                &token("0123456789abcdef-good"),
+                &register,
+            )
+            .await
+        });
+        let conn = match next_event(events).await {
+            HubEvent::Registered { conn, session, .. } => {
+                assert!(hub.send(
+                    conn,
+                    &ToAgent::Welcome {
+                        agent: 0,
+                        session,
+                        results_port: hub.results_port,
+                        heartbeat_ms: 1000,
+                        liveness_ms: 3000,
+                        sla_interval_ms: 1000,
+                    }
+                ));
+                conn
+            }
+            other => panic!("expected a registration, got {other:?}"),
+        };
+        let link = link.await.unwrap().unwrap();
+        assert!(matches!(
+            next_event(events).await,
+            HubEvent::ResultsReady { .. }
+        ));
+        (conn, link)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_come_only_as_answers_to_pulls_and_within_the_limit() {
+        let (hub, mut events) = Hub::bind("tcp://127.0.0.1:0", token("0123456789abcdef-good"))
+            .await
+            .unwrap();
+        let (conn, link) = linked(&hub, &mut events, "pushy").await;
+        // Not asked for: refused.
+        let unasked = Delivery::Chunk {
+            id: 7,
+            bytes: vec![1; 1000],
+        };
+        link.sender.deliver(&unasked).await.unwrap();
+        match next_event(&mut events).await {
+            HubEvent::Rejected { reason, .. } => {
+                assert!(reason.contains("not asked for"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Asked for: delivered, once.
+        assert!(hub.pull(conn, &Pull::Chunks { ids: vec![7] }));
+        link.sender.deliver(&unasked).await.unwrap();
+        link.sender.deliver(&unasked).await.unwrap();
+        assert!(matches!(
+            next_event(&mut events).await,
+            HubEvent::Delivery {
+                delivery: Delivery::Chunk { id: 7, .. },
+                ..
+            }
+        ));
+        // The second copy is refused quietly (the same offence by the same session within
+        // the window); a frame over the limit cuts the connection, and says so: oversize is
+        // never held back behind a lesser offence.
+        let huge = Delivery::Chunk {
+            id: 8,
+            bytes: vec![2; bounds::RESULTS_MESSAGE + 1],
+        };
+        assert!(hub.pull(conn, &Pull::Chunks { ids: vec![8] }));
+        let _ = link.sender.deliver(&huge).await;
+        match next_event(&mut events).await {
+            HubEvent::Rejected { reason, .. } => {
+                assert!(reason.contains("exceeds the limit"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let connected = hub.lock().addresses.len();
+        assert_eq!(connected, 1, "the results connection was dropped");
     }
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: they run the real `rally-tui` binary, against real servers on loopback.
 
+mod bounds;
 mod cluster;
 mod distributed;
 mod invalid;
