@@ -984,45 +984,9 @@ mod tests {
             }
             other => panic!("expected a rejection, got {other:?}"),
         }
-        // The hub is unharmed: a good agent registers next (the controller's part, the
-        // welcome, is played here).
-        let good = tokio::spawn(async move {
-            Link::connect(
-                &endpoint,
-                "good/1/1",
-                &token("0123456789abcdef-good"),
-                &register("good"),
-            )
-            .await
-        });
-        match next_event(&mut events).await {
-            HubEvent::Registered {
-                conn,
-                register,
-                session,
-                ..
-            } => {
-                assert_eq!(register.name, "good");
-                assert!(hub.send(
-                    conn,
-                    &ToAgent::Welcome {
-                        agent: 0,
-                        session,
-                        results_port: hub.results_port,
-                        heartbeat_ms: 1000,
-                        liveness_ms: 3000,
-                        sla_interval_ms: 1000,
-                    }
-                ));
-            }
-            other => panic!("expected a registration, got {other:?}"),
-        }
-        let link = good.await.unwrap().unwrap();
+        // The hub is unharmed: a good agent registers next.
+        let (_, link) = linked(&hub, &mut events, "good").await;
         assert!(matches!(link.welcome, ToAgent::Welcome { .. }));
-        assert!(matches!(
-            next_event(&mut events).await,
-            HubEvent::ResultsReady { .. }
-        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1141,7 +1105,13 @@ mod tests {
             .await
         });
         let conn = match next_event(events).await {
-            HubEvent::Registered { conn, session, .. } => {
+            HubEvent::Registered {
+                conn,
+                session,
+                register,
+                ..
+            } => {
+                assert_eq!(register.name, name);
                 assert!(hub.send(
                     conn,
                     &ToAgent::Welcome {

@@ -210,17 +210,44 @@ fn assert_clean_run(s: &Scratch, c: &mut Proc, peak: &PeakRss, iterations: u64) 
     );
 }
 
+/// A controller listening for one agent, its peak RSS watched, and the agent it waits for,
+/// with the workload under way.
+struct UnderLoad {
+    scratch: Scratch,
+    controller: Proc,
+    port: u16,
+    peak: PeakRss,
+    _agent: Proc,
+}
+
+fn under_load(task: &str) -> UnderLoad {
+    let scratch = Scratch::new();
+    let (mut controller, port) = scratch.listen(task, 1, &[]);
+    let peak = PeakRss::watch(controller.pid());
+    let agent = scratch.agent(port, "good", TOKEN);
+    assert!(
+        controller.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
+        "{}",
+        controller.text()
+    );
+    UnderLoad {
+        scratch,
+        controller,
+        port,
+        peak,
+        _agent: agent,
+    }
+}
+
 #[test]
 fn oversized_frame_headers_on_either_port_cost_the_controller_nothing() {
-    let s = Scratch::new();
-    let (mut c, port) = s.listen(TASK, 1, &[]);
-    let peak = PeakRss::watch(c.pid());
-    let _agent = s.agent(port, "good", TOKEN);
-    assert!(
-        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
-        "{}",
-        c.text()
-    );
+    let UnderLoad {
+        scratch: s,
+        controller: mut c,
+        port,
+        peak,
+        _agent,
+    } = under_load(TASK);
     let stop = Arc::new(AtomicBool::new(false));
     let mut attackers = attack(port, stop.clone());
     attackers.extend(attack(port + 1, stop.clone()));
@@ -296,16 +323,14 @@ fn an_authenticated_peer_cannot_send_oversized_or_unasked_frames() {
     use rally_tui::transport::link::Link;
     use rally_tui::transport::token::Token;
 
-    let s = Scratch::new();
     // Longer than the others (about 10 s): the insider's messages take a while to build.
-    let (mut c, port) = s.listen(&TASK.replace("1500", "4000"), 1, &[]);
-    let peak = PeakRss::watch(c.pid());
-    let _agent = s.agent(port, "good", TOKEN);
-    assert!(
-        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
-        "{}",
-        c.text()
-    );
+    let UnderLoad {
+        scratch: s,
+        controller: mut c,
+        port,
+        peak,
+        _agent,
+    } = under_load(&TASK.replace("1500", "4000"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -30,6 +30,13 @@ pub mod __async_rt {
     pub use super::async_rt::*;
 }
 
+/// rally-tui patch: the ZMTP frame decoder on its own, so that it can be fuzzed.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::codec::{CodecError, Message, ZmqCodec};
+    pub use asynchronous_codec::Decoder;
+}
+
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod __bench {

@@ -83,6 +83,13 @@ impl ZmqCodec {
         }
     }
 
+    /// A decoder that refuses messages over `bytes` (rally-tui patch).
+    pub fn with_max_message_size(bytes: usize) -> Self {
+        let mut codec = Self::new();
+        codec.limit = MessageLimit::new(bytes);
+        codec
+    }
+
     /// The limit this decoder enforces; changing it applies to the next frame header.
     pub(crate) fn limit(&self) -> MessageLimit {
         self.limit.clone()
