@@ -216,9 +216,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raise the open-files soft limit to the hard limit: the common soft limit of 1,024 is
+/// what a flood of connections exhausts first, before the transport's own caps
+/// (`transport::bounds`) come into play. Nothing to do, or not allowed: the limit stays.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     if !matches!(cli.command, Command::Run(_)) {
         init_tracing(std::io::stderr);
+    }
+    if matches!(cli.command, Command::Run(_) | Command::Agent(_)) {
+        raise_open_files_limit();
     }
     match cli.command {
         Command::Validate(args) => match args.source().load() {

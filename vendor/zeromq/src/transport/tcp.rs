@@ -117,7 +117,12 @@ where
                         })
                         .map_err(|err| err.into());
                     let failed = maybe_accepted.is_err();
-                    if failed {
+                    if failed && handshakes.evict_oldest() {
+                        // rally-tui patch: out of descriptors with connections stalled in
+                        // their handshake: the oldest makes room, and the next accept may
+                        // succeed at once.
+                        async_rt::task::spawn(cback(maybe_accepted));
+                    } else if failed {
                         async_rt::task::spawn(cback(maybe_accepted));
                         // rally-tui patch: out of descriptors (EMFILE, ENFILE) or buffers, the
                         // listener stays readable; accepting again at once only spins. Back
@@ -161,6 +166,18 @@ impl Handshakes {
         Self {
             max,
             running: VecDeque::new(),
+        }
+    }
+
+    /// Aborts the oldest connection still in its handshake; false if there is none.
+    fn evict_oldest(&mut self) -> bool {
+        self.running.retain(|(_, done)| !done.load(Ordering::Acquire));
+        match self.running.pop_front() {
+            Some((oldest, _)) => {
+                oldest.abort();
+                true
+            }
+            None => false,
         }
     }
 
