@@ -415,10 +415,21 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                 let start =
                     Pool::start(pool_size, source, controller_options, token, wait, notices);
                 // Headless: how the agents come (connecting, started, failed) as it happens.
-                let started = if tui {
-                    start.await
-                } else {
-                    print_notices_while(start, &mut notice_rx).await
+                let started = async {
+                    if tui {
+                        start.await
+                    } else {
+                        print_notices_while(start, &mut notice_rx).await
+                    }
+                };
+                // A signal while the agents come is a stop like any other: exit 3, not the
+                // signal's default death (local agents follow: their stdin closes).
+                let started = tokio::select! {
+                    started = started => started,
+                    () = wait_for_signal() => {
+                        eprintln!("Stopped while waiting for agents.");
+                        return Ok(exit::STOPPED);
+                    }
                 };
                 match started {
                     Ok(pool) => Some(pool),

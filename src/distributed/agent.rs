@@ -99,6 +99,10 @@ pub async fn run_agent(
                 // is not (a hostile or confused peer at the controller's address).
                 if matches!(e, LinkError::Handshake(_)) {
                     tracing::warn!("{e}");
+                } else if attempt == 1 || attempt.is_multiple_of(10) {
+                    // Said at once, then every tenth attempt: the agent may well have been
+                    // started before its controller.
+                    tracing::warn!("{e}; trying again");
                 } else {
                     tracing::info!("{e}");
                 }
@@ -125,7 +129,8 @@ fn registration(options: &AgentOptions, boot: &str, cache: &Mutex<ChunkCache>) -
     let mut cached = Vec::new();
     let mut bytes = 0;
     let mut left_out = 0;
-    for meta in lock(cache).held() {
+    let cache = lock(cache);
+    for meta in cache.held() {
         let size = serde_json::to_vec(meta).map_or(usize::MAX, |v| v.len() + 1);
         if bytes + size <= bounds::REGISTRATION_CACHED_BYTES {
             bytes += size;
@@ -147,6 +152,7 @@ fn registration(options: &AgentOptions, boot: &str, cache: &Mutex<ChunkCache>) -
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         pid: std::process::id(),
         boot: boot.to_string(),
+        cache: cache.id().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         cached,
     }
@@ -245,6 +251,11 @@ impl Account {
     }
 }
 
+/// Why an agent stops its load when it finds, on waking, that it was not heard from for
+/// longer than the liveness timeout.
+const RESUMED: &str =
+    "resumed after hearing nothing from the controller for longer than the liveness timeout";
+
 /// One link's life: serve the controller until the link breaks or the run ends.
 struct Session<'a> {
     link: Link,
@@ -288,9 +299,18 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The controller was heard now: the running workload's lifeline moves forward.
+    fn heard(&self) -> Instant {
+        if let Some(r) = &self.running {
+            r.feed.heard(self.liveness);
+        }
+        Instant::now()
+    }
+
     fn stop_load(&mut self, why: &str) {
+        // Said even when the runner has already ended by itself (its lifeline ran out).
         if let Some(r) = &self.running
-            && !r.stop.is_cancelled()
+            && (!r.stop.is_cancelled() || why == RESUMED)
         {
             tracing::warn!("stopping the load of workload {}: {why}", r.workload);
             r.stop.cancel();
@@ -326,22 +346,40 @@ impl<'a> Session<'a> {
             };
             tokio::select! {
                 () = finished => {
+                    if last_heard.elapsed() > self.liveness {
+                        // The runner ended because its lifeline ran out (see `Feed::heard`):
+                        // not a finished share, a freeze.
+                        self.stop_load(RESUMED);
+                        break None;
+                    }
                     last_report = Instant::now();
                     if self.send_report(&sender).await.is_err() {
                         break None;
                     }
                 }
-                inbound = self.link.inbox.recv() => match inbound {
-                    None | Some(Inbound::Closed(_)) => break None,
-                    Some(Inbound::Dropped(why)) => tracing::warn!("dropped a frame from the controller: {why}"),
-                    Some(Inbound::Pull(Pull::Chunks { ids })) => {
-                        last_heard = Instant::now();
-                        let _ = self.pulls.try_send(ids);
+                inbound = self.link.inbox.recv() => {
+                    // Judged before the frame counts: frames queued while this process was
+                    // frozen arrive all at once when it resumes, and must not hide that the
+                    // controller went unheard for longer than the liveness timeout (by now it
+                    // has declared this agent lost and given its leases away).
+                    if matches!(inbound, Some(Inbound::Control(_) | Inbound::Pull(_)))
+                        && last_heard.elapsed() > self.liveness
+                    {
+                        self.stop_load(RESUMED);
+                        break None;
                     }
-                    Some(Inbound::Control(message)) => {
-                        last_heard = Instant::now();
-                        if let Some(exit) = self.on_message(message, &sender).await {
-                            break Some(exit);
+                    match inbound {
+                        None | Some(Inbound::Closed(_)) => break None,
+                        Some(Inbound::Dropped(why)) => tracing::warn!("dropped a frame from the controller: {why}"),
+                        Some(Inbound::Pull(Pull::Chunks { ids })) => {
+                            last_heard = self.heard();
+                            let _ = self.pulls.try_send(ids);
+                        }
+                        Some(Inbound::Control(message)) => {
+                            last_heard = self.heard();
+                            if let Some(exit) = self.on_message(message, &sender).await {
+                                break Some(exit);
+                            }
                         }
                     }
                 },
@@ -355,6 +393,10 @@ impl<'a> Session<'a> {
                     }
                 }
                 _ = report.tick() => {
+                    if last_heard.elapsed() > self.liveness {
+                        self.stop_load(RESUMED);
+                        break None;
+                    }
                     last_report = Instant::now();
                     if self.send_report(&sender).await.is_err() {
                         break None;
@@ -494,6 +536,8 @@ impl<'a> Session<'a> {
         let start = Instant::now() + Duration::from_secs_f64(order.start_in.clamp(0.0, 60.0));
         let feed = Arc::new(Feed::new(start));
         feed.set_low_water(order.low_water.max(1));
+        // The order was just heard: the lifeline starts now.
+        feed.heard(self.liveness);
         if let RunnerSpec::ConstantForDuration { duration, .. } = &spec {
             // Slots waiting for a lease when the time is up must not wait for ever.
             let (feed, duration) = (feed.clone(), *duration);

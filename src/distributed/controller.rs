@@ -290,6 +290,9 @@ struct Agent {
     conn: ConnId,
     name: String,
     host: String,
+    pid: u32,
+    /// Its chunk cache's id: the same on each of its sessions and across its restarts.
+    cache: String,
     state: InstanceState,
     last_heard: Instant,
     /// Best (lowest round trip) clock offset sample: (rtt, offset).
@@ -561,14 +564,34 @@ impl State {
     }
 
     fn on_register(&mut self, conn: ConnId, register: Register, session: String, peer: String) {
-        // A new session under a live agent's name: that agent restarted or reconnected, and
-        // its old session is dead.
         if let Some(old) = self
             .agents
             .iter()
             .position(|a| a.alive() && a.name == register.name)
         {
-            self.lose(old, "it registered again (restart or reconnect)");
+            if self.agents[old].cache == register.cache {
+                // The same agent on a new session: it reconnected, or restarted on the same
+                // cache (which one process at a time can hold), so the old session is dead.
+                self.lose(old, "it registered again (restart or reconnect)");
+            } else {
+                // Another process under a live agent's name: two agents would evict each
+                // other for ever. The newcomer is refused and told who holds the name.
+                let holder = &self.agents[old];
+                let reason = format!(
+                    "an agent named {} is already registered (host {}, pid {}); give each agent \
+                     its own --name",
+                    register.name, holder.host, holder.pid
+                );
+                self.notice(
+                    "warning",
+                    format!(
+                        "refused agent {} from {} (pid {}): the name is taken by the agent on {} (pid {})",
+                        register.name, register.host, register.pid, holder.host, holder.pid
+                    ),
+                );
+                self.hub.refuse(conn, &reason);
+                return;
+            }
         }
         let id = self.agents.len() as AgentId;
         let index = self.agents.len();
@@ -602,6 +625,8 @@ impl State {
             conn,
             name: register.name,
             host: register.host,
+            pid: register.pid,
+            cache: register.cache,
             state: InstanceState::Connecting,
             last_heard: Instant::now(),
             offset: None,

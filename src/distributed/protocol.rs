@@ -79,6 +79,9 @@ pub struct Register {
     pub pid: u32,
     /// Random per agent process: a restarted agent is a new incarnation of the same name.
     pub boot: String,
+    /// Its chunk cache's id (`ChunkCache::id`): the same across its restarts, different for
+    /// another agent, so that a name taken twice is told from a restart.
+    pub cache: String,
     /// The program version (`CARGO_PKG_VERSION`), for the record.
     pub version: String,
     /// Chunks in its cache from earlier sessions (a restarted agent can still deliver them).

@@ -151,6 +151,11 @@ impl Numbers {
     ) -> Result<Option<u64>, RunnerError> {
         loop {
             if let Some((block, used)) = &mut self.block {
+                // A lease is only good while the controller is: a freeze longer than the
+                // liveness timeout ends it here, before the next iteration starts.
+                if *used < block.count && feed.expired() {
+                    return Ok(None);
+                }
                 if *used < block.count {
                     *used += 1;
                     return Ok(Some(block.nth(*used - 1)));

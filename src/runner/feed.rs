@@ -9,7 +9,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -56,6 +57,12 @@ pub struct Feed {
     low: Notify,
     /// When the workload's schedule starts (the `rps` runner's time zero on every agent).
     pub start: Instant,
+    /// The lifeline: until when (nanoseconds after `born`) numbers may still be handed out,
+    /// moved forward each time the controller is heard. An agent that was frozen (SIGSTOP,
+    /// a stalled VM) longer than the liveness timeout finds it passed when it resumes, before
+    /// any of its tasks can start an iteration from a lease the controller has given away.
+    deadline: AtomicU64,
+    born: Instant,
 }
 
 impl Feed {
@@ -65,7 +72,29 @@ impl Feed {
             more: Notify::new(),
             low: Notify::new(),
             start,
+            deadline: AtomicU64::new(u64::MAX),
+            born: Instant::now(),
         }
+    }
+
+    /// The controller was heard now: numbers may be handed out for `liveness` more.
+    pub fn heard(&self, liveness: Duration) {
+        let until = self.born.elapsed().saturating_add(liveness);
+        self.deadline.store(
+            u64::try_from(until.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
+    }
+
+    /// Whether the controller has been silent past the lifeline (read from the clock now,
+    /// so that a freeze counts).
+    pub fn expired(&self) -> bool {
+        self.expired_at(Instant::now())
+    }
+
+    fn expired_at(&self, now: Instant) -> bool {
+        let now = now.saturating_duration_since(self.born).as_nanos();
+        u64::try_from(now).unwrap_or(u64::MAX) > self.deadline.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -126,9 +155,13 @@ impl Feed {
         }
     }
 
-    /// Up to `max` numbers, waiting for a lease if none is queued; `None` once ended and empty.
+    /// Up to `max` numbers, waiting for a lease if none is queued; `None` once ended and empty,
+    /// or past the lifeline.
     pub async fn take(&self, max: u64) -> Option<Block> {
         loop {
+            if self.expired() {
+                return None;
+            }
             let notified = self.more.notified();
             {
                 let mut s = self.lock();
@@ -149,8 +182,11 @@ impl Feed {
         }
     }
 
-    /// Up to `max` numbers if any are queued, without waiting.
+    /// Up to `max` numbers if any are queued (and the lifeline holds), without waiting.
     pub fn try_take(&self, max: u64) -> Option<Block> {
+        if self.expired() {
+            return None;
+        }
         let mut s = self.lock();
         let block = Self::take_locked(&mut s, max)?;
         let low = s.queued < s.low_water;
@@ -198,6 +234,23 @@ impl Feed {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_lease_is_good_only_while_the_controller_is_heard() {
+        let feed = Feed::new(Instant::now());
+        feed.push(1, 1, 1, 100);
+        // Never heard yet (a local run): no lifeline.
+        assert!(!feed.expired_at(Instant::now() + Duration::from_secs(3600)));
+        feed.heard(Duration::from_secs(3));
+        let now = Instant::now();
+        assert!(!feed.expired_at(now + Duration::from_millis(2900)));
+        // Resumed after a freeze longer than the liveness timeout: nothing more is handed out.
+        assert!(feed.expired_at(now + Duration::from_millis(3100)));
+        assert!(feed.try_take(10).is_some());
+        feed.deadline.store(0, Ordering::Release);
+        assert!(feed.expired());
+        assert!(feed.try_take(10).is_none());
+    }
 
     #[tokio::test]
     async fn blocks_split_leases_and_completion_is_per_lease() {

@@ -276,6 +276,8 @@ fn describe(id: &[u8], address: Option<IpAddr>) -> String {
 
 pub struct Hub {
     state: Arc<Mutex<State>>,
+    /// The control socket's writer, for refusals in the clear.
+    control_out: mpsc::Sender<ZmqMessage>,
     pub control_port: u16,
     pub results_port: u16,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -401,6 +403,7 @@ impl Hub {
         Ok((
             Hub {
                 state,
+                control_out: control_tx,
                 control_port,
                 results_port,
                 tasks,
@@ -450,6 +453,16 @@ impl Hub {
         let Pull::Chunks { ids } = pull;
         session.expected.extend(ids.iter().copied());
         true
+    }
+
+    /// Refuse a registered session before its welcome, in the clear (as a wrong token is
+    /// refused), with a reason the agent prints before it exits; the session is forgotten.
+    pub fn refuse(&self, conn: ConnId, reason: &str) {
+        let id = self.lock().by_conn.get(&conn).cloned();
+        if let Some(id) = id {
+            refuse(&self.control_out, &id, reason);
+        }
+        self.close(conn);
     }
 
     /// Forget a session (lost or finished agent); later frames from it are rejected.
@@ -935,6 +948,7 @@ mod tests {
             cores: 1,
             pid: 1,
             boot: "b".into(),
+            cache: format!("{:032x}", 7),
             version: "0".into(),
             cached: Vec::new(),
         }

@@ -111,6 +111,8 @@ fn options(identity: &str) -> SocketOptions {
         o.peer_identity(id);
     }
     o.connect_timeout(HANDSHAKE);
+    // The agent retries with its own backoff; a refusal is reported as one.
+    o.no_connect_retry();
     // Whatever answers at the controller's address is bounded like any peer (SPEC §6).
     o.max_message_size(bounds::TO_AGENT_MESSAGE);
     o

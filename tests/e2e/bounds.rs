@@ -343,6 +343,7 @@ fn an_authenticated_peer_cannot_send_oversized_or_unasked_frames() {
             cores: 1,
             pid: 1,
             boot: "b".into(),
+            cache: format!("{:032x}", 7),
             version: env!("CARGO_PKG_VERSION").into(),
             cached: Vec::new(),
         };

@@ -3,6 +3,7 @@
 mod bounds;
 mod cluster;
 mod distributed;
+mod faults;
 mod invalid;
 mod rally_interop;
 mod run;

@@ -475,9 +475,15 @@ impl Scratch {
         panic!("the controller never listened");
     }
 
-    /// A hand-started agent dialling `port` with `token` in its environment.
+    /// A hand-started agent dialling `port` with `token` in its environment, its cache in
+    /// `cache/NAME`.
     pub fn agent(&self, port: u16, name: &str, token: &str) -> Proc {
-        let cache = self.path().join("cache").join(name);
+        self.agent_with_cache(port, name, token, name)
+    }
+
+    /// The same, with its cache in `cache/CACHE` (two agents under one name need two).
+    pub fn agent_with_cache(&self, port: u16, name: &str, token: &str, cache: &str) -> Proc {
+        let cache = self.path().join("cache").join(cache);
         let mut c = rally(&[
             "agent",
             "--connect",

@@ -14,6 +14,9 @@ pub(super) const CHUNK_SUFFIX: &str = ".rtck";
 pub(super) const TEMP_SUFFIX: &str = ".tmp";
 pub(super) const LOCK_FILE: &str = "lock";
 pub(super) const NEXT_ID_FILE: &str = "next-id";
+/// The cache's own random id, made once: it tells the controller that an agent registering
+/// under a known name is that agent again (a restart on the same cache), not another one.
+pub(super) const CACHE_ID_FILE: &str = "cache-id";
 pub(super) const CORRUPT_DIR: &str = "corrupt";
 
 /// The files of a cache directory, sorted by kind.
@@ -62,7 +65,10 @@ pub(super) fn list_dir(dir: &Path) -> Result<Listing, CacheError> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if matches!(name.as_str(), LOCK_FILE | NEXT_ID_FILE | CORRUPT_DIR) {
+        if matches!(
+            name.as_str(),
+            LOCK_FILE | NEXT_ID_FILE | CACHE_ID_FILE | CORRUPT_DIR
+        ) {
             continue;
         }
         let is_file = entry.file_type().map_err(io_err(&path))?.is_file();

@@ -124,8 +124,8 @@ mod tests {
         assert!(ChunkKey::new("a/b", 0).is_err());
         assert_eq!(
             fs::read_dir(tmp.path()).unwrap().count(),
-            2,
-            "lock and next-id only"
+            3,
+            "lock, next-id and cache-id only"
         );
     }
 }

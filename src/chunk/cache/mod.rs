@@ -31,6 +31,7 @@ mod ids;
 mod layout;
 mod lock;
 mod meta;
+
 #[cfg(test)]
 mod test_support;
 
@@ -116,6 +117,8 @@ pub struct ChunkCache {
     /// files are gone.
     persisted_next: u64,
     next_id_file: File,
+    /// See [`ChunkCache::id`].
+    id: String,
     /// Held for the lock, which is released when the cache is dropped.
     _lock: File,
 }
@@ -152,7 +155,9 @@ impl ChunkCache {
             None => persisted_next,
         }
         .max(1);
+        let id = cache_id(dir)?;
         let mut cache = ChunkCache {
+            id,
             dir: dir.to_path_buf(),
             durable: options.durable,
             held: BTreeMap::new(),
@@ -168,6 +173,12 @@ impl ChunkCache {
         }
         cache.index(listing.chunks);
         Ok(cache)
+    }
+
+    /// The directory's own random id, the same for every process that opens it (one at a
+    /// time: the directory is locked).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Decodes the chunk files found at open; the good ones become servable.
@@ -302,10 +313,38 @@ impl ChunkCache {
     }
 }
 
+/// Reads the cache's id, or makes one (32 hex digits) if there is none or it is damaged.
+fn cache_id(dir: &Path) -> Result<String, CacheError> {
+    let path = dir.join(layout::CACHE_ID_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(id.to_string());
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(&path, format!("{id}\n")).map_err(io_err(&path))?;
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::test_support::{chunk, file_of, ids, key};
     use super::*;
+
+    #[test]
+    fn a_cache_keeps_its_id_across_opens_and_another_has_another() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = ChunkCache::open(a.path()).unwrap().id().to_string();
+        assert_eq!(first.len(), 32);
+        assert_eq!(ChunkCache::open(a.path()).unwrap().id(), first);
+        assert_ne!(ChunkCache::open(b.path()).unwrap().id(), first);
+        // A damaged id is replaced rather than trusted.
+        fs::write(a.path().join(layout::CACHE_ID_FILE), "../../etc").unwrap();
+        let again = ChunkCache::open(a.path()).unwrap().id().to_string();
+        assert_eq!(again.len(), 32);
+        assert!(again.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
 
     #[test]
     fn put_read_remove_round_trip() {

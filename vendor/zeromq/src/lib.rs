@@ -369,6 +369,7 @@ pub struct SocketOptions {
     pub(crate) max_message_size: Option<usize>,
     pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) max_handshakes: Option<usize>,
+    pub(crate) connect_retry: bool,
 }
 
 impl Default for SocketOptions {
@@ -382,6 +383,7 @@ impl Default for SocketOptions {
             max_message_size: None,
             handshake_timeout: None,
             max_handshakes: None,
+            connect_retry: true,
         }
     }
 }
@@ -459,6 +461,14 @@ impl SocketOptions {
     /// [`RouterSendHalf::set_max_message_size`].
     pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
         self.max_message_size = Some(bytes);
+        self
+    }
+
+    /// `connect` fails at once when the connection is refused, instead of retrying until
+    /// the connect timeout (rally-tui patch: a caller with its own retry loop can then say
+    /// "refused", which is what happened, rather than "timed out").
+    pub fn no_connect_retry(&mut self) -> &mut Self {
+        self.connect_retry = false;
         self
     }
 

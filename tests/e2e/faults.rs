@@ -1,0 +1,142 @@
+//! Faults a distributed run survives (SPEC §6): real controller and agent processes, each
+//! test checking what was stored, the exit codes, and that nothing is left running.
+
+use std::time::{Duration, Instant};
+
+use rally_tui::store::Store;
+
+use crate::support::{HANG, Scratch, TOKEN};
+
+/// Stored iteration numbers of the last task's first workload, by agent.
+fn stored(s: &Scratch) -> Vec<(u64, String)> {
+    let store = Store::open(&s.db()).expect("store opens");
+    let uuid = store.resolve("last").expect("a task is stored");
+    let task = store.task(&uuid).expect("the task loads");
+    let mut its = Vec::new();
+    store
+        .for_each_chunk(&task.workloads[0].uuid, |chunk| {
+            for r in &chunk.records {
+                its.push((r.iteration, chunk.source.to_string()));
+            }
+        })
+        .expect("chunks decode");
+    its.sort();
+    its
+}
+
+fn assert_exactly_once(its: &[(u64, String)], times: u64, text: &str) {
+    let numbers: Vec<u64> = its.iter().map(|(n, _)| *n).collect();
+    let expected: Vec<u64> = (1..=times).collect();
+    assert_eq!(numbers, expected, "every iteration exactly once\n{text}");
+}
+
+/// Two agents started with the same `--name` (on their own caches): the second is refused,
+/// says who holds the name, and exits 1; the run goes on with the first, and nobody evicts
+/// anybody.
+#[test]
+fn a_second_agent_under_a_taken_name_is_refused_and_exits_1() {
+    let s = Scratch::new();
+    let body = "version: 2\ntitle: names\nsubtasks:\n\
+- title: d\n  scenario: {Dummy.dummy: {sleep: 0.005}}\n  runner: {constant: {times: 600, concurrency: 2}}\n";
+    let (mut c, port) = s.listen(body, 1, &[]);
+    let mut first = s.agent_with_cache(port, "same", TOKEN, "first");
+    assert!(
+        c.wait_for_stdout(|o| o.contains("agent same registered")),
+        "{}",
+        c.text()
+    );
+    let mut second = s.agent_with_cache(port, "same", TOKEN, "second");
+    let status = second.wait();
+    assert_eq!(status.code(), Some(1), "{}", second.text());
+    let said = second.stderr();
+    assert!(
+        said.contains("already registered") && said.contains(&format!("pid {}", first.pid())),
+        "the refusal names the holder's host and pid:\n{said}"
+    );
+    let status = c.wait();
+    let text = c.text();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("refused agent same"), "{text}");
+    assert!(!text.contains("registered again"), "no eviction:\n{text}");
+    assert_exactly_once(&stored(&s), 600, &text);
+    assert!(first.wait().success(), "{}", first.text());
+}
+
+/// An agent frozen (SIGSTOP) for longer than the liveness timeout, then resumed: it judges
+/// its own silence before it runs anything, stops its load, registers again, and every
+/// iteration is stored exactly once.
+#[test]
+fn a_frozen_agent_stops_its_stale_load_on_resume_and_registers_again() {
+    let s = Scratch::new();
+    let body = "version: 2\ntitle: freeze\nsubtasks:\n\
+- title: d\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant: {times: 3000, concurrency: 4}}\n";
+    let (mut c, port) = s.listen(body, 2, &["--liveness", "2"]);
+    let _steady = s.agent(port, "steady", TOKEN);
+    let frozen = s.agent(port, "frozen", TOKEN);
+    assert!(
+        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
+        "{}",
+        c.text()
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    frozen.signal("-STOP");
+    assert!(
+        c.wait_for_stdout(|o| o.contains("agent frozen lost")),
+        "{}",
+        c.text()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    frozen.signal("-CONT");
+    let resumed = Instant::now();
+    let status = c.wait();
+    let text = c.text();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert_exactly_once(&stored(&s), 3000, &text);
+    let said = frozen.stderr();
+    assert!(
+        said.contains("resumed after hearing nothing from the controller"),
+        "the agent noticed its freeze:\n{said}"
+    );
+    assert!(
+        text.matches("agent frozen registered").count() >= 2,
+        "it registered again:\n{text}"
+    );
+    assert!(resumed.elapsed() < HANG);
+}
+
+/// SIGTERM is a stop in every phase, also while the controller waits for its agents: exit 3.
+#[test]
+fn sigterm_while_waiting_for_agents_exits_3() {
+    let s = Scratch::new();
+    let body = "version: 2\ntitle: t\nsubtasks:\n- title: d\n  scenario: {Dummy.dummy: {}}\n";
+    let (mut c, _port) = s.listen(body, 2, &[]);
+    let deadline = Instant::now() + HANG;
+    while !c.stderr().contains("waiting for them") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.signal("-TERM");
+    let status = c.wait();
+    assert_eq!(status.code(), Some(3), "{}", c.text());
+    assert!(
+        c.stderr().contains("Stopped while waiting for agents"),
+        "{}",
+        c.text()
+    );
+}
+
+/// An agent started before its controller says the connection was refused (not that it
+/// timed out), and keeps trying.
+#[test]
+fn an_agent_before_its_controller_says_refused() {
+    let s = Scratch::new();
+    let port = crate::support::free_port_pair();
+    let mut agent = s.agent(port, "early", TOKEN);
+    let deadline = Instant::now() + HANG;
+    while !agent.stderr().contains("refused") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let said = agent.stderr();
+    assert!(said.contains("Connection refused"), "{said}");
+    assert!(!said.contains("timed out"), "{said}");
+    assert!(agent.exited().is_none(), "it keeps trying:\n{said}");
+}
