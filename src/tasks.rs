@@ -194,10 +194,27 @@ fn show(store: &Store, id: &str, iterations: bool) -> anyhow::Result<u8> {
     for w in &task.workloads {
         match &w.report {
             Some(r) => print!("{}", headless::workload_summary(r)),
-            None => println!(
-                "\n{} [{}] {}: {} (no results)",
-                w.subtask, w.position, w.scenario, w.status
-            ),
+            None => {
+                // No report (the run crashed or was killed): say what is stored all the same,
+                // so that `show` and `export` agree.
+                let (mut stored, mut failed) = (0u64, 0u64);
+                store.for_each_chunk(&w.uuid, |chunk| {
+                    stored += chunk.records.len() as u64;
+                    failed += chunk.records.iter().filter(|r| r.failed()).count() as u64;
+                })?;
+                if stored == 0 {
+                    println!(
+                        "\n{} [{}] {}: {} (no results)",
+                        w.subtask, w.position, w.scenario, w.status
+                    );
+                } else {
+                    println!(
+                        "\n{} [{}] {}: {} ({stored} iterations stored, {failed} failed; no \
+                         summary was made: see `task export` or `task show --iterations`)",
+                        w.subtask, w.position, w.scenario, w.status
+                    );
+                }
+            }
         }
         if iterations {
             let mut rows = Vec::new();

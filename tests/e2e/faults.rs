@@ -140,3 +140,37 @@ fn an_agent_before_its_controller_says_refused() {
     assert!(!said.contains("timed out"), "{said}");
     assert!(agent.exited().is_none(), "it keeps trying:\n{said}");
 }
+
+/// A controller killed mid-run leaves a task whose workload has no summary: `task show`
+/// says how many iterations are stored, and `task export` has exactly those rows.
+#[test]
+fn show_and_export_of_a_crashed_task_agree() {
+    let s = Scratch::new();
+    let task = s.task(
+        "version: 2\ntitle: crash\nsubtasks:\n\
+         - title: d\n  scenario: {Dummy.dummy: {sleep: 0.002}}\n  runner: {constant_for_duration: {duration: 60, concurrency: 2}}\n",
+    );
+    let mut c = crate::support::Proc::spawn(
+        "controller",
+        crate::support::rally_db(&s.db(), &["run", &task, "--no-tui", "--agents", "1"]),
+    );
+    assert!(
+        c.wait_for_stdout(|o| o.lines().any(|l| l.contains("iterations |") && !l.contains(" 0/"))
+            && o.matches("iterations |").count() >= 3),
+        "{}",
+        c.text()
+    );
+    c.kill9();
+    let show = s.task_command(&["show", "last"]);
+    let shown = String::from_utf8_lossy(&show.stdout).into_owned();
+    let stored: u64 = shown
+        .split(" iterations stored")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no stored count in:\n{shown}"));
+    assert!(stored > 0, "{shown}");
+    let export = s.task_command(&["export", "last", "--type", "csv"]);
+    let rows = String::from_utf8_lossy(&export.stdout).lines().count() as u64;
+    assert_eq!(rows, stored + 1, "CSV rows (with the header) against `show`:\n{shown}");
+}
