@@ -131,8 +131,19 @@ struct RunArgs {
 #[derive(Args)]
 struct AgentArgs {
     /// The controller's address, tcp://HOST:PORT.
-    #[arg(long, value_name = "ADDR")]
-    connect: String,
+    #[arg(long, value_name = "ADDR", required_unless_present_any = ["list", "clear"])]
+    connect: Option<String>,
+    /// List the chunks waiting in the cache (e.g. left by a run whose controller crashed),
+    /// by task and workload, and exit. Needs --cache-dir or --name.
+    #[arg(long, conflicts_with_all = ["connect", "clear"])]
+    list: bool,
+    /// Delete the chunks waiting in the cache (all, or those of --run) and exit. Needs
+    /// --cache-dir or --name.
+    #[arg(long, conflicts_with = "connect")]
+    clear: bool,
+    /// With --clear: only the chunks of this task (its uuid).
+    #[arg(long, value_name = "TASK", requires = "clear")]
+    run: Option<String>,
     /// This agent's name (default: the host name and process id).
     #[arg(long)]
     name: Option<String>,
@@ -589,6 +600,17 @@ fn cluster_check(path: &std::path::Path) -> anyhow::Result<u8> {
 fn agent(args: AgentArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
     use rally_tui::distributed::agent::{AgentExit, AgentOptions, hostname, run_agent};
     use tokio_util::sync::CancellationToken;
+    if args.list || args.clear {
+        let Some(dir) = args.cache_dir.clone().or_else(|| {
+            args.name
+                .as_ref()
+                .map(|n| db_path(db.clone()).with_file_name("agent-cache").join(n))
+        }) else {
+            eprintln!("error: --list and --clear need --cache-dir DIR (or the agent's --name)");
+            return Ok(exit::USAGE);
+        };
+        return leftovers(&dir, args.clear, args.run.as_deref());
+    }
     let token = if args.token_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -612,7 +634,8 @@ fn agent(args: AgentArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         .cache_dir
         .unwrap_or_else(|| db_path(db).with_file_name("agent-cache").join(&name));
     let options = AgentOptions {
-        connect: args.connect,
+        // clap requires it unless --list or --clear, which returned above.
+        connect: args.connect.unwrap_or_default(),
         name,
         cache_dir,
         give_up_after: args.give_up_after.map(Duration::from_secs_f64),
@@ -650,6 +673,101 @@ fn agent(args: AgentArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             }
         }
     })
+}
+
+/// `agent --list` / `agent --clear`: what an agent's cache holds, by task and workload (the
+/// chunks of a run whose controller died stay there until a controller of that run stores
+/// them or someone clears them).
+fn leftovers(dir: &std::path::Path, clear: bool, run: Option<&str>) -> anyhow::Result<u8> {
+    use rally_tui::chunk::cache::ChunkCache;
+    use std::collections::BTreeMap;
+    if !dir.is_dir() {
+        eprintln!("error: {} is not a chunk cache directory", dir.display());
+        return Ok(exit::USAGE);
+    }
+    let mut cache = match ChunkCache::open(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::FAILURE);
+        }
+    };
+    // (task, workload) -> (chunks, iterations, failed, bytes, first, last)
+    let mut groups: BTreeMap<(String, u32), (u64, u64, u64, u64, f64, f64)> = BTreeMap::new();
+    let mut ids = Vec::new();
+    for m in cache.held() {
+        if run.is_some_and(|r| r != m.key.run) {
+            continue;
+        }
+        ids.push(m.id);
+        let g = groups
+            .entry((m.key.run.clone(), m.key.workload))
+            .or_insert((0, 0, 0, 0, f64::MAX, 0.0));
+        g.0 += 1;
+        g.1 += u64::from(m.records);
+        g.2 += u64::from(m.failures);
+        g.3 += m.bytes;
+        if m.records > 0 {
+            g.4 = g.4.min(m.first_timestamp);
+            g.5 = g.5.max(m.last_timestamp);
+        }
+    }
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|((task, workload), g)| {
+            vec![
+                task.clone(),
+                workload.to_string(),
+                g.0.to_string(),
+                g.1.to_string(),
+                g.2.to_string(),
+                g.3.to_string(),
+                if g.1 > 0 {
+                    format!(
+                        "{} .. {}",
+                        rally_tui::report::export::iso_time(g.4),
+                        rally_tui::report::export::iso_time(g.5)
+                    )
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    if clear {
+        for id in &ids {
+            cache.remove(*id)?;
+        }
+        println!(
+            "Deleted {} chunk{} ({} iterations) from {}",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" },
+            groups.values().map(|g| g.1).sum::<u64>(),
+            dir.display()
+        );
+        return Ok(exit::OK);
+    }
+    if rows.is_empty() {
+        println!("{} holds no chunks", dir.display());
+        return Ok(exit::OK);
+    }
+    print!(
+        "{}",
+        rally_tui::headless::ascii_table(
+            &format!("Chunks waiting in {}", dir.display()),
+            &[
+                "Task",
+                "Workload",
+                "Chunks",
+                "Iterations",
+                "Failed",
+                "Bytes",
+                "Time span"
+            ],
+            &rows
+        )
+    );
+    Ok(exit::OK)
 }
 
 async fn wait_for_signal() {

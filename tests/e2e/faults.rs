@@ -142,9 +142,11 @@ fn an_agent_before_its_controller_says_refused() {
 }
 
 /// A controller killed mid-run leaves a task whose workload has no summary: `task show`
-/// says how many iterations are stored, and `task export` has exactly those rows.
+/// says how many iterations are stored, and `task export` has exactly those rows; the
+/// chunks its agent made and nobody stored are listed by `agent --list` and cleared by
+/// `agent --clear`.
 #[test]
-fn show_and_export_of_a_crashed_task_agree() {
+fn a_crashed_task_shows_what_export_has_and_its_leftover_chunks_can_be_cleared() {
     let s = Scratch::new();
     let task = s.task(
         "version: 2\ntitle: crash\nsubtasks:\n\
@@ -155,7 +157,9 @@ fn show_and_export_of_a_crashed_task_agree() {
         crate::support::rally_db(&s.db(), &["run", &task, "--no-tui", "--agents", "1"]),
     );
     assert!(
-        c.wait_for_stdout(|o| o.lines().any(|l| l.contains("iterations |") && !l.contains(" 0/"))
+        c.wait_for_stdout(|o| o
+            .lines()
+            .any(|l| l.contains("iterations |") && !l.contains(" 0/"))
             && o.matches("iterations |").count() >= 3),
         "{}",
         c.text()
@@ -172,5 +176,55 @@ fn show_and_export_of_a_crashed_task_agree() {
     assert!(stored > 0, "{shown}");
     let export = s.task_command(&["export", "last", "--type", "csv"]);
     let rows = String::from_utf8_lossy(&export.stdout).lines().count() as u64;
-    assert_eq!(rows, stored + 1, "CSV rows (with the header) against `show`:\n{shown}");
+    assert_eq!(
+        rows,
+        stored + 1,
+        "CSV rows (with the header) against `show`:\n{shown}"
+    );
+
+    // What the agent made and nobody stored stays in its cache: listed, then cleared.
+    let cache = find_cache(s.path()).expect("the local agent's cache is left behind");
+    let cache = cache.to_str().expect("utf-8 path");
+    let list = |args: &[&str]| {
+        let deadline = Instant::now() + HANG;
+        loop {
+            // The agent leaves once its stdin closes; until then it holds the cache's lock.
+            let mut all = vec!["agent", "--cache-dir", cache];
+            all.extend_from_slice(args);
+            let out = crate::support::run(&all);
+            let text = crate::support::stdout(&out) + &crate::support::stderr(&out);
+            if out.status.success() || Instant::now() > deadline {
+                return (out.status.code(), text);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (code, listed) = list(&["--list"]);
+    assert_eq!(code, Some(0), "{listed}");
+    let uuid = shown
+        .split_whitespace()
+        .nth(1)
+        .expect("Task UUID: ...")
+        .trim_end_matches(':');
+    assert!(
+        listed.contains(uuid),
+        "the crashed task's chunks are listed:\n{listed}"
+    );
+    let (code, cleared) = list(&["--clear"]);
+    assert_eq!(code, Some(0), "{cleared}");
+    assert!(cleared.contains("Deleted"), "{cleared}");
+    let (_, after) = list(&["--list"]);
+    assert!(after.contains("holds no chunks"), "{after}");
+}
+
+/// The first directory under `dir` that is a chunk cache (it has a `cache-id`).
+fn find_cache(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    if dir.join("cache-id").is_file() {
+        return Some(dir.to_path_buf());
+    }
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .find_map(|e| find_cache(&e.path()))
 }
