@@ -692,8 +692,16 @@ fn leftovers(dir: &std::path::Path, clear: bool, run: Option<&str>) -> anyhow::R
             return Ok(exit::FAILURE);
         }
     };
-    // (task, workload) -> (chunks, iterations, failed, bytes, first, last)
-    let mut groups: BTreeMap<(String, u32), (u64, u64, u64, u64, f64, f64)> = BTreeMap::new();
+    /// What the cache holds of one task's workload.
+    struct Held {
+        chunks: u64,
+        iterations: u64,
+        failed: u64,
+        bytes: u64,
+        first: f64,
+        last: f64,
+    }
+    let mut groups: BTreeMap<(String, u32), Held> = BTreeMap::new();
     let mut ids = Vec::new();
     for m in cache.held() {
         if run.is_some_and(|r| r != m.key.run) {
@@ -702,14 +710,21 @@ fn leftovers(dir: &std::path::Path, clear: bool, run: Option<&str>) -> anyhow::R
         ids.push(m.id);
         let g = groups
             .entry((m.key.run.clone(), m.key.workload))
-            .or_insert((0, 0, 0, 0, f64::MAX, 0.0));
-        g.0 += 1;
-        g.1 += u64::from(m.records);
-        g.2 += u64::from(m.failures);
-        g.3 += m.bytes;
+            .or_insert(Held {
+                chunks: 0,
+                iterations: 0,
+                failed: 0,
+                bytes: 0,
+                first: f64::MAX,
+                last: 0.0,
+            });
+        g.chunks += 1;
+        g.iterations += u64::from(m.records);
+        g.failed += u64::from(m.failures);
+        g.bytes += m.bytes;
         if m.records > 0 {
-            g.4 = g.4.min(m.first_timestamp);
-            g.5 = g.5.max(m.last_timestamp);
+            g.first = g.first.min(m.first_timestamp);
+            g.last = g.last.max(m.last_timestamp);
         }
     }
     let rows: Vec<Vec<String>> = groups
@@ -718,15 +733,15 @@ fn leftovers(dir: &std::path::Path, clear: bool, run: Option<&str>) -> anyhow::R
             vec![
                 task.clone(),
                 workload.to_string(),
-                g.0.to_string(),
-                g.1.to_string(),
-                g.2.to_string(),
-                g.3.to_string(),
-                if g.1 > 0 {
+                g.chunks.to_string(),
+                g.iterations.to_string(),
+                g.failed.to_string(),
+                g.bytes.to_string(),
+                if g.iterations > 0 {
                     format!(
                         "{} .. {}",
-                        rally_tui::report::export::iso_time(g.4),
-                        rally_tui::report::export::iso_time(g.5)
+                        rally_tui::report::export::iso_time(g.first),
+                        rally_tui::report::export::iso_time(g.last)
                     )
                 } else {
                     String::new()
@@ -742,7 +757,7 @@ fn leftovers(dir: &std::path::Path, clear: bool, run: Option<&str>) -> anyhow::R
             "Deleted {} chunk{} ({} iterations) from {}",
             ids.len(),
             if ids.len() == 1 { "" } else { "s" },
-            groups.values().map(|g| g.1).sum::<u64>(),
+            groups.values().map(|g| g.iterations).sum::<u64>(),
             dir.display()
         );
         return Ok(exit::OK);
