@@ -11,6 +11,8 @@
 #   nginx          HTTP scenarios against a real server         Debian: nginx-light
 #   tmux           the terminal UI in a real terminal           Debian: tmux
 #   sshd, ssh      SSH clusters against a real sshd on loopback Debian: openssh-server
+#   ip             network partitions (namespaces, veth)      Debian: iproute2
+#   prlimit        a controller under a small descriptor limit Debian: util-linux
 #   rally          interoperability with OpenStack Rally 5.1.1  pip: target/rally-venv
 #
 # When everything is there it installs nothing and prints nothing before cargo's own output.
@@ -25,6 +27,8 @@ needs=(
     "/usr/sbin/sshd openssh-server"
     "ssh openssh-client"
     "ssh-keygen openssh-client"
+    "ip iproute2"
+    "prlimit util-linux"
 )
 
 present() {

@@ -269,10 +269,10 @@ fn oversized_frame_headers_on_either_port_cost_the_controller_nothing() {
 fn idle_and_stalled_connections_under_a_small_descriptor_limit_do_not_keep_agents_out() {
     let s = Scratch::new();
     let (mut c, port) = s.listen(TASK, 1, &[]);
-    let limited = Command::new("prlimit")
+    let limited = Command::new(crate::support::tool(&["prlimit"], "util-linux"))
         .args(["--pid", &c.pid().to_string(), "--nofile=1024:1024"])
         .status()
-        .expect("prlimit runs (util-linux)");
+        .expect("prlimit runs");
     assert!(limited.success());
     let peak = PeakRss::watch(c.pid());
     let mut held = Vec::new();

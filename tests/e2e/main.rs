@@ -5,6 +5,7 @@ mod cluster;
 mod distributed;
 mod faults;
 mod invalid;
+mod partition;
 mod rally_interop;
 mod run;
 mod samples;

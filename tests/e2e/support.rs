@@ -437,12 +437,17 @@ impl Scratch {
     /// A controller waiting with `--listen` for `agents` hand-started agents; returns it
     /// with its control port once both its ports listen.
     pub fn listen(&self, body: &str, agents: u32, args: &[&str]) -> (Proc, u16) {
+        self.listen_on("127.0.0.1", body, agents, args)
+    }
+
+    /// The same on another local address (e.g. a veth end of a test's network namespace).
+    pub fn listen_on(&self, host: &str, body: &str, agents: u32, args: &[&str]) -> (Proc, u16) {
         let task = self.task(body);
         let token = self.token_file();
         let agents = agents.to_string();
         for _ in 0..5 {
             let port = free_port_pair();
-            let endpoint = format!("tcp://127.0.0.1:{port}");
+            let endpoint = format!("tcp://{host}:{port}");
             let mut all = vec![
                 "run",
                 task.as_str(),
@@ -483,17 +488,37 @@ impl Scratch {
 
     /// The same, with its cache in `cache/CACHE` (two agents under one name need two).
     pub fn agent_with_cache(&self, port: u16, name: &str, token: &str, cache: &str) -> Proc {
-        let cache = self.path().join("cache").join(cache);
-        let mut c = rally(&[
-            "agent",
-            "--connect",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--name",
-            name,
-            "--cache-dir",
-            cache.to_str().expect("utf-8 path"),
-        ]);
+        let mut c = self.agent_command(Command::new(bin()), "127.0.0.1", port, name, cache);
         c.env("RALLY_TUI_TOKEN", token);
         Proc::spawn(name, c)
+    }
+
+    /// `program … agent --connect tcp://HOST:PORT --name NAME --cache-dir cache/CACHE`:
+    /// `program` is the binary, or a wrapper that ends by running it (`ip netns exec NS`).
+    pub fn agent_command(
+        &self,
+        mut program: Command,
+        host: &str,
+        port: u16,
+        name: &str,
+        cache: &str,
+    ) -> Command {
+        let cache = self.path().join("cache").join(cache);
+        program
+            .args([
+                "agent",
+                "--connect",
+                &format!("tcp://{host}:{port}"),
+                "--name",
+                name,
+                "--cache-dir",
+                cache.to_str().expect("utf-8 path"),
+            ])
+            .stdin(Stdio::null())
+            .env(
+                "RALLY_TUI_DB",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-shared.db"),
+            );
+        program
     }
 }
