@@ -13,6 +13,7 @@
 #   sshd, ssh      SSH clusters against a real sshd on loopback Debian: openssh-server
 #   ip             network partitions (namespaces, veth)      Debian: iproute2
 #   prlimit        a controller under a small descriptor limit Debian: util-linux
+#   mount          an agent's cache on a small tmpfs that fills  Debian: mount
 #   rally          interoperability with OpenStack Rally 5.1.1  pip: target/rally-venv
 #
 # When everything is there it installs nothing and prints nothing before cargo's own output.
@@ -29,6 +30,7 @@ needs=(
     "ssh-keygen openssh-client"
     "ip iproute2"
     "prlimit util-linux"
+    "mount mount"
 )
 
 present() {

@@ -198,6 +198,8 @@ struct Account {
     done: bool,
     action_names: Arc<[String]>,
     started: Instant,
+    /// Why the load is paused, while it is (see `sink`).
+    paused: Option<String>,
 }
 
 impl Account {
@@ -247,9 +249,13 @@ impl Account {
                 - self.max_duration
                 - 2.0 * ChunkLimits::default().max_age.as_secs_f64(),
             done: self.done,
+            paused: self.paused.clone(),
         }
     }
 }
+
+/// Results held in memory (their disk refused them) past which the agent pauses its load.
+const MEMORY_HELD: usize = 64 * 1024 * 1024;
 
 /// Why an agent stops its load when it finds, on waking, that it was not heard from for
 /// longer than the liveness timeout.
@@ -559,6 +565,7 @@ impl<'a> Session<'a> {
             done: false,
             action_names: scenario.action_names.clone(),
             started: start,
+            paused: None,
         }));
         let (tx, rx) = mpsc::channel::<Chunk>(64);
         let job = RunJob {
@@ -640,11 +647,45 @@ async fn sink(
     announce: Arc<tokio::sync::Notify>,
 ) {
     while let Some(chunk) = rx.recv().await {
+        // Back-pressure: with too much waiting in memory for a disk that refuses it, take
+        // no more results (the slots then wait on this channel: the load pauses) until the
+        // disk writes again or the controller has stored enough.
+        loop {
+            let (held, why) = {
+                let mut c = lock(&cache);
+                let held = c.retry_writes();
+                (held, c.write_error().unwrap_or("").to_string())
+            };
+            let over = held > MEMORY_HELD;
+            {
+                let mut acc = lock(&account);
+                if !over {
+                    if acc.paused.take().is_some() {
+                        tracing::warn!(
+                            "resuming the load: the results in memory are under the bound"
+                        );
+                    }
+                } else if acc.paused.is_none() {
+                    let reason = format!(
+                        "its chunk cache cannot write ({why}) and {} MiB of results wait in \
+                         memory for the controller",
+                        held >> 20
+                    );
+                    tracing::warn!("pausing the load: {reason}");
+                    acc.paused = Some(reason);
+                }
+            }
+            if !over {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         let put = lock(&cache).put(&key, &chunk);
         let mut acc = lock(&account);
         acc.add(&chunk);
         match put {
             Ok(meta) => acc.chunks.push(meta),
+            // Only a key the cache cannot name or ids exhausted: nothing a disk does.
             Err(e) => tracing::error!("cannot cache a chunk ({e}); its results are lost"),
         }
         drop(acc);

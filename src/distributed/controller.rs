@@ -721,7 +721,30 @@ impl State {
             .is_some_and(|a| a.request.assignment.workload == workload && a.members.contains(&i))
     }
 
+    /// Says when an agent pauses its load (its cache cannot write) and when it resumes.
+    fn note_pause(&self, i: usize, report: &AgentReport) {
+        let agent = &self.agents[i];
+        let was_paused = agent.report.as_ref().and_then(|r| r.paused.as_ref());
+        if report.paused.as_ref() != was_paused {
+            let (level, message) = match &report.paused {
+                Some(why) => (
+                    "warning",
+                    format!("agent {} paused its load: {why}", agent.name),
+                ),
+                None => ("info", format!("agent {} resumed its load", agent.name)),
+            };
+            self.notice(level, message);
+        }
+    }
+
     fn on_report(&mut self, i: usize, report: AgentReport) {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.request.assignment.workload == report.workload)
+        {
+            self.note_pause(i, &report);
+        }
         let Some(active) = &mut self.active else {
             return;
         };

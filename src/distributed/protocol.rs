@@ -168,6 +168,10 @@ pub struct AgentReport {
     pub watermark: f64,
     /// The runner has returned: nothing more will come for this workload.
     pub done: bool,
+    /// Why the agent has paused its load, while it has (its cache cannot write and the
+    /// chunks waiting in memory reached their bound).
+    #[serde(default)]
+    pub paused: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

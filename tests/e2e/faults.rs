@@ -228,3 +228,94 @@ fn find_cache(dir: &std::path::Path) -> Option<std::path::PathBuf> {
         .filter(|e| e.path().is_dir())
         .find_map(|e| find_cache(&e.path()))
 }
+
+/// A small tmpfs mounted for one test, unmounted when it ends.
+struct Tmpfs {
+    dir: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    /// `None` when mounting is not permitted here.
+    fn mount(dir: std::path::PathBuf, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = std::process::Command::new(crate::support::tool(
+            &["/usr/bin/mount", "/bin/mount", "mount"],
+            "mount",
+        ))
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    /// Fill it up: write until the disk says no.
+    fn fill(&self) {
+        let _ = std::fs::write(self.dir.join("filler"), vec![0u8; 64 << 20]);
+    }
+
+    fn free(&self) {
+        let _ = std::fs::remove_file(self.dir.join("filler"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(crate::support::tool(
+            &["/usr/bin/umount", "/bin/umount", "umount"],
+            "mount",
+        ))
+        .args(["-l"])
+        .arg(&self.dir)
+        .status();
+    }
+}
+
+/// An agent whose cache disk fills up mid-run (and, in the second case, stays full) keeps
+/// the chunks it cannot write in memory and delivers them: every iteration is stored once,
+/// the run ends by itself, exit 0.
+fn full_cache_disk(free_after: Option<Duration>) {
+    let s = Scratch::new();
+    let Some(disk) = Tmpfs::mount(s.path().join("cache").join("small"), "4m") else {
+        eprintln!("SKIPPED: mounting a tmpfs is not permitted here");
+        return;
+    };
+    let body = "version: 2\ntitle: full disk\nsubtasks:\n\
+- title: d\n  scenario: {Dummy.dummy: {sleep: 0.001}}\n  runner: {constant: {times: 30000, concurrency: 8}}\n";
+    let (mut c, port) = s.listen(body, 2, &[]);
+    let small = s.agent_with_cache(port, "small", TOKEN, "small");
+    let _roomy = s.agent(port, "roomy", TOKEN);
+    assert!(
+        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
+        "{}",
+        c.text()
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    disk.fill();
+    if let Some(after) = free_after {
+        std::thread::sleep(after);
+        disk.free();
+    }
+    let status = c.wait();
+    let text = c.text();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert_exactly_once(&stored(&s), 30000, &text);
+    let said = small.stderr();
+    assert!(
+        said.contains("cannot write") && said.contains("No space left on device"),
+        "the agent says why:\n{said}"
+    );
+    if free_after.is_some() {
+        assert!(said.contains("writes again"), "{said}");
+    }
+}
+
+#[test]
+fn a_cache_disk_that_fills_up_and_frees_again_loses_nothing() {
+    full_cache_disk(Some(Duration::from_secs(2)));
+}
+
+#[test]
+fn a_cache_disk_that_stays_full_loses_nothing() {
+    full_cache_disk(None);
+}

@@ -119,6 +119,13 @@ pub struct ChunkCache {
     next_id_file: File,
     /// See [`ChunkCache::id`].
     id: String,
+    /// Chunks the disk refused (full, over quota, read-only, failing), kept encoded in memory
+    /// until a later write succeeds or the controller has stored them: results are never
+    /// dropped for want of disk. The agent bounds this by pausing its load.
+    unwritten: BTreeMap<u64, Vec<u8>>,
+    unwritten_bytes: usize,
+    /// Why the last write failed, while anything is unwritten.
+    write_error: Option<String>,
     /// Held for the lock, which is released when the cache is dropped.
     _lock: File,
 }
@@ -158,6 +165,9 @@ impl ChunkCache {
         let id = cache_id(dir)?;
         let mut cache = ChunkCache {
             id,
+            unwritten: BTreeMap::new(),
+            unwritten_bytes: 0,
+            write_error: None,
             dir: dir.to_path_buf(),
             durable: options.durable,
             held: BTreeMap::new(),
@@ -211,7 +221,8 @@ impl ChunkCache {
 
     /// Writes a chunk atomically (encode, write to a temp file in the same directory, rename
     /// into place; fsync only if [`CacheOptions::durable`]) and returns its meta, with a new
-    /// id: ids increase, across restarts too.
+    /// id: ids increase, across restarts too. If the disk refuses it, the chunk is held in
+    /// memory instead (see [`unwritten_bytes`](Self::unwritten_bytes)) and served from there.
     pub fn put(&mut self, key: &ChunkKey, chunk: &Chunk) -> Result<ChunkMeta, CacheError> {
         key.validate()?;
         let id = self.next_id;
@@ -220,23 +231,79 @@ impl ChunkCache {
             dir: self.dir.clone(),
         })?;
         let bytes = codec::encode(chunk);
-        let path = self.path_of(key, id);
-        let temp = temp_path(&path);
-        if let Err(e) = write_new(&temp, &bytes, self.durable) {
-            let _ = fs::remove_file(&temp);
-            return Err(CacheError::Io {
-                path: temp,
-                source: e,
-            });
-        }
-        if let Err(e) = fs::rename(&temp, &path) {
-            let _ = fs::remove_file(&temp);
-            return Err(CacheError::Io { path, source: e });
-        }
-        self.sync_dir()?;
         let meta = ChunkMeta::of(id, key.clone(), chunk, bytes.len() as u64);
+        // Behind chunks still waiting for the disk, a write would only fail again.
+        let written = self.unwritten.is_empty() && self.write(key, id, &bytes).is_ok();
+        if !written {
+            self.unwritten_bytes += bytes.len();
+            self.unwritten.insert(id, bytes);
+        }
         self.held.insert(id, meta.clone());
         Ok(meta)
+    }
+
+    /// One chunk file, atomically; on failure nothing is left behind and the reason is kept.
+    fn write(&mut self, key: &ChunkKey, id: u64, bytes: &[u8]) -> Result<(), CacheError> {
+        let path = self.path_of(key, id);
+        let temp = temp_path(&path);
+        let result = write_new(&temp, bytes, self.durable)
+            .map_err(|source| CacheError::Io {
+                path: temp.clone(),
+                source,
+            })
+            .and_then(|()| {
+                fs::rename(&temp, &path).map_err(|source| CacheError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .and_then(|()| self.sync_dir());
+        if let Err(e) = &result {
+            let _ = fs::remove_file(&temp);
+            if self.write_error.is_none() {
+                tracing::warn!("the chunk cache cannot write ({e}); holding chunks in memory");
+            }
+            self.write_error = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Tries again to write the chunks held in memory, oldest first, stopping at the first
+    /// failure. Returns how many bytes are still only in memory.
+    pub fn retry_writes(&mut self) -> usize {
+        while let Some((&id, _)) = self.unwritten.first_key_value() {
+            let Some(key) = self.held.get(&id).map(|m| m.key.clone()) else {
+                self.forget_unwritten(id);
+                continue;
+            };
+            let Some(bytes) = self.unwritten.get(&id).cloned() else {
+                break;
+            };
+            if self.write(&key, id, &bytes).is_err() {
+                break;
+            }
+            self.forget_unwritten(id);
+        }
+        if self.unwritten.is_empty() && self.write_error.take().is_some() {
+            tracing::warn!("the chunk cache writes again; nothing is held in memory");
+        }
+        self.unwritten_bytes
+    }
+
+    fn forget_unwritten(&mut self, id: u64) {
+        if let Some(bytes) = self.unwritten.remove(&id) {
+            self.unwritten_bytes -= bytes.len();
+        }
+    }
+
+    /// Bytes of chunks the disk refused, held in memory.
+    pub fn unwritten_bytes(&self) -> usize {
+        self.unwritten_bytes
+    }
+
+    /// Why the disk refuses chunks, while any are held in memory.
+    pub fn write_error(&self) -> Option<&str> {
+        self.write_error.as_deref()
     }
 
     /// The encoded bytes of a chunk, verified (size as written, magic, version, length, CRC)
@@ -246,6 +313,9 @@ impl ChunkCache {
     /// Only integrity is checked here, not decoded: the content was produced by `encode` (in
     /// `put`) or fully decoded (at open), and the CRC shows it has not changed since.
     pub fn read(&mut self, id: u64) -> Result<Vec<u8>, CacheError> {
+        if let Some(bytes) = self.unwritten.get(&id) {
+            return Ok(bytes.clone());
+        }
         let meta = self.held.get(&id).ok_or(CacheError::UnknownId(id))?;
         let path = self.path_of(&meta.key, id);
         match read_verified(&path, meta.bytes) {
@@ -269,6 +339,11 @@ impl ChunkCache {
     /// Deletes a chunk the controller has stored. `Ok(false)` for an id the cache does not
     /// hold (already removed, or never there), so a repeated acknowledgement is harmless.
     pub fn remove(&mut self, id: u64) -> Result<bool, CacheError> {
+        if self.unwritten.contains_key(&id) {
+            self.forget_unwritten(id);
+            self.held.remove(&id);
+            return Ok(true);
+        }
         let Some(meta) = self.held.get(&id) else {
             return Ok(false);
         };
@@ -344,6 +419,41 @@ mod tests {
         let again = ChunkCache::open(a.path()).unwrap().id().to_string();
         assert_eq!(again.len(), 32);
         assert!(again.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn chunks_the_disk_refuses_are_held_in_memory_served_and_written_later() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cache = ChunkCache::open(tmp.path()).unwrap();
+        let first = cache.put(&key(0), &chunk(1)).unwrap();
+        // The next write cannot happen: a directory stands where its temp file goes (as
+        // root, permissions would not stop it; a full disk is tested end to end).
+        let blocked = temp_path(&cache.path_of(&key(0), first.id + 1));
+        fs::create_dir(&blocked).unwrap();
+        let second = cache.put(&key(0), &chunk(4)).unwrap();
+        let third = cache.put(&key(0), &chunk(7)).unwrap();
+        assert!(cache.unwritten_bytes() > 0);
+        assert!(cache.write_error().is_some());
+        // Announced and served like any other.
+        assert_eq!(ids(&cache), vec![first.id, second.id, third.id]);
+        let bytes = cache.read(second.id).unwrap();
+        assert_eq!(codec::decode(&bytes).unwrap(), chunk(4));
+        // Still refused: nothing changes.
+        assert!(cache.retry_writes() > 0);
+        // The disk takes writes again: everything goes to disk, in order.
+        fs::remove_dir(&blocked).unwrap();
+        assert_eq!(cache.retry_writes(), 0);
+        assert!(cache.write_error().is_none());
+        assert!(file_of(&cache, &third).is_file());
+        assert_eq!(
+            codec::decode(&cache.read(third.id).unwrap()).unwrap(),
+            chunk(7)
+        );
+        // And a chunk stored while only in memory is simply forgotten.
+        fs::create_dir(temp_path(&cache.path_of(&key(0), third.id + 1))).unwrap();
+        let fourth = cache.put(&key(0), &chunk(10)).unwrap();
+        assert!(cache.remove(fourth.id).unwrap());
+        assert_eq!(cache.unwritten_bytes(), 0);
     }
 
     #[test]
