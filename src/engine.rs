@@ -729,6 +729,7 @@ impl Consumer {
                 reissued: d.reissued,
                 duplicates: d.duplicates,
                 missing: d.missing,
+                returned: d.returned,
             }),
         }
     }

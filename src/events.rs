@@ -98,6 +98,10 @@ pub struct DistributedSummary {
     pub duplicates: u64,
     /// Results that could not be fetched, and why.
     pub missing: Vec<String>,
+    /// Lost agents that came back and took their share again: "NAME lost at 2.1 s, back at
+    /// 4.3 s" (seconds into the workload).
+    #[serde(default)]
+    pub returned: Vec<String>,
 }
 
 /// One agent's row in the agent table.

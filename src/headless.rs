@@ -270,6 +270,9 @@ fn agents_table(r: &WorkloadReport, d: &crate::events::DistributedSummary) -> St
             d.reissued
         ));
     }
+    for back in &d.returned {
+        out.push_str(&format!("Back after being lost: {back}\n"));
+    }
     if d.duplicates > 0 {
         out.push_str(&format!(
             "{} duplicate results (iterations already stored) were dropped\n",

@@ -539,7 +539,16 @@ impl<'a> Session<'a> {
         };
         let key = ChunkKey::new(order.run.clone(), order.workload).map_err(|e| e.to_string())?;
         let scenario = Arc::new(Scenario::new(scenario.kind));
-        let start = Instant::now() + Duration::from_secs_f64(order.start_in.clamp(0.0, 60.0));
+        // Negative for a share of a workload under way (this agent came back): the schedule's
+        // time zero is in the past, and ends where the other agents' ends.
+        let start_in = order.start_in.clamp(-86_400.0, 60.0);
+        let now = Instant::now();
+        let start = if start_in >= 0.0 {
+            now + Duration::from_secs_f64(start_in)
+        } else {
+            now.checked_sub(Duration::from_secs_f64(-start_in))
+                .unwrap_or(now)
+        };
         let feed = Arc::new(Feed::new(start));
         feed.set_low_water(order.low_water.max(1));
         // The order was just heard: the lifeline starts now.

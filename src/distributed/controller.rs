@@ -103,6 +103,23 @@ pub struct Assignment {
     pub sla: Map<String, Value>,
 }
 
+impl Assignment {
+    /// An agent's order for its share, whose schedule starts `start_in` seconds from now
+    /// (negative for an agent joining a workload under way).
+    fn order(&self, runner: Value, low_water: u64, start_in: f64) -> WorkloadOrder {
+        WorkloadOrder {
+            run: self.run.clone(),
+            workload: self.workload,
+            scenario: self.scenario.clone(),
+            args: self.args.clone(),
+            runner,
+            sla: self.sla.clone(),
+            start_in,
+            low_water,
+        }
+    }
+}
+
 /// What the engine asks for: one workload on some agents, and where its results go.
 pub struct WorkloadRequest {
     pub assignment: Assignment,
@@ -128,6 +145,8 @@ pub struct WorkloadOutcome {
     pub missing: Vec<String>,
     /// Set when the workload could not run at all.
     pub error: Option<String>,
+    /// Lost agents that came back: "NAME lost at 2.1 s, back at 4.3 s".
+    pub returned: Vec<String>,
 }
 
 enum Command {
@@ -313,6 +332,18 @@ struct Agent {
 }
 
 impl Agent {
+    /// Ready for a share of a new workload (or of the running one, coming back).
+    fn enlist(&mut self, source: SourceId) {
+        self.state = InstanceState::Running;
+        self.done = false;
+        self.report = None;
+        self.waiting = None;
+        self.ran.clear();
+        self.leases.clear();
+        self.announced.clear();
+        self.source = Some(source);
+    }
+
     fn alive(&self) -> bool {
         self.state != InstanceState::Lost
     }
@@ -408,6 +439,12 @@ struct Active {
     delivered: HashSet<(String, u64)>,
     /// The highest number handed out: anything above is not ours (a corrupt or foreign chunk).
     max_number: u64,
+    /// When the workload began, and each member's share (runner and low-water mark) by name:
+    /// a member that comes back after being lost takes its share again.
+    begun: Instant,
+    shares: HashMap<String, (Value, u64)>,
+    /// Members lost and not back, with when (seconds into the workload).
+    lost_at: HashMap<String, f64>,
 }
 
 /// Someone waiting for `agents` agents until `deadline`.
@@ -641,6 +678,14 @@ impl State {
             done: true,
             source: None,
         };
+        // A member of the running workload that was lost and comes back (a partition, a
+        // freeze, a restart) takes its share again.
+        let returning = self.active.as_ref().is_some_and(|a| {
+            !a.stop_sent
+                && !a.end_sent
+                && a.lost_at.contains_key(&agent.name)
+                && a.shares.contains_key(&agent.name)
+        });
         // Cached chunks of the workload now running can still be stored.
         if let Some(active) = &mut self.active {
             let (run, workload) = (
@@ -652,7 +697,12 @@ impl State {
                 .drain(..)
                 .partition(|m| &m.key.run == run && m.key.workload == workload);
             agent.cached = later;
-            if !now.is_empty() {
+            if returning {
+                // A live source: it will make more, and its reports say how far it has got.
+                let source = active.merger.add_source(agent.name.as_str());
+                agent.enlist(source);
+                agent.announced.extend(now);
+            } else if !now.is_empty() {
                 // Everything it will deliver is already made: it holds nothing back.
                 let source = active.merger.add_source(agent.name.as_str());
                 active.merger.remove_source(source);
@@ -672,8 +722,44 @@ impl State {
         }
         self.by_conn.insert(conn, index);
         self.agents.push(agent);
+        if returning {
+            self.rejoin(index);
+        }
         let _ = self.registered.send(self.live_count());
         self.check_waiters();
+    }
+
+    /// A lost member came back: it gets its share of the running workload again, on the
+    /// workload's own clock (its schedule and duration end with the others').
+    fn rejoin(&mut self, i: usize) {
+        let Some(active) = &mut self.active else {
+            return;
+        };
+        let a = &self.agents[i];
+        let (Some((runner, low_water)), Some(lost_at)) = (
+            active.shares.get(&a.name).cloned(),
+            active.lost_at.remove(&a.name),
+        ) else {
+            return;
+        };
+        let back_at = active.begun.elapsed().as_secs_f64();
+        active.plan.join(a.id);
+        active.members.push(i);
+        active.outcome.lost.retain(|n| n != &a.name);
+        active.outcome.returned.push(format!(
+            "{} lost at {lost_at:.1} s, back at {back_at:.1} s",
+            a.name
+        ));
+        let order = active
+            .request
+            .assignment
+            .order(runner, low_water, START_DELAY - back_at);
+        self.hub.send(a.conn, &ToAgent::Workload(Box::new(order)));
+        let message = format!(
+            "agent {} is back (lost at {lost_at:.1} s): it takes its share of the workload again",
+            a.name
+        );
+        self.notice("info", message);
     }
 
     fn on_control(&mut self, i: usize, message: ToController) {
@@ -1023,6 +1109,9 @@ impl State {
             };
             active.outcome.reissued += reissued;
             active.outcome.lost.push(name.clone());
+            active
+                .lost_at
+                .insert(name.clone(), active.begun.elapsed().as_secs_f64());
             if let Some(s) = source {
                 active.merger.remove_source(s);
             }
@@ -1073,26 +1162,12 @@ impl State {
         let ids: Vec<AgentId> = members.iter().map(|&i| self.agents[i].id).collect();
         let plan = LeasePlan::new(workload, &ids);
         let mut merger = ChunkMerger::new(MERGE_BUFFER);
+        let mut shares = HashMap::new();
         for (&i, (runner, low_water)) in members.iter().zip(runners) {
             let a = &mut self.agents[i];
-            a.state = InstanceState::Running;
-            a.done = false;
-            a.report = None;
-            a.waiting = None;
-            a.ran.clear();
-            a.leases.clear();
-            a.announced.clear();
-            a.source = Some(merger.add_source(a.name.as_str()));
-            let order = WorkloadOrder {
-                run: assignment.run.clone(),
-                workload: assignment.workload,
-                scenario: assignment.scenario.clone(),
-                args: assignment.args.clone(),
-                runner,
-                sla: assignment.sla.clone(),
-                start_in: START_DELAY,
-                low_water,
-            };
+            a.enlist(merger.add_source(a.name.as_str()));
+            shares.insert(a.name.clone(), (runner.clone(), low_water));
+            let order = assignment.order(runner, low_water, START_DELAY);
             self.hub.send(a.conn, &ToAgent::Workload(Box::new(order)));
         }
         let names = members
@@ -1119,6 +1194,9 @@ impl State {
             unconfirmed: VecDeque::new(),
             delivered: HashSet::new(),
             max_number: 0,
+            begun: Instant::now(),
+            shares,
+            lost_at: HashMap::new(),
         });
         self.publish_live();
     }

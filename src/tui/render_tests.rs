@@ -319,6 +319,7 @@ fn report(s: &TuiState, aborted: bool) -> WorkloadReport {
             reissued: 260,
             duplicates: 0,
             missing: Vec::new(),
+            returned: Vec::new(),
         }),
     }
 }

@@ -585,6 +585,10 @@ impl TuiState {
             );
             self.log("warn", &message);
         }
+        for back in &d.returned {
+            let message = format!("agent back: {back}");
+            self.log("info", &message);
+        }
         if d.duplicates > 0 {
             let message = format!("{} duplicate records dropped", d.duplicates);
             self.log("info", &message);
@@ -1131,6 +1135,7 @@ mod tests {
                 reissued: 7,
                 duplicates: 0,
                 missing: vec!["3 chunks of agent b".into()],
+                returned: vec!["c lost at 1.0 s, back at 2.5 s".into()],
             }),
         };
         s.apply(&Event::WorkloadFinished(Box::new(report)));
@@ -1147,6 +1152,7 @@ mod tests {
                 "error workload 1/1 Dummy.dummy: 20 iterations, 0 failed, SLA passed; \
                  stopped by user",
                 "warn agents lost: b; 7 of their iterations re-run by the others",
+                "info agent back: c lost at 1.0 s, back at 2.5 s",
                 "warn missing results: 3 chunks of agent b",
             ]
         );

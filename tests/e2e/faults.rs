@@ -63,8 +63,8 @@ fn a_second_agent_under_a_taken_name_is_refused_and_exits_1() {
 }
 
 /// An agent frozen (SIGSTOP) for longer than the liveness timeout, then resumed: it judges
-/// its own silence before it runs anything, stops its load, registers again, and every
-/// iteration is stored exactly once.
+/// its own silence before it runs anything, stops its load, registers again and takes its
+/// share again, and every iteration is stored exactly once.
 #[test]
 fn a_frozen_agent_stops_its_stale_load_on_resume_and_registers_again() {
     let s = Scratch::new();
@@ -100,6 +100,10 @@ fn a_frozen_agent_stops_its_stale_load_on_resume_and_registers_again() {
     assert!(
         text.matches("agent frozen registered").count() >= 2,
         "it registered again:\n{text}"
+    );
+    assert!(
+        text.contains("agent frozen is back"),
+        "and took its share again:\n{text}"
     );
     assert!(resumed.elapsed() < HANG);
 }
@@ -318,4 +322,50 @@ fn a_cache_disk_that_fills_up_and_frees_again_loses_nothing() {
 #[test]
 fn a_cache_disk_that_stays_full_loses_nothing() {
     full_cache_disk(None);
+}
+
+/// The same freeze in a `constant_for_duration` workload: the agent that comes back runs its
+/// share on the workload's own clock, so the workload still ends on time.
+#[test]
+fn a_frozen_agent_back_in_a_duration_workload_ends_with_the_others() {
+    let s = Scratch::new();
+    let body = "version: 2\ntitle: freeze\nsubtasks:\n\
+- title: d\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant_for_duration: {duration: 7, concurrency: 4}}\n";
+    let (mut c, port) = s.listen(body, 2, &["--liveness", "2"]);
+    let _steady = s.agent(port, "steady", TOKEN);
+    let frozen = s.agent(port, "frozen", TOKEN);
+    assert!(
+        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
+        "{}",
+        c.text()
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    frozen.signal("-STOP");
+    assert!(
+        c.wait_for_stdout(|o| o.contains("agent frozen lost")),
+        "{}",
+        c.text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    frozen.signal("-CONT");
+    let status = c.wait();
+    let text = c.text();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("agent frozen is back"), "{text}");
+    let its = stored(&s);
+    let mut numbers: Vec<u64> = its.iter().map(|(n, _)| *n).collect();
+    numbers.dedup();
+    assert_eq!(numbers.len(), its.len(), "no iteration twice\n{text}");
+    assert!(
+        its.iter().filter(|(_, agent)| agent == "frozen").count() > 0,
+        "{text}"
+    );
+    // Its share ended with the workload's: the load took about 7 s, not 7 s after its return.
+    let load: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Load duration: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no load duration in\n{text}"));
+    assert!(load < 8.5, "load duration {load} s\n{text}");
 }

@@ -208,5 +208,12 @@ fn a_partition_longer_than_the_liveness_timeout_stops_the_cut_agent_and_loses_no
         text.matches("agent there registered").count() >= 2,
         "it came back:\n{text}"
     );
+    // ...and took its share of the workload again: the report says so, not "lost".
+    assert!(text.contains("agent there is back"), "{text}");
+    assert!(
+        text.contains("Back after being lost: there lost at"),
+        "{text}"
+    );
+    assert!(!text.contains("Lost agents: there"), "{text}");
     assert!(Instant::now() < cut + HANG);
 }

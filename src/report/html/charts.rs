@@ -198,6 +198,9 @@ pub(super) fn agents(out: &mut String, w: &ReportWorkload) {
                 d.reissued
             );
         }
+        for back in &d.returned {
+            let _ = write!(out, "<p>Back after being lost: {}.</p>", esc(back));
+        }
         if d.duplicates > 0 {
             let _ = write!(
                 out,

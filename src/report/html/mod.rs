@@ -411,6 +411,7 @@ mod tests {
                 reissued: 7,
                 duplicates: 0,
                 missing: Vec::new(),
+                returned: Vec::new(),
             }),
             series: b.finish(),
         }
