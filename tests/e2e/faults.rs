@@ -369,3 +369,61 @@ fn a_frozen_agent_back_in_a_duration_workload_ends_with_the_others() {
         .unwrap_or_else(|| panic!("no load duration in\n{text}"));
     assert!(load < 8.5, "load duration {load} s\n{text}");
 }
+
+/// The controller killed (SIGKILL) mid-run and started again on the same address with the
+/// same task: the hand-started agents reconnect to the new one and run its work exactly
+/// once; the chunks they hold from the crashed run stay in their caches, the new controller
+/// says so, and `agent --list` shows them under the crashed task.
+#[test]
+fn a_restarted_controller_gets_its_agents_back_and_their_old_chunks_are_kept() {
+    let s = Scratch::new();
+    let body = "version: 2\ntitle: restart\nsubtasks:\n\
+- title: d\n  scenario: {Dummy.dummy: {sleep: 0.005}}\n  runner: {constant: {times: 4000, concurrency: 4}}\n";
+    let (mut first, port) = s.listen(body, 1, &[]);
+    let mut agent = s.agent(port, "keeper", TOKEN);
+    // Mid-run, with the controller frozen first so that chunks pile up in the agent's cache.
+    assert!(
+        first.wait_for_stdout(|o| o.matches("iterations |").count() >= 2),
+        "{}",
+        first.text()
+    );
+    first.signal("-STOP");
+    std::thread::sleep(Duration::from_millis(600));
+    first.kill9();
+    let crashed = first.stdout();
+    let crashed_uuid = crashed
+        .lines()
+        .find_map(|l| l.strip_prefix("Task "))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no task id in\n{crashed}"))
+        .to_string();
+    let mut second = None;
+    let deadline = Instant::now() + HANG;
+    while second.is_none() && Instant::now() < deadline {
+        // The old sockets may linger a moment.
+        second = s.listen_at("127.0.0.1", port, body, 1, &[]);
+        if second.is_none() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let mut second = second.expect("the controller starts again on the same address");
+    let status = second.wait();
+    let text = second.text();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert_exactly_once(&stored(&s), 4000, &text);
+    assert!(
+        text.contains("chunks of other runs"),
+        "the old run's chunks are reported:\n{text}"
+    );
+    // The agent was told to leave at the end; its cache still holds the crashed run's.
+    assert!(agent.wait().success(), "{}", agent.text());
+    let cache = s.path().join("cache").join("keeper");
+    let out = crate::support::run(&[
+        "agent",
+        "--cache-dir",
+        cache.to_str().expect("utf-8"),
+        "--list",
+    ]);
+    let listed = crate::support::stdout(&out);
+    assert!(listed.contains(&crashed_uuid), "{listed}");
+}

@@ -405,6 +405,9 @@ impl Scratch {
     pub fn token_file(&self) -> String {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.path().join("token");
+        if path.is_file() {
+            return path.to_str().expect("utf-8 path").to_string();
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -442,11 +445,29 @@ impl Scratch {
 
     /// The same on another local address (e.g. a veth end of a test's network namespace).
     pub fn listen_on(&self, host: &str, body: &str, agents: u32, args: &[&str]) -> (Proc, u16) {
+        for _ in 0..5 {
+            let port = free_port_pair();
+            if let Some(p) = self.listen_at(host, port, body, agents, args) {
+                return (p, port);
+            }
+        }
+        panic!("the controller never listened");
+    }
+
+    /// A controller listening on `host:port` (results on `port + 1`), once both listen;
+    /// `None` if it exits first (the port was taken).
+    pub fn listen_at(
+        &self,
+        host: &str,
+        port: u16,
+        body: &str,
+        agents: u32,
+        args: &[&str],
+    ) -> Option<Proc> {
         let task = self.task(body);
         let token = self.token_file();
         let agents = agents.to_string();
-        for _ in 0..5 {
-            let port = free_port_pair();
+        {
             let endpoint = format!("tcp://{host}:{port}");
             let mut all = vec![
                 "run",
@@ -466,18 +487,18 @@ impl Scratch {
             let deadline = Instant::now() + HANG;
             while Instant::now() < deadline {
                 if listening(port) && listening(port + 1) {
-                    return (p, port);
+                    return Some(p);
                 }
                 if p.exited().is_some() {
-                    // Someone took one of the ports meanwhile: try another pair.
+                    // Someone took one of the ports meanwhile.
                     p.drain();
                     eprintln!("controller did not listen on {port}:\n{}", p.text());
-                    break;
+                    return None;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        panic!("the controller never listened");
+        panic!("the controller never listened on {port}");
     }
 
     /// A hand-started agent dialling `port` with `token` in its environment, its cache in
