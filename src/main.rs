@@ -546,6 +546,22 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                 return Ok(exit::FAILURE);
             }
         }
+        // Results that ran and could not be fetched (their agent died with them and nobody
+        // could run them again) make the run a failure, whatever the SLA says of the rest.
+        let missing: usize = outcome
+            .workloads
+            .iter()
+            .filter_map(|w| w.distributed.as_ref())
+            .map(|d| d.missing.len())
+            .sum();
+        if missing > 0 && outcome.abort != Some(Abort::User) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: results are missing ({missing} report line{} above: `Missing results`)",
+                if missing == 1 { "" } else { "s" }
+            );
+            return Ok(exit::FAILURE);
+        }
         Ok(match outcome.abort {
             Some(Abort::User) => exit::STOPPED,
             _ if !outcome.pass_sla => exit::SLA_FAILED,
