@@ -389,6 +389,11 @@ impl<'a> Session<'a> {
                         }
                     }
                 },
+                // Silence is judged at its deadline, not at the next heartbeat.
+                () = tokio::time::sleep_until((last_heard + self.liveness).into()) => {
+                    self.stop_load("nothing heard from the controller within the liveness timeout");
+                    break None;
+                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > self.liveness {
                         self.stop_load("nothing heard from the controller within the liveness timeout");

@@ -517,6 +517,7 @@ impl State {
                 _ = report.tick() => self.publish_live(),
                 _ = housekeeping.tick() => {
                     self.check_waiters();
+                    self.lose_silent();
                 }
             }
             self.pull().await;
@@ -1065,17 +1066,22 @@ impl State {
 
     fn on_heartbeat(&mut self) {
         let now = unix_now();
-        let mut silent = Vec::new();
-        for (i, a) in self.agents.iter().enumerate() {
-            if !a.alive() {
-                continue;
-            }
-            if a.last_heard.elapsed() > self.options.liveness {
-                silent.push(i);
-            } else {
-                self.hub.send(a.conn, &ToAgent::Ping { sent: now });
-            }
+        self.lose_silent();
+        for a in self.agents.iter().filter(|a| a.alive()) {
+            self.hub.send(a.conn, &ToAgent::Ping { sent: now });
         }
+    }
+
+    /// Agents not heard from for the liveness timeout are lost. Checked on every
+    /// housekeeping tick (50 ms), not only per heartbeat, so that silence is caught within
+    /// the timeout plus a tick.
+    fn lose_silent(&mut self) {
+        let silent: Vec<usize> = (0..self.agents.len())
+            .filter(|&i| {
+                let a = &self.agents[i];
+                a.alive() && a.last_heard.elapsed() > self.options.liveness
+            })
+            .collect();
         for i in silent {
             let why = format!(
                 "nothing heard for {:.1} s",
