@@ -25,6 +25,8 @@ pub(crate) struct Peer {
     pub(crate) send_queue: mpsc::Sender<Message>,
     /// The peer's read-side message limit (rally-tui patch).
     pub(crate) limit: crate::codec::MessageLimit,
+    /// Where an accepted peer connected from (rally-tui patch).
+    pub(crate) remote: Option<crate::Endpoint>,
 }
 
 #[derive(Clone)]
@@ -72,6 +74,13 @@ impl GenericSocketBackend {
         self.peers
             .read_sync(peer_id, |_, peer| peer.limit.set(bytes))
             .is_some()
+    }
+
+    /// Where a connected peer connected from, if it was accepted (rally-tui patch).
+    pub(crate) fn peer_remote(&self, peer_id: &PeerIdentity) -> Option<crate::Endpoint> {
+        self.peers
+            .read_sync(peer_id, |_, peer| peer.remote.clone())
+            .flatten()
     }
 
     /// The identities of the connected peers (rally-tui patch).
@@ -307,6 +316,7 @@ impl SocketBackend for GenericSocketBackend {
 impl MultiPeerBackend for GenericSocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
         let limit = io.limit();
+        let remote = io.remote.clone();
         let (recv_queue, send_queue) = io.into_parts();
         let (queue_sender, queue_receiver) = mpsc::channel(PEER_SEND_QUEUE_CAPACITY);
         // Synchronous on purpose (rally-tui patch): with no await point between the end of
@@ -317,6 +327,7 @@ impl MultiPeerBackend for GenericSocketBackend {
             Peer {
                 send_queue: queue_sender,
                 limit,
+                remote,
             },
         );
         self.refresh_single_peer_cache();

@@ -183,6 +183,11 @@ impl RouterSendHalf {
         self.inner.backend.set_peer_message_limit(peer_id, bytes)
     }
 
+    /// Where a connected peer connected from (accepted peers only).
+    pub fn peer_address(&self, peer_id: &PeerIdentity) -> Option<Endpoint> {
+        self.inner.backend.peer_remote(peer_id)
+    }
+
     /// The identities of the connected peers.
     pub fn peers(&self) -> Vec<PeerIdentity> {
         self.inner.backend.peer_ids()

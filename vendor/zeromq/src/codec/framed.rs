@@ -149,6 +149,8 @@ impl Stream for ZmqFramedRead {
 pub struct FramedIo {
     pub read_half: ZmqFramedRead,
     pub write_half: ZmqFramedWrite,
+    /// The remote address of an accepted connection (rally-tui patch), kept with the peer.
+    pub remote: Option<crate::Endpoint>,
 }
 
 impl FramedIo {
@@ -162,6 +164,7 @@ impl FramedIo {
         Self {
             read_half,
             write_half,
+            remote: None,
         }
     }
 

@@ -110,10 +110,9 @@ where
                                 })
                         })
                         .map(|(raw_socket, remote_addr)| {
-                            (
-                                make_framed(raw_socket, Arc::clone(&options)),
-                                Endpoint::from_tcp_addr(remote_addr),
-                            )
+                            let mut io = make_framed(raw_socket, Arc::clone(&options));
+                            io.remote = Some(Endpoint::from_tcp_addr(remote_addr));
+                            (io, Endpoint::from_tcp_addr(remote_addr))
                         })
                         .map_err(|err| err.into());
                     let failed = maybe_accepted.is_err();
