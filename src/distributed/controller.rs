@@ -131,6 +131,10 @@ pub struct WorkloadRequest {
     pub committed: Option<watch::Receiver<u64>>,
 }
 
+/// How long a chunk asked for may take to arrive before its agent is taken for lost (a
+/// chunk is at most a few MiB; this allows a slow link).
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(60);
+
 /// How a distributed workload went, beyond its records.
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadOutcome {
@@ -319,7 +323,8 @@ struct Agent {
     results_ready: bool,
     /// Chunks it announced for the active workload and we have not asked for yet.
     announced: VecDeque<ChunkMeta>,
-    in_flight: HashSet<u64>,
+    /// Chunks asked for and not yet delivered, with when they were asked for.
+    in_flight: HashMap<u64, Instant>,
     /// Chunks it cached in an earlier session (a restarted agent).
     cached: Vec<ChunkMeta>,
     report: Option<AgentReport>,
@@ -670,7 +675,7 @@ impl State {
             offset: None,
             results_ready: false,
             announced: VecDeque::new(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
             cached: register.cached,
             report: None,
             waiting: None,
@@ -884,7 +889,7 @@ impl State {
                 });
             }
             Delivery::Chunk { id, bytes } => {
-                if !agent.in_flight.remove(&id) {
+                if agent.in_flight.remove(&id).is_none() {
                     return;
                 }
                 active.delivered.insert((agent.name.clone(), id));
@@ -968,7 +973,8 @@ impl State {
                 .hub
                 .pull(agent.conn, &Pull::Chunks { ids: ids.clone() })
             {
-                agent.in_flight.extend(ids);
+                let now = Instant::now();
+                agent.in_flight.extend(ids.iter().map(|&id| (id, now)));
             }
         }
     }
@@ -1074,19 +1080,33 @@ impl State {
 
     /// Agents not heard from for the liveness timeout are lost. Checked on every
     /// housekeeping tick (50 ms), not only per heartbeat, so that silence is caught within
-    /// the timeout plus a tick.
+    /// the timeout plus a tick. So is an agent that heartbeats but does not deliver a chunk
+    /// it was asked for within [`DELIVERY_DEADLINE`] (or ten liveness timeouts, if longer):
+    /// no wait for a chunk is without end. Its unfinished numbers go to the others, and if it
+    /// comes back it delivers what it holds then.
     fn lose_silent(&mut self) {
+        let deadline = DELIVERY_DEADLINE.max(self.options.liveness * 10);
         let silent: Vec<usize> = (0..self.agents.len())
             .filter(|&i| {
                 let a = &self.agents[i];
-                a.alive() && a.last_heard.elapsed() > self.options.liveness
+                a.alive()
+                    && (a.last_heard.elapsed() > self.options.liveness
+                        || a.in_flight.values().any(|t| t.elapsed() > deadline))
             })
             .collect();
         for i in silent {
-            let why = format!(
-                "nothing heard for {:.1} s",
-                self.agents[i].last_heard.elapsed().as_secs_f64()
-            );
+            let a = &self.agents[i];
+            let why = if a.last_heard.elapsed() > self.options.liveness {
+                format!("nothing heard for {:.1} s", a.last_heard.elapsed().as_secs_f64())
+            } else {
+                format!(
+                    "a chunk it was asked for {:.0} s ago never came",
+                    a.in_flight
+                        .values()
+                        .map(|t| t.elapsed().as_secs_f64())
+                        .fold(0.0, f64::max)
+                )
+            };
             self.lose(i, &why);
         }
     }
