@@ -1097,7 +1097,10 @@ impl State {
         for i in silent {
             let a = &self.agents[i];
             let why = if a.last_heard.elapsed() > self.options.liveness {
-                format!("nothing heard for {:.1} s", a.last_heard.elapsed().as_secs_f64())
+                format!(
+                    "nothing heard for {:.1} s",
+                    a.last_heard.elapsed().as_secs_f64()
+                )
             } else {
                 format!(
                     "a chunk it was asked for {:.0} s ago never came",

@@ -225,28 +225,13 @@ impl State {
             Some(a) if !known => a.to_string(),
             _ => describe(id, address),
         };
-        // Oversize is the offence that costs memory: never hidden behind a lesser one.
-        let class = if reason.contains("exceeds the limit") {
-            "size"
-        } else {
-            "protocol"
-        };
-        let key = format!("{who} {class}");
+        let key = format!("{who} {}", offence(&reason, "protocol"));
         match self.complaints.allow(&key, Instant::now()) {
             None => Vec::new(),
-            Some(held_back) => {
-                let mut reason = reason;
-                if held_back > 0 {
-                    reason.push_str(&format!(
-                        " (and {held_back} more from this address in the last {} s)",
-                        COMPLAINT_WINDOW.as_secs()
-                    ));
-                }
-                vec![HubEvent::Rejected {
-                    peer: describe(id, address),
-                    reason,
-                }]
-            }
+            Some(held) => vec![HubEvent::Rejected {
+                peer: describe(id, address),
+                reason: held_back(reason, held),
+            }],
         }
     }
 
@@ -620,15 +605,10 @@ async fn watch(
                     st.complain(&id, format!("disconnected: {reason}"))
                 }
                 SocketEvent::HandshakeFailed(endpoint, error) => {
-                    let key = address_of(&endpoint)
+                    let who = address_of(&endpoint)
                         .map(|a| a.to_string())
                         .unwrap_or_else(|| endpoint.to_string());
-                    let class = if error.to_string().contains("exceeds the limit") {
-                        "size"
-                    } else {
-                        "handshake"
-                    };
-                    let key = format!("{key} {class}");
+                    let key = format!("{who} {}", offence(&error.to_string(), "handshake"));
                     match st.complaints.allow(&key, Instant::now()) {
                         None => Vec::new(),
                         Some(held) => vec![HubEvent::Rejected {
@@ -668,6 +648,16 @@ fn port_label(port: Port) -> &'static str {
     match port {
         Port::Control => "control",
         Port::Results => "results",
+    }
+}
+
+/// The kind of offence, for rate-limiting the log per kind: oversize is the one that costs
+/// memory, so it is never hidden behind a lesser one; everything else is `otherwise`.
+fn offence(reason: &str, otherwise: &'static str) -> &'static str {
+    if reason.contains("exceeds the limit") {
+        "size"
+    } else {
+        otherwise
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rally_tui::store::Store;
 
-use crate::support::{HANG, Scratch, TOKEN};
+use crate::support::{HANG, Proc, Scratch, TOKEN};
 
 /// Stored iteration numbers of the last task's first workload, by agent.
 fn stored(s: &Scratch) -> Vec<(u64, String)> {
@@ -62,31 +62,60 @@ fn a_second_agent_under_a_taken_name_is_refused_and_exits_1() {
     assert!(first.wait().success(), "{}", first.text());
 }
 
+/// A run on two agents (`--liveness 2`) of which one, "frozen", was stopped with SIGSTOP
+/// until the controller declared it lost, then `after` more, then resumed.
+struct Frozen {
+    scratch: Scratch,
+    controller: Proc,
+    frozen: Proc,
+    _steady: Proc,
+}
+
+fn freeze(runner: &str, after: Duration) -> Frozen {
+    let scratch = Scratch::new();
+    let body = format!(
+        "version: 2\ntitle: freeze\nsubtasks:\n\
+         - title: d\n  scenario: {{Dummy.dummy: {{sleep: 0.01}}}}\n  runner: {runner}\n"
+    );
+    let (mut controller, port) = scratch.listen(&body, 2, &["--liveness", "2"]);
+    let steady = scratch.agent(port, "steady", TOKEN);
+    let frozen = scratch.agent(port, "frozen", TOKEN);
+    assert!(
+        controller.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
+        "{}",
+        controller.text()
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    frozen.signal("-STOP");
+    assert!(
+        controller.wait_for_stdout(|o| o.contains("agent frozen lost")),
+        "{}",
+        controller.text()
+    );
+    std::thread::sleep(after);
+    frozen.signal("-CONT");
+    Frozen {
+        scratch,
+        controller,
+        frozen,
+        _steady: steady,
+    }
+}
+
 /// An agent frozen (SIGSTOP) for longer than the liveness timeout, then resumed: it judges
 /// its own silence before it runs anything, stops its load, registers again and takes its
 /// share again, and every iteration is stored exactly once.
 #[test]
 fn a_frozen_agent_stops_its_stale_load_on_resume_and_registers_again() {
-    let s = Scratch::new();
-    let body = "version: 2\ntitle: freeze\nsubtasks:\n\
-- title: d\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant: {times: 3000, concurrency: 4}}\n";
-    let (mut c, port) = s.listen(body, 2, &["--liveness", "2"]);
-    let _steady = s.agent(port, "steady", TOKEN);
-    let frozen = s.agent(port, "frozen", TOKEN);
-    assert!(
-        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
-        "{}",
-        c.text()
+    let Frozen {
+        scratch: s,
+        controller: mut c,
+        frozen,
+        _steady,
+    } = freeze(
+        "{constant: {times: 3000, concurrency: 4}}",
+        Duration::from_millis(1500),
     );
-    std::thread::sleep(Duration::from_millis(700));
-    frozen.signal("-STOP");
-    assert!(
-        c.wait_for_stdout(|o| o.contains("agent frozen lost")),
-        "{}",
-        c.text()
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    frozen.signal("-CONT");
     let resumed = Instant::now();
     let status = c.wait();
     let text = c.text();
@@ -328,26 +357,15 @@ fn a_cache_disk_that_stays_full_loses_nothing() {
 /// share on the workload's own clock, so the workload still ends on time.
 #[test]
 fn a_frozen_agent_back_in_a_duration_workload_ends_with_the_others() {
-    let s = Scratch::new();
-    let body = "version: 2\ntitle: freeze\nsubtasks:\n\
-- title: d\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant_for_duration: {duration: 7, concurrency: 4}}\n";
-    let (mut c, port) = s.listen(body, 2, &["--liveness", "2"]);
-    let _steady = s.agent(port, "steady", TOKEN);
-    let frozen = s.agent(port, "frozen", TOKEN);
-    assert!(
-        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
-        "{}",
-        c.text()
+    let Frozen {
+        scratch: s,
+        controller: mut c,
+        frozen: _frozen,
+        _steady,
+    } = freeze(
+        "{constant_for_duration: {duration: 7, concurrency: 4}}",
+        Duration::from_millis(500),
     );
-    std::thread::sleep(Duration::from_millis(700));
-    frozen.signal("-STOP");
-    assert!(
-        c.wait_for_stdout(|o| o.contains("agent frozen lost")),
-        "{}",
-        c.text()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    frozen.signal("-CONT");
     let status = c.wait();
     let text = c.text();
     assert_eq!(status.code(), Some(0), "{text}");
