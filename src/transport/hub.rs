@@ -632,16 +632,24 @@ async fn watch(
                 _ => Vec::new(),
             }
         };
-        for event in out {
-            let inbound = Inbound {
-                event,
-                _credit: None,
-            };
-            if events.send(inbound).await.is_err() {
-                return;
-            }
+        if !forward(&events, out).await {
+            return;
         }
     }
+}
+
+/// Hands events that carry no message bytes to the controller; false once it is gone.
+async fn forward(events: &mpsc::Sender<Inbound>, out: Vec<HubEvent>) -> bool {
+    for event in out {
+        let inbound = Inbound {
+            event,
+            _credit: None,
+        };
+        if events.send(inbound).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 fn port_label(port: Port) -> &'static str {
@@ -691,14 +699,8 @@ async fn sweep(state: Arc<Mutex<State>>, ports: Ports, events: mpsc::Sender<Inbo
             out.extend(st.evict(&ports, expired));
             out
         };
-        for event in out {
-            let inbound = Inbound {
-                event,
-                _credit: None,
-            };
-            if events.send(inbound).await.is_err() {
-                return;
-            }
+        if !forward(&events, out).await {
+            return;
         }
     }
 }
