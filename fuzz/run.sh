@@ -5,6 +5,8 @@
 #   fuzz/run.sh 600             # 10 minutes per target
 #   RUNS=10000000 fuzz/run.sh   # a number of executions per target instead of a time
 #   fuzz/run.sh 60 task chunk   # some targets only
+#   FUZZ_DEV=1 fuzz/run.sh 10   # unoptimized build: builds in half the time, runs slower
+#                               # (what CI does for its smoke run)
 #
 # Bounds every run must respect: no panic, no input over 10 s (-timeout), no more than 512 MB
 # (-rss_limit_mb, -malloc_limit_mb). Each target starts from fuzz/seeds/TARGET (taken from
@@ -26,13 +28,15 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet
 fi
 
-cargo +nightly fuzz build -O
+profile=(-O)
+if [ "${FUZZ_DEV:-}" = 1 ]; then profile=(--dev); fi
+cargo +nightly fuzz build "${profile[@]}"
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     limit=(-max_total_time="$seconds")
     if [ -n "${RUNS:-}" ]; then limit=(-runs="$RUNS"); fi
     echo "fuzz: $t (${RUNS:-${seconds} s})" >&2
-    cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
+    cargo +nightly fuzz run "${profile[@]}" "$t" "corpus/$t" "seeds/$t" -- \
         "${limit[@]}" -rss_limit_mb=512 -malloc_limit_mb=512 -timeout=10 \
         -print_final_stats=1 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|panicked|SUMMARY|Test unit written" || true
     if compgen -G "artifacts/$t/*" >/dev/null; then
