@@ -14,6 +14,21 @@ use rally_tui::task::node::Node;
 
 use crate::exit;
 
+/// `println!` that returns the error instead of panicking: a reader that goes away
+/// (`task show last --iterations | head -1`) ends the command quietly (see `dispatch`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
+/// `print!`, the same way.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
 #[derive(Subcommand)]
 pub enum TaskCommand {
     /// List stored tasks.
@@ -93,7 +108,7 @@ pub fn dispatch(command: TaskCommand, db: &Path) -> anyhow::Result<u8> {
             match rally_tui::report::import::import(&mut store, &text) {
                 Ok(uuids) => {
                     for u in uuids {
-                        println!("Imported task {u}");
+                        outln!("Imported task {u}");
                     }
                     Ok(exit::OK)
                 }
@@ -107,7 +122,7 @@ pub fn dispatch(command: TaskCommand, db: &Path) -> anyhow::Result<u8> {
             for id in &ids {
                 let uuid = store.resolve(id)?;
                 store.delete(&uuid)?;
-                println!("Deleted task {uuid}");
+                outln!("Deleted task {uuid}");
             }
             Ok(exit::OK)
         }
@@ -122,8 +137,22 @@ pub fn dispatch(command: TaskCommand, db: &Path) -> anyhow::Result<u8> {
             eprintln!("error: {e}");
             Ok(exit::FAILURE)
         }
+        // The reader of our standard output went away (`| head`): what it wanted it has,
+        // as with `rally` and coreutils.
+        Err(e) if broken_pipe(&e) => Ok(exit::OK),
         other => other,
     }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    let closed = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(closed)
+            // The CSV writer keeps its I/O error inside its own.
+            || cause
+                .downcast_ref::<csv::Error>()
+                .is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if closed(io)))
+    })
 }
 
 fn load(store: &Store, id: &str) -> anyhow::Result<StoredTask> {
@@ -134,11 +163,11 @@ fn load(store: &Store, id: &str) -> anyhow::Result<StoredTask> {
 fn list(store: &Store, status: Option<&str>, tag: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let rows = store.list(status, tag)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(exit::OK);
     }
     if rows.is_empty() {
-        println!("There are no tasks.");
+        outln!("There are no tasks.");
         return Ok(exit::OK);
     }
     let table: Vec<Vec<String>> = rows
@@ -159,7 +188,7 @@ fn list(store: &Store, status: Option<&str>, tag: Option<&str>, json: bool) -> a
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         headless::ascii_table(
             "",
@@ -180,7 +209,7 @@ fn list(store: &Store, status: Option<&str>, tag: Option<&str>, json: bool) -> a
 
 fn show(store: &Store, id: &str, iterations: bool) -> anyhow::Result<u8> {
     let task = load(store, id)?;
-    println!(
+    outln!(
         "Task {}: {} ({}, SLA {})",
         task.row.uuid,
         task.row.title,
@@ -193,7 +222,7 @@ fn show(store: &Store, id: &str, iterations: bool) -> anyhow::Result<u8> {
     );
     for w in &task.workloads {
         match &w.report {
-            Some(r) => print!("{}", headless::workload_summary(r)),
+            Some(r) => out!("{}", headless::workload_summary(r)),
             None => {
                 // No report (the run crashed or was killed): say what is stored all the same,
                 // so that `show` and `export` agree.
@@ -203,15 +232,21 @@ fn show(store: &Store, id: &str, iterations: bool) -> anyhow::Result<u8> {
                     failed += chunk.records.iter().filter(|r| r.failed()).count() as u64;
                 })?;
                 if stored == 0 {
-                    println!(
+                    outln!(
                         "\n{} [{}] {}: {} (no results)",
-                        w.subtask, w.position, w.scenario, w.status
+                        w.subtask,
+                        w.position,
+                        w.scenario,
+                        w.status
                     );
                 } else {
-                    println!(
+                    outln!(
                         "\n{} [{}] {}: {} ({stored} iterations stored, {failed} failed; no \
                          summary was made: see `task export` or `task show --iterations`)",
-                        w.subtask, w.position, w.scenario, w.status
+                        w.subtask,
+                        w.position,
+                        w.scenario,
+                        w.status
                     );
                 }
             }
@@ -232,7 +267,7 @@ fn show(store: &Store, id: &str, iterations: bool) -> anyhow::Result<u8> {
                 }
             })?;
             rows.sort_by_key(|r| r[0].parse::<u64>().unwrap_or(0));
-            print!(
+            out!(
                 "{}",
                 headless::ascii_table(
                     "Iterations",
@@ -316,7 +351,7 @@ fn sla_check(store: &Store, id: &str, json: bool, sla: Option<&str>) -> anyhow::
             .iter()
             .map(|(b, pos, c)| serde_json::json!({"benchmark": b, "pos": pos, "criterion": c.criterion, "status": if c.success { "PASS" } else { "FAIL" }, "detail": c.detail}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let table: Vec<Vec<String>> = rows
             .iter()
@@ -330,7 +365,7 @@ fn sla_check(store: &Store, id: &str, json: bool, sla: Option<&str>) -> anyhow::
                 ]
             })
             .collect();
-        print!(
+        out!(
             "{}",
             headless::ascii_table(
                 "",
@@ -357,7 +392,7 @@ fn report(store: &Store, ids: &[String], out: &Path) -> anyhow::Result<u8> {
         .collect::<Result<Vec<_>, _>>()?;
     let html = rally_tui::report::html::render(&reports);
     std::fs::write(out, html).with_context(|| format!("cannot write {}", out.display()))?;
-    println!(
+    outln!(
         "Report of {} task{} written to {}",
         tasks.len(),
         if tasks.len() == 1 { "" } else { "s" },

@@ -196,3 +196,44 @@ fn a_run_whose_process_died_is_shown_as_crashed() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["status"], "crashed");
 }
+
+/// A reader that goes away (`rally-tui task show last --iterations | head -1`) ends the
+/// command quietly with exit 0, as with `rally` and coreutils: no panic, no error.
+#[test]
+fn a_closed_pipe_ends_show_list_and_export_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tasks.db");
+    let task = support::write(
+        dir.path(),
+        "task.yaml",
+        "version: 2\ntitle: many\nsubtasks:\n- title: d\n  scenario: {Dummy.dummy: {sleep: 0}}\n  \
+         runner: {constant: {times: 20000, concurrency: 4}}\n",
+    );
+    let db_arg = db.to_str().unwrap();
+    let o = support::run(&["--db", db_arg, "run", task.to_str().unwrap(), "--no-tui"]);
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    for args in [
+        &["task", "show", "last", "--iterations"][..],
+        &["task", "export", "last", "--type", "csv"],
+        &["task", "export", "last", "--type", "json"],
+        &["task", "list"],
+    ] {
+        let mut all = vec!["--db", db_arg];
+        all.extend_from_slice(args);
+        let mut child = support::rally(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rally-tui starts");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("a first line");
+        // The reader is gone now: the rest of the output meets a closed pipe.
+        let out = child.wait_with_output().expect("it ends");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {said}");
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+    }
+}
