@@ -14,6 +14,7 @@
 #   ip             network partitions (namespaces, veth)      Debian: iproute2
 #   prlimit        a controller under a small descriptor limit Debian: util-linux
 #   mount          an agent's cache on a small tmpfs that fills  Debian: mount
+#   openssl        certificates for the HTTPS tests             Debian: openssl
 #   rally          interoperability with OpenStack Rally 5.1.1  pip: target/rally-venv
 #
 # When everything is there it installs nothing and prints nothing before cargo's own output.
@@ -31,6 +32,7 @@ needs=(
     "ip iproute2"
     "prlimit util-linux"
     "mount mount"
+    "openssl openssl"
 )
 
 present() {

@@ -16,13 +16,17 @@ use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
 use super::SlotState;
+use super::tls::Tls;
 use super::wire::WireError;
 use crate::chunk::IterationError;
 use crate::task::check::{self, Checked, PluginError};
 use crate::task::node::Node;
 
-/// Where a request goes: the parts of an `http://` URL we need.
+/// Where a request goes: the parts of an `http://` or `https://` URL we need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub host: String,
@@ -31,29 +35,34 @@ pub struct Target {
     pub authority: String,
     /// Path and query, the request-target of an origin-form request.
     pub uri: Uri,
+    /// For `https://`: how the server is checked (see [`super::tls`]).
+    pub tls: Option<Tls>,
 }
+
+/// A connection to a target: TCP, or TLS over TCP.
+pub type Conn = tokio_util::either::Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("invalid URL '{url}': {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
                 return Err(format!(
-                    "'{url}': https is not supported yet (plain http:// only)"
+                    "invalid URL '{url}': it must start with http:// or https://"
                 ));
             }
-            _ => return Err(format!("invalid URL '{url}': it must start with http://")),
-        }
+        };
         let host = uri
             .host()
             .ok_or_else(|| format!("invalid URL '{url}': no host"))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_string())
@@ -72,20 +81,44 @@ impl Target {
             port,
             authority,
             uri,
+            tls: https.then(Tls::system),
         })
     }
 
-    /// Resolve a redirect's `Location` against this target.
+    /// The same, with `tls` (from the scenario's `verify` and `cert`) for an https URL.
+    pub fn with_tls(mut self, tls: Option<&Tls>) -> Target {
+        if let (Some(_), Some(tls)) = (&self.tls, tls) {
+            self.tls = Some(tls.clone());
+        }
+        self
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Resolve a redirect's `Location` against this target; an https target keeps how its
+    /// server is checked.
     pub fn join(&self, location: &str) -> Result<Target, String> {
-        if location.starts_with("http://") || location.starts_with("https://") {
+        let joined = if location.starts_with("http://") || location.starts_with("https://") {
             Target::parse(location)
         } else if location.starts_with('/') {
-            Target::parse(&format!("http://{}{location}", self.authority))
+            Target::parse(&format!("{}://{}{location}", self.scheme(), self.authority))
         } else {
             let path = self.uri.path();
             let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-            Target::parse(&format!("http://{}{dir}{location}", self.authority))
-        }
+            Target::parse(&format!(
+                "{}://{}{dir}{location}",
+                self.scheme(),
+                self.authority
+            ))
+        }?;
+        Ok(joined.with_tls(self.tls.as_ref()))
+    }
+
+    /// What connections to this target are kept under: scheme and authority.
+    pub fn connection_key(&self) -> String {
+        format!("{}://{}", self.scheme(), self.authority)
     }
 }
 
@@ -106,11 +139,24 @@ pub struct Response {
     pub body_bytes: u64,
 }
 
-/// A TCP connection for HTTP: Nagle off, since requests are small and latency is measured.
-pub async fn dial(target: &Target) -> std::io::Result<TcpStream> {
+/// A connection for HTTP: TCP with Nagle off (requests are small and latency is measured),
+/// and for https the TLS handshake, with the URL's host as SNI and as the name checked.
+pub async fn dial(target: &Target) -> std::io::Result<Conn> {
     let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
     stream.set_nodelay(true)?;
-    Ok(stream)
+    let Some(tls) = &target.tls else {
+        return Ok(tokio_util::either::Either::Left(stream));
+    };
+    let name = ServerName::try_from(target.host.clone()).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("'{}' is not a TLS server name: {e}", target.host),
+        )
+    })?;
+    let tls = TlsConnector::from(tls.config.clone())
+        .connect(name, stream)
+        .await?;
+    Ok(tokio_util::either::Either::Right(tls))
 }
 
 /// The keep-alive connections of one slot, by authority.
@@ -145,11 +191,12 @@ impl Connections {
         build: impl Fn() -> Request<Full<Bytes>>,
     ) -> Result<Response, HttpFailure> {
         // The connection stays in place: no allocation per request on the hot path.
-        let (i, mut reused) = match self.open.iter().position(|(a, _)| *a == target.authority) {
+        let key = target.connection_key();
+        let (i, mut reused) = match self.open.iter().position(|(a, _)| *a == key) {
             Some(i) => (i, true),
             None => {
                 let sender = Self::connect(target).await?;
-                self.open.push((target.authority.clone(), sender));
+                self.open.push((key.clone(), sender));
                 (self.open.len() - 1, false)
             }
         };
@@ -209,10 +256,29 @@ impl HttpRequestScenario {
     pub fn from_config(args: &Node) -> Checked<HttpRequestScenario> {
         check::mapping(
             args,
-            &["url", "method", "headers", "body", "status_code", "timeout"],
+            &[
+                "url",
+                "method",
+                "headers",
+                "body",
+                "status_code",
+                "timeout",
+                "verify",
+                "cert",
+            ],
         )?;
-        let url = check::required(check::string(args, "url")?, "url", "an http:// URL")?;
-        let target = Target::parse(&url).map_err(|m| PluginError::new("url", m))?;
+        let url = check::required(
+            check::string(args, "url")?,
+            "url",
+            "an http:// or https:// URL",
+        )?;
+        let tls = Tls::from_args(args)?;
+        if tls.as_ref().is_some_and(|t| t.unverified) {
+            tracing::warn!("{url}: verify is false, the server's certificate is not checked");
+        }
+        let target = Target::parse(&url)
+            .map_err(|m| PluginError::new("url", m))?
+            .with_tls(tls.as_ref());
         let method = parse_method(check::string(args, "method")?.as_deref().unwrap_or("GET"))?;
         // Host first, built once: the request path only copies headers.
         let host = HeaderValue::from_str(&target.authority)
@@ -261,6 +327,11 @@ impl HttpRequestScenario {
                 "Timeout",
                 format!("no response within {:?}", self.timeout),
             )),
+            Err(WireError::Connect { error, .. })
+                if let Some(reason) = super::tls::ssl_error(&error) =>
+            {
+                Err(IterationError::new("SSLError", reason))
+            }
             Err(failure) => Err(IterationError::new("ConnectionError", failure.to_string())),
             Ok(r) if r.status != self.status_code => Err(IterationError::new(
                 "UnexpectedStatus",
@@ -277,6 +348,9 @@ impl HttpRequestScenario {
 /// An error record for a request that got no response.
 pub fn failure_error(failure: &HttpFailure) -> IterationError {
     match failure {
+        HttpFailure::Connect { error, .. } if let Some(reason) = super::tls::ssl_error(error) => {
+            IterationError::new("SSLError", reason)
+        }
         HttpFailure::Connect { target, error } => IterationError::new(
             "ConnectionError",
             format!("Failed to establish a new connection to {target}: {error}"),
@@ -348,10 +422,11 @@ mod tests {
             Target::parse("http://example.com").unwrap().uri.to_string(),
             "/"
         );
-        assert!(
-            Target::parse("https://example.com")
-                .unwrap_err()
-                .contains("https")
+        let https = Target::parse("https://example.com/x").unwrap();
+        assert_eq!((https.port, https.tls.is_some()), (443, true));
+        assert_eq!(
+            https.join("/y").unwrap().connection_key(),
+            "https://example.com"
         );
         assert!(Target::parse("ftp://x").is_err());
         assert_eq!(t.join("/c").unwrap().uri.to_string(), "/c");

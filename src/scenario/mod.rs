@@ -8,6 +8,7 @@ mod actions;
 mod dummy;
 pub mod http;
 mod requests;
+pub mod tls;
 pub mod wire;
 
 use std::sync::Arc;

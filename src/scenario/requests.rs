@@ -10,6 +10,7 @@ use hyper::header::{CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 
 use super::http::{self, Connections, Target, failure_error};
+use super::tls::Tls;
 use super::{Iteration, SlotState};
 use crate::chunk::IterationError;
 use crate::task::check::{self, Checked, PluginError};
@@ -27,6 +28,7 @@ const REQUEST_KWARGS: &[&str] = &[
     "timeout",
     "allow_redirects",
     "verify",
+    "cert",
 ];
 
 /// Redirects followed before giving up, as `requests` does.
@@ -75,7 +77,13 @@ fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
             "method",
             "an HTTP method such as GET",
         )?;
-        let mut target = Target::parse(&url).map_err(|m| PluginError::new("url", m))?;
+        let tls = Tls::from_args(args)?;
+        if tls.as_ref().is_some_and(|t| t.unverified) {
+            tracing::warn!("{url}: verify is false, the server's certificate is not checked");
+        }
+        let mut target = Target::parse(&url)
+            .map_err(|m| PluginError::new("url", m))?
+            .with_tls(tls.as_ref());
         let mut headers = http::parse_headers(args)?;
         if let Some(params) = args.get("params") {
             let Some(entries) = params.as_map() else {
@@ -152,7 +160,6 @@ fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
                 Some(Duration::from_secs_f64(seconds))
             }
         };
-        check::boolean(args, "verify")?;
         Ok(RequestCall {
             method: http::parse_method(&method)?,
             target,

@@ -14,11 +14,10 @@ use std::io;
 use std::pin::Pin;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Sleep;
 
-use super::http::Target;
+use super::http::{Conn, Target};
 
 /// Response heads larger than this are refused (nginx's default limit is 8 KiB per line).
 const MAX_HEAD: usize = 64 * 1024;
@@ -81,7 +80,7 @@ pub struct Exchange {
 /// One slot's connection and read buffer.
 #[derive(Default)]
 pub struct Wire {
-    stream: Option<TcpStream>,
+    stream: Option<Conn>,
     buf: Vec<u8>,
     /// The deadline of the request in flight: one timer per connection, moved later for each
     /// request. Moving a tokio timer later is an atomic store; a fresh `timeout()` per
@@ -106,7 +105,7 @@ impl Wire {
         self.buf.clear();
     }
 
-    async fn connect(target: &Target) -> Result<TcpStream, WireError> {
+    async fn connect(target: &Target) -> Result<Conn, WireError> {
         super::http::dial(target)
             .await
             .map_err(|error| WireError::Connect {
@@ -203,7 +202,7 @@ impl Wire {
 /// Reads until `buf` holds a complete response head; returns the status, the head's length,
 /// how the body is framed and whether the server will close the connection.
 async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut Vec<u8>,
 ) -> Result<(u16, usize, Framing, bool), WireError> {
     loop {
@@ -283,7 +282,7 @@ fn contains_token(value: &[u8], token: &[u8]) -> bool {
 /// Reads and drops the body; returns its length. `buf[head_len..]` holds what was read past
 /// the head already.
 async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut Vec<u8>,
     head_len: usize,
     framing: Framing,

@@ -115,6 +115,26 @@ impl Nginx {
     /// Serves `/` and `/small` (200, 100 bytes), `/missing` (404) and `/redirect` (301 to
     /// `/small`).
     pub fn start() -> Nginx {
+        Nginx::start_with(None)
+    }
+
+    /// The same over TLS, with this certificate and key (PEM files).
+    pub fn start_tls(cert: &Path, key: &Path) -> Nginx {
+        Nginx::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Nginx {
+        let (listen, tls_conf) = match tls {
+            None => ("", String::new()),
+            Some((cert, key)) => (
+                " ssl",
+                format!(
+                    "    ssl_certificate {};\n    ssl_certificate_key {};\n",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+        };
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("html");
         std::fs::create_dir_all(root.join("logs")).expect("dirs");
@@ -128,7 +148,7 @@ impl Nginx {
                  http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
                    fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
                    keepalive_requests 1000000;\n\
-                   server {{\n    listen 127.0.0.1:{port};\n    root {root};\n\
+                   server {{\n    listen 127.0.0.1:{port}{listen};\n{tls_conf}    root {root};\n\
                      location = /redirect {{ return 301 /small; }}\n\
                    }}\n}}\n",
                 dir = dir.path().display(),
