@@ -100,7 +100,7 @@ impl Tls {
                 })?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| {
                     format!(
-                        "{} and {}: the key does not go with the certificate: {e}",
+                        "{} and {}: not usable as a client certificate and its key: {e}",
                         cert_path.display(),
                         key_path.display()
                     )

@@ -78,6 +78,43 @@ impl Certs {
                 "ext.cnf",
             ],
         );
+        // A client certificate the CA signs, for mutual TLS (X.509 v3: with extensions).
+        std::fs::write(
+            d.join("client.cnf"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("client.cnf");
+        let mut client = vec!["req"];
+        client.extend(ec);
+        client.extend([
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=load",
+        ]);
+        openssl(d, &client);
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "client.pem",
+                "-days",
+                "30",
+                "-extfile",
+                "client.cnf",
+            ],
+        );
         // A self-signed one.
         let mut own = vec!["req", "-x509"];
         own.extend(ec);
@@ -172,4 +209,42 @@ fn a_missing_or_broken_ca_bundle_is_a_task_error_before_any_load() {
         );
     }
     drop(certs);
+}
+
+/// A server that demands a client certificate: with `cert` the requests go through, without
+/// it every one fails, and the run says why.
+#[test]
+fn mutual_tls_with_and_without_a_client_certificate() {
+    let certs = Certs::make();
+    let nginx = Nginx::start_mtls(
+        &certs.path("server.pem"),
+        &certs.path("server.key"),
+        &certs.path("ca.pem"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "version: 2\ntitle: mtls\nsubtasks:\n\
+         - title: with\n  scenario: {{Http.request: {{url: '{url}', verify: '{ca}', cert: ['{cert}', '{key}']}}}}\n  runner: {{constant: {{times: 100, concurrency: 2}}}}\n\
+         - title: without\n  scenario: {{Http.request: {{url: '{url}', verify: '{ca}'}}}}\n  runner: {{constant: {{times: 4, concurrency: 1}}}}\n",
+        url = https(&nginx, "/small"),
+        ca = certs.arg("ca.pem"),
+        cert = certs.arg("client.pem"),
+        key = certs.arg("client.key"),
+    );
+    let task = support::write(dir.path(), "task.yaml", &body);
+    let out = support::run(&["run", task.to_str().unwrap(), "--no-tui"]);
+    let text = support::stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{text}\n{}",
+        support::stderr(&out)
+    );
+    // nginx answers a missing client certificate with 400 ("No required SSL certificate was
+    // sent") after the handshake.
+    assert_eq!(
+        support::workload_counts(&text),
+        vec![(100, 0), (4, 4)],
+        "{text}"
+    );
 }

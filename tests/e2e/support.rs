@@ -115,21 +115,30 @@ impl Nginx {
     /// Serves `/` and `/small` (200, 100 bytes), `/missing` (404) and `/redirect` (301 to
     /// `/small`).
     pub fn start() -> Nginx {
-        Nginx::start_with(None)
+        Nginx::start_with(None, "")
     }
 
     /// The same over TLS, with this certificate and key (PEM files).
     pub fn start_tls(cert: &Path, key: &Path) -> Nginx {
-        Nginx::start_with(Some((cert, key)))
+        Nginx::start_with(Some((cert, key)), "")
     }
 
-    fn start_with(tls: Option<(&Path, &Path)>) -> Nginx {
+    /// Over TLS, demanding a client certificate signed by `client_ca`.
+    pub fn start_mtls(cert: &Path, key: &Path, client_ca: &Path) -> Nginx {
+        let extra = format!(
+            "    ssl_verify_client on;\n    ssl_client_certificate {};\n",
+            client_ca.display()
+        );
+        Nginx::start_with(Some((cert, key)), &extra)
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>, extra: &str) -> Nginx {
         let (listen, tls_conf) = match tls {
             None => ("", String::new()),
             Some((cert, key)) => (
                 " ssl",
                 format!(
-                    "    ssl_certificate {};\n    ssl_certificate_key {};\n",
+                    "    ssl_certificate {};\n    ssl_certificate_key {};\n{extra}",
                     cert.display(),
                     key.display()
                 ),
