@@ -265,6 +265,7 @@ impl HttpRequestScenario {
                 "timeout",
                 "verify",
                 "cert",
+                "auth",
             ],
         )?;
         let url = check::required(
@@ -377,8 +378,40 @@ pub fn status(args: &Node, key: &str) -> Checked<Option<u16>> {
     }
 }
 
-/// `headers: {Name: value}`.
+/// `auth: [user, password]`: HTTP Basic, as python-requests takes a tuple; the header it
+/// makes, if given.
+pub fn basic_auth(args: &Node) -> Checked<Option<(HeaderName, HeaderValue)>> {
+    use base64::Engine;
+    let Some(node) = args.get("auth") else {
+        return Ok(None);
+    };
+    let pair = match node.as_seq() {
+        Some([user, password]) => match (user.as_str(), password.as_str()) {
+            (Some(u), Some(p)) => Some((u, p)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some((user, password)) = pair else {
+        return Err(PluginError::new(
+            "auth",
+            "must be [user, password] (two strings)",
+        ));
+    };
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let value = HeaderValue::from_str(&format!("Basic {token}"))
+        .map_err(|_| PluginError::new("auth", "cannot be sent in a header"))?;
+    Ok(Some((hyper::header::AUTHORIZATION, value)))
+}
+
+/// `headers: {Name: value}`, and the `Authorization` header `auth` makes.
 pub fn parse_headers(args: &Node) -> Checked<Vec<(HeaderName, HeaderValue)>> {
+    let mut headers = basic_auth(args)?.into_iter().collect::<Vec<_>>();
+    headers.extend(parse_header_map(args)?);
+    Ok(headers)
+}
+
+fn parse_header_map(args: &Node) -> Checked<Vec<(HeaderName, HeaderValue)>> {
     let Some(node) = args.get("headers") else {
         return Ok(Vec::new());
     };

@@ -29,6 +29,7 @@ const REQUEST_KWARGS: &[&str] = &[
     "allow_redirects",
     "verify",
     "cert",
+    "auth",
 ];
 
 /// Redirects followed before giving up, as `requests` does.

@@ -344,3 +344,28 @@ fn task_args_override_the_args_file() {
         vec![(5, 0)]
     );
 }
+
+/// `auth: [user, password]`, as python-requests takes it: HTTP Basic, for both HTTP scenarios.
+#[test]
+fn basic_auth_against_nginx() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "version: 2\ntitle: auth\nsubtasks:\n\
+         - title: right\n  scenario: {{Http.request: {{url: '{url}', auth: [load, s3cret]}}}}\n  runner: {{constant: {{times: 50, concurrency: 2}}}}\n\
+         - title: requests\n  scenario: {{HttpRequests.check_request: {{url: '{url}', method: GET, status_code: 200, auth: [load, s3cret]}}}}\n  runner: {{constant: {{times: 10, concurrency: 1}}}}\n\
+         - title: wrong\n  scenario: {{Http.request: {{url: '{url}', auth: [load, nope]}}}}\n  runner: {{constant: {{times: 5, concurrency: 1}}}}\n\
+         - title: none\n  scenario: {{Http.request: {{url: '{url}', status_code: 401}}}}\n  runner: {{constant: {{times: 5, concurrency: 1}}}}\n",
+        url = nginx.url("/private"),
+    );
+    let t = task(dir.path(), &body);
+    let out = support::run(&["run", &t, "--no-tui"]);
+    let text = support::stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(
+        support::workload_counts(&text),
+        vec![(50, 0), (10, 0), (5, 5), (5, 0)],
+        "{text}"
+    );
+    assert!(text.contains("actual 401"), "{text}");
+}

@@ -112,8 +112,8 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Serves `/` and `/small` (200, 100 bytes), `/missing` (404) and `/redirect` (301 to
-    /// `/small`).
+    /// Serves `/` and `/small` (200, 100 bytes), `/missing` (404), `/redirect` (301 to
+    /// `/small`) and `/private` (HTTP Basic: user `load`, password `s3cret`).
     pub fn start() -> Nginx {
         Nginx::start_with(None, "")
     }
@@ -149,6 +149,8 @@ impl Nginx {
         std::fs::create_dir_all(root.join("logs")).expect("dirs");
         std::fs::write(root.join("index.html"), "hello\n").expect("index");
         std::fs::write(root.join("small"), "x".repeat(100)).expect("small");
+        std::fs::write(root.join("private"), "secret\n").expect("private");
+        std::fs::write(dir.path().join("htpasswd"), "load:{PLAIN}s3cret\n").expect("htpasswd");
         for attempt in 0..5 {
             let port = free_port();
             let conf = format!(
@@ -159,6 +161,7 @@ impl Nginx {
                    keepalive_requests 1000000;\n\
                    server {{\n    listen 127.0.0.1:{port}{listen};\n{tls_conf}    root {root};\n\
                      location = /redirect {{ return 301 /small; }}\n\
+                     location = /private {{ auth_basic rally; auth_basic_user_file {dir}/htpasswd; }}\n\
                    }}\n}}\n",
                 dir = dir.path().display(),
                 root = root.display(),
