@@ -116,6 +116,23 @@ impl Target {
         Ok(joined.with_tls(self.tls.as_ref()))
     }
 
+    /// The `url` of a scenario's arguments, with how an https server is checked (`verify`,
+    /// `cert`); `verify: false` is warned about here, once per workload.
+    pub fn from_args(args: &Node) -> Checked<Target> {
+        let url = check::required(
+            check::string(args, "url")?,
+            "url",
+            "an http:// or https:// URL",
+        )?;
+        let tls = Tls::from_args(args)?;
+        if tls.as_ref().is_some_and(|t| t.unverified) {
+            tracing::warn!("{url}: verify is false, the server's certificate is not checked");
+        }
+        Ok(Target::parse(&url)
+            .map_err(|m| PluginError::new("url", m))?
+            .with_tls(tls.as_ref()))
+    }
+
     /// What connections to this target are kept under: scheme and authority.
     pub fn connection_key(&self) -> String {
         format!("{}://{}", self.scheme(), self.authority)
@@ -268,18 +285,7 @@ impl HttpRequestScenario {
                 "auth",
             ],
         )?;
-        let url = check::required(
-            check::string(args, "url")?,
-            "url",
-            "an http:// or https:// URL",
-        )?;
-        let tls = Tls::from_args(args)?;
-        if tls.as_ref().is_some_and(|t| t.unverified) {
-            tracing::warn!("{url}: verify is false, the server's certificate is not checked");
-        }
-        let target = Target::parse(&url)
-            .map_err(|m| PluginError::new("url", m))?
-            .with_tls(tls.as_ref());
+        let target = Target::from_args(args)?;
         let method = parse_method(check::string(args, "method")?.as_deref().unwrap_or("GET"))?;
         // Host first, built once: the request path only copies headers.
         let host = HeaderValue::from_str(&target.authority)

@@ -10,7 +10,6 @@ use hyper::header::{CONTENT_TYPE, COOKIE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 
 use super::http::{self, Connections, Target, failure_error};
-use super::tls::Tls;
 use super::{Iteration, SlotState};
 use crate::chunk::IterationError;
 use crate::task::check::{self, Checked, PluginError};
@@ -72,19 +71,12 @@ fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
     allowed.extend_from_slice(REQUEST_KWARGS);
     check::mapping(args, &allowed).map_err(with_prefix)?;
     let inner = || -> Checked<RequestCall> {
-        let url = check::required(check::string(args, "url")?, "url", "an http:// URL")?;
+        let mut target = Target::from_args(args)?;
         let method = check::required(
             check::string(args, "method")?,
             "method",
             "an HTTP method such as GET",
         )?;
-        let tls = Tls::from_args(args)?;
-        if tls.as_ref().is_some_and(|t| t.unverified) {
-            tracing::warn!("{url}: verify is false, the server's certificate is not checked");
-        }
-        let mut target = Target::parse(&url)
-            .map_err(|m| PluginError::new("url", m))?
-            .with_tls(tls.as_ref());
         let mut headers = http::parse_headers(args)?;
         if let Some(params) = args.get("params") {
             let Some(entries) = params.as_map() else {
