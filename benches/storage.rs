@@ -36,6 +36,7 @@ fn chunk(first: u64) -> Chunk {
             error: None,
             output: None,
             actions: a..a + 2,
+            dials: Default::default(),
         });
     }
     c

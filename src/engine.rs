@@ -710,8 +710,10 @@ impl Consumer {
         let sources = self.sources();
         let mut errors = self.stats.errors.clone();
         errors.sort_by_key(|e| std::cmp::Reverse(e.count));
+        let connections = (self.stats.connections.opened() > 0).then_some(self.stats.connections);
         WorkloadReport {
             errors,
+            connections,
             info,
             stats: self.stats.table(),
             pass_sla,

@@ -214,6 +214,9 @@ pub struct WorkloadReport {
     /// Set for a workload run on agents.
     #[serde(default)]
     pub distributed: Option<DistributedSummary>,
+    /// Connections opened and reused, for scenarios that open any (HTTP).
+    #[serde(default)]
+    pub connections: Option<crate::stats::ConnectionCounts>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -285,6 +285,26 @@ fn agents_table(r: &WorkloadReport, d: &crate::events::DistributedSummary) -> St
     out
 }
 
+/// `Connections: 50 opened (10 TLS full handshakes, 40 resumed); 99,950 iterations reused one`.
+fn connections_line(c: &crate::stats::ConnectionCounts) -> String {
+    let mut kinds = Vec::new();
+    if c.plain > 0 {
+        kinds.push(format!("{} plain TCP", c.plain));
+    }
+    if c.tls_full > 0 {
+        kinds.push(format!("{} TLS full handshakes", c.tls_full));
+    }
+    if c.tls_resumed > 0 {
+        kinds.push(format!("{} TLS resumed", c.tls_resumed));
+    }
+    format!(
+        "Connections: {} opened ({}); {} iterations reused their slot's connection\n",
+        c.opened(),
+        kinds.join(", "),
+        c.reused
+    )
+}
+
 pub fn workload_summary(r: &WorkloadReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -303,6 +323,19 @@ pub fn workload_summary(r: &WorkloadReport) -> String {
     ));
     if let Some(d) = &r.distributed {
         out.push_str(&agents_table(r, d));
+    }
+    if let Some(c) = &r.connections {
+        out.push_str(&connections_line(c));
+    }
+    if let [only] = r.errors.as_slice()
+        && r.iterations > 1
+        && only.count == r.iterations
+    {
+        // Said once, in words, before the table repeats it with its count.
+        out.push_str(&format!(
+            "Every iteration failed the same way: {}: {}\n",
+            only.etype, only.message
+        ));
     }
     if !r.errors.is_empty() {
         out.push_str("Errors:\n");

@@ -8,7 +8,7 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::{ActionSpan, Chunk, IterationRecord};
+use crate::chunk::{ActionSpan, Chunk, Dials, IterationRecord};
 
 /// Longest duration a histogram holds exactly: one hour, in microseconds.
 const MAX_MICROS: u64 = 3_600_000_000;
@@ -154,6 +154,36 @@ pub struct WorkloadStats {
     pub last_finish: f64,
     /// The most common errors: (type, message, count), at most [`ERROR_KINDS`] kinds.
     pub errors: Vec<ErrorCount>,
+    pub connections: ConnectionCounts,
+}
+
+/// A workload's connections, summed from its records' [`Dials`]: how many were opened, how
+/// many of the TLS ones resumed a session, and how many iterations reused their slot's
+/// connection instead. All zero for scenarios that open none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCounts {
+    pub plain: u64,
+    pub tls_full: u64,
+    pub tls_resumed: u64,
+    /// Iterations that opened no connection.
+    pub reused: u64,
+}
+
+impl ConnectionCounts {
+    pub fn add(&mut self, dials: &Dials) {
+        if dials.is_empty() {
+            self.reused += 1;
+        } else {
+            self.plain += u64::from(dials.plain);
+            self.tls_full += u64::from(dials.tls_full);
+            self.tls_resumed += u64::from(dials.tls_resumed);
+        }
+    }
+
+    /// New connections, of every kind.
+    pub fn opened(&self) -> u64 {
+        self.plain + self.tls_full + self.tls_resumed
+    }
 }
 
 /// How many distinct errors a workload keeps counts of; the rest are only counted as
@@ -181,6 +211,7 @@ impl WorkloadStats {
             first_timestamp: f64::INFINITY,
             last_finish: f64::NEG_INFINITY,
             errors: Vec::new(),
+            connections: ConnectionCounts::default(),
         }
     }
 
@@ -202,6 +233,7 @@ impl WorkloadStats {
         if let Some(e) = &r.error {
             self.count_error(&e.etype, &e.message);
         }
+        self.connections.add(&r.dials);
         if !actions.is_empty() || (!ok && !self.names.is_empty()) {
             self.add_actions(r, actions);
         }
@@ -352,6 +384,7 @@ mod tests {
             error: error.then(|| Box::new(IterationError::new("E", "m"))),
             output: None,
             actions,
+            dials: Default::default(),
         }
     }
 

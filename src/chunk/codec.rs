@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::{ActionSpan, Chunk, IterationError, IterationRecord, Output};
+use super::{ActionSpan, Chunk, Dials, IterationError, IterationRecord, Output};
 
 const MAGIC: &[u8; 4] = b"RTCK";
 /// Bumped whenever the payload layout changes.
@@ -20,6 +20,9 @@ const ACTION: usize = 2 + 1 + 1 + 8 + 8;
 
 const HAS_ERROR: u8 = 1;
 const HAS_OUTPUT: u8 = 2;
+/// Three counts follow ([`super::Dials`]); absent in most records, and in every record
+/// written before connections were counted, which read back as having opened none.
+const HAS_DIALS: u8 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
@@ -50,8 +53,12 @@ pub fn encode(chunk: &Chunk) -> Vec<u8> {
         p.extend_from_slice(&r.actions.start.to_le_bytes());
         p.extend_from_slice(&r.actions.end.to_le_bytes());
         let flags = if r.error.is_some() { HAS_ERROR } else { 0 }
-            | if r.output.is_some() { HAS_OUTPUT } else { 0 };
+            | if r.output.is_some() { HAS_OUTPUT } else { 0 }
+            | if r.dials.is_empty() { 0 } else { HAS_DIALS };
         p.push(flags);
+        if !r.dials.is_empty() {
+            p.extend_from_slice(&[r.dials.plain, r.dials.tls_full, r.dials.tls_resumed]);
+        }
         if let Some(e) = &r.error {
             put_str(&mut p, &e.etype);
             put_str(&mut p, &e.message);
@@ -198,6 +205,21 @@ pub fn decode(bytes: &[u8]) -> Result<Chunk, CodecError> {
             )));
         }
         let flags = r.u8("flags")?;
+        if flags & !(HAS_ERROR | HAS_OUTPUT | HAS_DIALS) != 0 {
+            return Err(CodecError::Malformed(format!(
+                "iteration {iteration}: unknown flags {flags:#04x}"
+            )));
+        }
+        let dials = if flags & HAS_DIALS != 0 {
+            let [plain, tls_full, tls_resumed] = r.array("connection counts")?;
+            Dials {
+                plain,
+                tls_full,
+                tls_resumed,
+            }
+        } else {
+            Dials::default()
+        };
         let error = if flags & HAS_ERROR != 0 {
             Some(Box::new(IterationError {
                 etype: r.string("error type")?,
@@ -225,6 +247,7 @@ pub fn decode(bytes: &[u8]) -> Result<Chunk, CodecError> {
             error,
             output,
             actions: start..end,
+            dials,
         });
     }
     let mut actions = Vec::with_capacity(n_actions);
@@ -268,6 +291,7 @@ mod tests {
                     error: None,
                     output: None,
                     actions: 0..2,
+                    dials: Default::default(),
                 },
                 IterationRecord {
                     iteration: 2,
@@ -281,6 +305,11 @@ mod tests {
                         complete: vec![],
                     })),
                     actions: 2..2,
+                    dials: Dials {
+                        plain: 0,
+                        tls_full: 1,
+                        tls_resumed: 2,
+                    },
                 },
             ],
             actions: vec![

@@ -396,6 +396,7 @@ mod tests {
             error: None,
             output: None,
             actions,
+            dials: Default::default(),
         }
     }
 

@@ -117,6 +117,52 @@ pub struct IterationRecord {
     pub output: Option<Box<Output>>,
     /// Range into the chunk's `actions`.
     pub actions: Range<u32>,
+    /// The connections this iteration opened (HTTP scenarios).
+    #[serde(default)]
+    pub dials: Dials,
+}
+
+/// The connections one iteration opened, by how each began. HTTP scenarios keep one
+/// connection per slot, so most iterations open none; a count here is a slot's first
+/// request, or a reconnect after the server closed (or a redirect to another host). Whether
+/// a TLS reconnect resumed its session is what tells a cheap reconnect from a full handshake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dials {
+    /// Plain TCP (`http://`).
+    pub plain: u8,
+    /// TLS with a full handshake (certificates sent and checked).
+    pub tls_full: u8,
+    /// TLS that resumed an earlier session (a ticket or session id).
+    pub tls_resumed: u8,
+}
+
+/// How one new connection began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dial {
+    Plain,
+    TlsFull,
+    TlsResumed,
+}
+
+impl Dials {
+    pub fn add(&mut self, dial: Dial) {
+        let n = match dial {
+            Dial::Plain => &mut self.plain,
+            Dial::TlsFull => &mut self.tls_full,
+            Dial::TlsResumed => &mut self.tls_resumed,
+        };
+        *n = n.saturating_add(1);
+    }
+
+    pub fn merge(&mut self, other: Dials) {
+        self.plain = self.plain.saturating_add(other.plain);
+        self.tls_full = self.tls_full.saturating_add(other.tls_full);
+        self.tls_resumed = self.tls_resumed.saturating_add(other.tls_resumed);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Dials::default()
+    }
 }
 
 impl IterationRecord {
@@ -230,6 +276,7 @@ mod tests {
             error: None,
             output: None,
             actions,
+            dials: Default::default(),
         }
     }
 

@@ -112,7 +112,8 @@ fn action_durations(names: &[String], actions: &[ActionSpan]) -> Vec<Option<f64>
     sums
 }
 
-/// One row per iteration: task, workload, iteration, agent, timings, lateness (`rps`), error,
+/// One row per iteration: task, workload, iteration, agent, timings, lateness (`rps`), the
+/// connections it opened (and how their TLS sessions began), error,
 /// and a column per atomic action (its summed duration in that iteration).
 pub fn csv(store: &Store, task: &StoredTask, out: impl Write) -> Result<(), ExportError> {
     let mut actions: Vec<String> = Vec::new();
@@ -136,6 +137,9 @@ pub fn csv(store: &Store, task: &StoredTask, out: impl Write) -> Result<(), Expo
         "duration",
         "idle_duration",
         "lateness",
+        "new_connections",
+        "tls_full_handshakes",
+        "tls_resumed",
         "error_type",
         "error_message",
     ]
@@ -168,6 +172,12 @@ pub fn csv(store: &Store, task: &StoredTask, out: impl Write) -> Result<(), Expo
                     format!("{:.6}", r.duration),
                     format!("{:.6}", r.idle_duration),
                     format!("{:.6}", r.lateness),
+                    (u16::from(r.dials.plain)
+                        + u16::from(r.dials.tls_full)
+                        + u16::from(r.dials.tls_resumed))
+                    .to_string(),
+                    r.dials.tls_full.to_string(),
+                    r.dials.tls_resumed.to_string(),
                     r.error
                         .as_ref()
                         .map(|e| e.etype.clone())
@@ -308,7 +318,11 @@ fn workload_json(w: &StoredWorkload) -> serde_json::Map<String, Value> {
     );
     m.insert(
         "statistics".into(),
-        json!({"durations": r.map(|r| rally_stats(&r.stats))}),
+        // `statistics` is open in Rally's schema: `connections` (ours) imports into Rally.
+        match r.and_then(|r| r.connections) {
+            Some(c) => json!({"durations": r.map(|r| rally_stats(&r.stats)), "connections": c}),
+            None => json!({"durations": r.map(|r| rally_stats(&r.stats))}),
+        },
     );
     m.insert(
         "failed_iteration_count".into(),

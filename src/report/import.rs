@@ -271,6 +271,7 @@ fn import_workload(
             error,
             output,
             actions: start..chunk.actions.len() as u32,
+            dials: Default::default(),
         });
         if chunk.len() >= 1000 {
             chunks.push(std::mem::replace(
@@ -338,6 +339,8 @@ fn import_workload(
     let mut errors = stats.errors.clone();
     errors.sort_by_key(|e| std::cmp::Reverse(e.count));
     let report = WorkloadReport {
+        // Ours only: Rally's records do not say which iterations opened a connection.
+        connections: serde_json::from_value(w["statistics"]["connections"].clone()).ok(),
         info: WorkloadInfo {
             index,
             count,

@@ -78,6 +78,7 @@ impl SlotBatch {
             error: result.err().map(|e| Box::new(e.bounded())),
             output,
             actions: first_action..self.recorder.len(),
+            dials: state.take_dials(),
         });
         self.bytes += self.records.last().map_or(0, IterationRecord::weight);
         self.first_done.get_or_insert(end);

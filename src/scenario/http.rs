@@ -6,6 +6,7 @@
 //! belongs to; like oha and wrk, each concurrency slot holds its own connection and opens a
 //! new one when the server closes it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use tokio_rustls::TlsConnector;
 use super::SlotState;
 use super::tls::Tls;
 use super::wire::WireError;
-use crate::chunk::IterationError;
+use crate::chunk::{Dial, Dials, IterationError};
 use crate::task::check::{self, Checked, PluginError};
 use crate::task::node::Node;
 
@@ -158,11 +159,22 @@ pub struct Response {
 
 /// A connection for HTTP: TCP with Nagle off (requests are small and latency is measured),
 /// and for https the TLS handshake, with the URL's host as SNI and as the name checked.
-pub async fn dial(target: &Target) -> std::io::Result<Conn> {
+/// Says how it began: a TLS session is resumed when the workload's configuration holds a
+/// ticket or session id from an earlier connection to the server (rustls keeps them in
+/// memory per configuration, and a workload shares one configuration).
+pub async fn dial(target: &Target) -> std::io::Result<(Conn, Dial)> {
+    dial_with(target, target.tls.as_ref().map(|t| &t.config)).await
+}
+
+/// [`dial`] with a TLS configuration of the caller's (HTTP/2 offers `h2` in ALPN).
+pub async fn dial_with(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> std::io::Result<(Conn, Dial)> {
     let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
     stream.set_nodelay(true)?;
-    let Some(tls) = &target.tls else {
-        return Ok(tokio_util::either::Either::Left(stream));
+    let Some(config) = tls else {
+        return Ok((tokio_util::either::Either::Left(stream), Dial::Plain));
     };
     let name = ServerName::try_from(target.host.clone()).map_err(|e| {
         std::io::Error::new(
@@ -170,24 +182,31 @@ pub async fn dial(target: &Target) -> std::io::Result<Conn> {
             format!("'{}' is not a TLS server name: {e}", target.host),
         )
     })?;
-    let tls = TlsConnector::from(tls.config.clone())
+    let tls = TlsConnector::from(config.clone())
         .connect(name, stream)
         .await?;
-    Ok(tokio_util::either::Either::Right(tls))
+    let dial = match tls.get_ref().1.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => Dial::TlsResumed,
+        _ => Dial::TlsFull,
+    };
+    Ok((tokio_util::either::Either::Right(tls), dial))
 }
 
 /// The keep-alive connections of one slot, by authority.
 #[derive(Default)]
 pub struct Connections {
     open: Vec<(String, SendRequest<Full<Bytes>>)>,
+    /// Connections opened since the slot last took the count.
+    pub dials: Dials,
 }
 
 impl Connections {
-    async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, HttpFailure> {
-        let stream = dial(target).await.map_err(|error| HttpFailure::Connect {
+    async fn connect(&mut self, target: &Target) -> Result<SendRequest<Full<Bytes>>, HttpFailure> {
+        let (stream, dial) = dial(target).await.map_err(|error| HttpFailure::Connect {
             target: format!("{}:{}", target.host, target.port),
             error,
         })?;
+        self.dials.add(dial);
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(HttpFailure::Protocol)?;
@@ -212,20 +231,20 @@ impl Connections {
         let (i, mut reused) = match self.open.iter().position(|(a, _)| *a == key) {
             Some(i) => (i, true),
             None => {
-                let sender = Self::connect(target).await?;
+                let sender = self.connect(target).await?;
                 self.open.push((key.clone(), sender));
                 (self.open.len() - 1, false)
             }
         };
         if reused && self.open[i].1.ready().await.is_err() {
-            self.open[i].1 = Self::connect(target).await?;
+            self.open[i].1 = self.connect(target).await?;
             reused = false;
         }
         let response = match self.open[i].1.send_request(build()).await {
             Ok(r) => r,
             Err(e) if reused && (e.is_canceled() || e.is_incomplete_message() || e.is_closed()) => {
                 // The server had closed the idle connection: once more on a new one.
-                self.open[i].1 = Self::connect(target).await?;
+                self.open[i].1 = self.connect(target).await?;
                 self.open[i]
                     .1
                     .send_request(build())

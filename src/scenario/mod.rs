@@ -16,7 +16,7 @@ use std::time::Instant;
 
 pub use actions::ActionRecorder;
 
-use crate::chunk::{IterationError, Output};
+use crate::chunk::{Dials, IterationError, Output};
 use crate::task::check::{Checked, PluginError, list};
 use crate::task::node::Node;
 
@@ -147,6 +147,13 @@ impl SlotState {
             http: http::Connections::default(),
             wire: wire::Wire::default(),
         }
+    }
+
+    /// The connections opened since the last call: the iteration's, when called after it.
+    pub fn take_dials(&mut self) -> Dials {
+        let mut dials = std::mem::take(&mut self.wire.dials);
+        dials.merge(std::mem::take(&mut self.http.dials));
+        dials
     }
 }
 

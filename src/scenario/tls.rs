@@ -98,13 +98,22 @@ impl Tls {
                 let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
                     format!("{}: no private key in PEM form: {e}", key_path.display())
                 })?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    format!(
-                        "{} and {}: not usable as a client certificate and its key: {e}",
-                        cert_path.display(),
-                        key_path.display()
-                    )
-                })?
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| match e {
+                        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                            format!(
+                                "the key in {} does not match the certificate in {}",
+                                key_path.display(),
+                                cert_path.display()
+                            )
+                        }
+                        e => format!(
+                            "{} and {}: not usable as a client certificate and its key: {e}",
+                            cert_path.display(),
+                            key_path.display()
+                        ),
+                    })?
             }
         };
         // HTTP/1.1 only, for now: said in ALPN so that a server that prefers h2 does not.

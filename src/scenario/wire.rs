@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Sleep;
 
 use super::http::{Conn, Target};
+use crate::chunk::Dials;
 
 /// Response heads larger than this are refused (nginx's default limit is 8 KiB per line).
 const MAX_HEAD: usize = 64 * 1024;
@@ -87,6 +88,8 @@ pub struct Wire {
     /// request inserts into and removes from the timer wheel and reads the clock, which was
     /// about 3% of an HTTP load's CPU.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Connections opened since the slot last took the count.
+    pub dials: Dials,
 }
 
 /// How the response body is delimited.
@@ -105,13 +108,15 @@ impl Wire {
         self.buf.clear();
     }
 
-    async fn connect(target: &Target) -> Result<Conn, WireError> {
-        super::http::dial(target)
+    async fn connect(&mut self, target: &Target) -> Result<Conn, WireError> {
+        let (conn, dial) = super::http::dial(target)
             .await
             .map_err(|error| WireError::Connect {
                 target: format!("{}:{}", target.host, target.port),
                 error,
-            })
+            })?;
+        self.dials.add(dial);
+        Ok(conn)
     }
 
     /// [`Wire::exchange`], given up at `deadline` with [`WireError::TimedOut`]; the
@@ -152,11 +157,11 @@ impl Wire {
     ) -> Result<Exchange, WireError> {
         let reused = self.stream.is_some();
         if !reused {
-            self.stream = Some(Self::connect(target).await?);
+            self.stream = Some(self.connect(target).await?);
         }
         match self.round_trip(request, head).await {
             Err(WireError::Closed | WireError::Io(_)) if reused && self.buf.is_empty() => {
-                self.stream = Some(Self::connect(target).await?);
+                self.stream = Some(self.connect(target).await?);
                 let r = self.round_trip(request, head).await;
                 if r.is_err() {
                     self.reset();

@@ -289,6 +289,7 @@ fn report(s: &TuiState, aborted: bool) -> WorkloadReport {
         sla.push(crate::sla::aborted_manually());
     }
     WorkloadReport {
+        connections: None,
         info: info(0, 2, Some(6000)),
         stats: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
         pass_sla: sla.iter().all(|r| r.success),

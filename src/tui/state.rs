@@ -1117,6 +1117,7 @@ mod tests {
             ..SourceFigures::from_metric(name, &crate::stats::Metric::default(), 0)
         };
         let report = WorkloadReport {
+            connections: None,
             info: info(0, 1, None),
             stats: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
             sla: vec![crate::sla::aborted_manually()],

@@ -107,43 +107,68 @@ impl Drop for KillOnDrop {
 /// A real nginx on 127.0.0.1, owned by one test: its own port, prefix and config.
 pub struct Nginx {
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _child: KillOnDrop,
 }
 
-impl Nginx {
-    /// Serves `/` and `/small` (200, 100 bytes), `/missing` (404), `/redirect` (301 to
-    /// `/small`) and `/private` (HTTP Basic: user `load`, password `s3cret`).
-    pub fn start() -> Nginx {
-        Nginx::start_with(None, "")
+/// How a test's nginx is set up: [`Nginx::with`], then [`NginxConf::start`].
+#[derive(Default)]
+pub struct NginxConf {
+    tls: Option<(PathBuf, PathBuf)>,
+    http2: bool,
+    server: String,
+    keepalive_requests: Option<u64>,
+    access_log: bool,
+}
+
+impl NginxConf {
+    /// TLS with this certificate and key (PEM files).
+    pub fn tls(mut self, cert: &Path, key: &Path) -> NginxConf {
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
     }
 
-    /// The same over TLS, with this certificate and key (PEM files).
-    pub fn start_tls(cert: &Path, key: &Path) -> Nginx {
-        Nginx::start_with(Some((cert, key)), "")
+    /// HTTP/2: over TLS with ALPN, or h2c (prior knowledge) without TLS.
+    pub fn http2(mut self) -> NginxConf {
+        self.http2 = true;
+        self
     }
 
-    /// Over TLS, demanding a client certificate signed by `client_ca`.
-    pub fn start_mtls(cert: &Path, key: &Path, client_ca: &Path) -> Nginx {
-        let extra = format!(
+    /// Demand a client certificate signed by `client_ca`.
+    pub fn client_ca(mut self, client_ca: &Path) -> NginxConf {
+        self.server += &format!(
             "    ssl_verify_client on;\n    ssl_client_certificate {};\n",
             client_ca.display()
         );
-        Nginx::start_with(Some((cert, key)), &extra)
+        self
     }
 
-    fn start_with(tls: Option<(&Path, &Path)>, extra: &str) -> Nginx {
-        let (listen, tls_conf) = match tls {
-            None => ("", String::new()),
-            Some((cert, key)) => (
-                " ssl",
-                format!(
-                    "    ssl_certificate {};\n    ssl_certificate_key {};\n{extra}",
-                    cert.display(),
-                    key.display()
-                ),
-            ),
-        };
+    /// Close each connection after this many requests (a GOAWAY with HTTP/2).
+    pub fn keepalive_requests(mut self, n: u64) -> NginxConf {
+        self.keepalive_requests = Some(n);
+        self
+    }
+
+    /// Log every request: see [`Nginx::access_log`].
+    pub fn access_log(mut self) -> NginxConf {
+        self.access_log = true;
+        self
+    }
+
+    pub fn start(self) -> Nginx {
+        let mut listen = String::new();
+        let mut tls_conf = String::new();
+        if let Some((cert, key)) = &self.tls {
+            listen += " ssl";
+            tls_conf = format!(
+                "    ssl_certificate {};\n    ssl_certificate_key {};\n",
+                cert.display(),
+                key.display()
+            );
+        }
+        if self.http2 {
+            listen += " http2";
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("html");
         std::fs::create_dir_all(root.join("logs")).expect("dirs");
@@ -151,20 +176,31 @@ impl Nginx {
         std::fs::write(root.join("small"), "x".repeat(100)).expect("small");
         std::fs::write(root.join("private"), "secret\n").expect("private");
         std::fs::write(dir.path().join("htpasswd"), "load:{PLAIN}s3cret\n").expect("htpasswd");
+        let log = if self.access_log {
+            format!(
+                "  log_format probe '$server_protocol $ssl_session_reused $connection $connection_requests $status';\n  \
+                 access_log {}/access.log probe;\n",
+                dir.path().display()
+            )
+        } else {
+            "  access_log off;\n".to_string()
+        };
         for attempt in 0..5 {
             let port = free_port();
             let conf = format!(
                 "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
                  events {{ worker_connections 1024; }}\n\
-                 http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+                 http {{\n{log}  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
                    fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-                   keepalive_requests 1000000;\n\
-                   server {{\n    listen 127.0.0.1:{port}{listen};\n{tls_conf}    root {root};\n\
+                   keepalive_requests {keepalive};\n\
+                   server {{\n    listen 127.0.0.1:{port}{listen};\n{tls_conf}{server}    root {root};\n\
                      location = /redirect {{ return 301 /small; }}\n\
                      location = /private {{ auth_basic rally; auth_basic_user_file {dir}/htpasswd; }}\n\
                    }}\n}}\n",
                 dir = dir.path().display(),
                 root = root.display(),
+                server = self.server,
+                keepalive = self.keepalive_requests.unwrap_or(1_000_000),
             );
             let conf_path = dir.path().join("nginx.conf");
             std::fs::write(&conf_path, conf).expect("nginx.conf");
@@ -183,13 +219,65 @@ impl Nginx {
             if wait_for_port(port, Duration::from_secs(5)) {
                 return Nginx {
                     port,
-                    _dir: dir,
+                    dir,
                     _child: child,
                 };
             }
             eprintln!("nginx did not come up on port {port} (attempt {attempt})");
         }
         panic!("nginx would not start");
+    }
+}
+
+/// One request as nginx logged it ([`NginxConf::access_log`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logged {
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub protocol: String,
+    /// The TLS session was resumed (`$ssl_session_reused` = `r`).
+    pub resumed: bool,
+    /// nginx's connection serial number.
+    pub connection: u64,
+    pub status: u16,
+}
+
+impl Nginx {
+    /// Serves `/` and `/small` (200, 100 bytes), `/missing` (404), `/redirect` (301 to
+    /// `/small`) and `/private` (HTTP Basic: user `load`, password `s3cret`).
+    pub fn start() -> Nginx {
+        Nginx::with().start()
+    }
+
+    /// The same, set up otherwise.
+    pub fn with() -> NginxConf {
+        NginxConf::default()
+    }
+
+    /// The same over TLS, with this certificate and key (PEM files).
+    pub fn start_tls(cert: &Path, key: &Path) -> Nginx {
+        Nginx::with().tls(cert, key).start()
+    }
+
+    /// Over TLS, demanding a client certificate signed by `client_ca`.
+    pub fn start_mtls(cert: &Path, key: &Path, client_ca: &Path) -> Nginx {
+        Nginx::with().tls(cert, key).client_ca(client_ca).start()
+    }
+
+    /// The requests logged so far (nginx writes each line as the request ends).
+    pub fn access_log(&self) -> Vec<Logged> {
+        let text = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split(' ').collect();
+                assert_eq!(f.len(), 5, "access log line: {line}");
+                Logged {
+                    protocol: f[0].to_string(),
+                    resumed: f[1] == "r",
+                    connection: f[2].parse().expect("connection number"),
+                    status: f[4].parse().expect("status"),
+                }
+            })
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {

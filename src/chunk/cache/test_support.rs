@@ -23,6 +23,7 @@ pub(super) fn record(iteration: u64, timestamp: f64, failed: bool) -> IterationR
         error: failed.then(|| Box::new(IterationError::new("ValueError", "boom"))),
         output: None,
         actions: 0..0,
+        dials: Default::default(),
     }
 }
 

@@ -306,6 +306,7 @@ mod tests {
             }),
             output: None,
             actions: 0..2,
+            dials: Default::default(),
         }
     }
 

@@ -449,6 +449,7 @@ mod tests {
             error: fail.then(|| Box::new(IterationError::new("E", format!("m{iteration}")))),
             output: None,
             actions: 0..0,
+            dials: Default::default(),
         }
     }
 
