@@ -24,7 +24,7 @@ build
 export BENCH_SUMMARY=$tmp/summary.md
 out=$root/target/bench-results.md
 {
-    for s in runner-overhead http distributed memory storage; do
+    for s in runner-overhead http https distributed memory storage; do
         echo
         echo "## benches/$s.sh"
         echo

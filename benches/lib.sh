@@ -215,3 +215,90 @@ met() {
 }
 # Median of numbers on stdin.
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else printf "%.3f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# --- HTTPS (benches/https.sh) ----------------------------------------------------------------
+
+need_h2load() { command -v h2load >/dev/null || apt_install nghttp2-client; }
+need_openssl() { command -v openssl >/dev/null || apt_install openssl; }
+
+# `make_certs DIR`: with the openssl CLI, EC P-256 keys, a CA (DIR/ca.pem) and a server
+# certificate it signs for DNS:localhost and IP:127.0.0.1 (DIR/server.pem, DIR/server.key).
+make_certs() {
+    local d=$1 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    need_openssl
+    mkdir -p "$d"
+    (
+        cd "$d"
+        openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 30 -subj "/CN=rally-tui bench CA"
+        openssl req "${ec[@]}" -keyout server.key -out server.csr -subj /CN=localhost
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+            -days 30 -extfile ext.cnf
+    ) >/dev/null 2>"$d/openssl.log" || { echo "openssl failed:" >&2; cat "$d/openssl.log" >&2; return 1; }
+}
+
+# Wait (5 s at most) until something listens on 127.0.0.1:$1.
+wait_port() {
+    local _
+    for _ in $(seq 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# `start_nginx_tls CERT KEY`: nginx as start_nginx runs it (one worker on $SERVER_CPU, the
+# 100-byte file) but over TLS: TLS 1.2 and 1.3 (nginx 1.22 leaves 1.3 off unless told), a shared
+# session cache, session tickets on (nginx's default), on three ports:
+#   $tls_url    HTTPS/1.1, keep-alive connections that last the whole run, no access log
+#   $h2_url     HTTP/2 over TLS (`listen ... ssl http2`, ALPN h2), no access log
+#   $close_url  HTTPS/1.1, one request per connection (keepalive_requests 1), every request
+#               logged to $tls_log as "$ssl_session_reused $connection $connection_requests
+#               $ssl_protocol $ssl_cipher $status" (`r` in the first field: a resumed session)
+# Sets $nginx_pid too.
+start_nginx_tls() {
+    need_nginx
+    local cert=$1 key=$2 dir=$tmp/nginx-tls p1 p2 p3
+    p1=$(free_port)
+    p2=$p1
+    while [[ $p2 == "$p1" ]]; do p2=$(free_port); done
+    p3=$p1
+    while [[ $p3 == "$p1" || $p3 == "$p2" ]]; do p3=$(free_port); done
+    mkdir -p "$dir/html"
+    head -c 100 /dev/zero | tr '\0' x >"$dir/html/small"
+    tls_log=$dir/access.log
+    cat >"$dir/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $dir/nginx.pid; error_log $dir/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  client_body_temp_path $dir/b; proxy_temp_path $dir/p; fastcgi_temp_path $dir/f;
+  uwsgi_temp_path $dir/u; scgi_temp_path $dir/s;
+  ssl_certificate $cert; ssl_certificate_key $key;
+  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:bench:10m; ssl_session_timeout 1h;
+  log_format tls '\$ssl_session_reused \$connection \$connection_requests \$ssl_protocol \$ssl_cipher \$status';
+  server { listen 127.0.0.1:$p1 ssl backlog=4096; root $dir/html; }
+  server { listen 127.0.0.1:$p2 ssl http2 backlog=4096; root $dir/html; }
+  server { listen 127.0.0.1:$p3 ssl backlog=4096; root $dir/html; keepalive_requests 1;
+    access_log $tls_log tls; } }
+CONF
+    taskset -c "$SERVER_CPU" "$(nginx_bin)" -c "$dir/nginx.conf" -p "$dir" &
+    nginx_pid=$!
+    tls_url=https://127.0.0.1:$p1/small
+    h2_url=https://127.0.0.1:$p2/small
+    close_url=https://127.0.0.1:$p3/small
+    if wait_port "$p1" && wait_port "$p2" && wait_port "$p3"; then return 0; fi
+    echo "nginx (TLS) did not start:" >&2
+    cat "$dir/error.log" >&2
+    return 1
+}
+
+# From rally-tui's summary line `Connections: N opened (X TLS full handshakes, Y TLS resumed);
+# ...`: "N X Y" (0 for a kind it does not name; "0 0 0" without the line).
+tls_connections() {
+    awk '/^Connections: [0-9]+ opened/ {
+            n = $2; f = 0; r = 0
+            if (match($0, /[0-9]+ TLS full handshakes/)) f = substr($0, RSTART, RLENGTH) + 0
+            if (match($0, /[0-9]+ TLS resumed/)) r = substr($0, RSTART, RLENGTH) + 0
+            print n, f, r; found = 1; exit }
+        END { if (!found) print 0, 0, 0 }' "$1"
+}

@@ -286,6 +286,10 @@ pub struct HttpRequestScenario {
     pub timeout: Duration,
     /// The request as it goes on the wire, serialized once.
     pub wire: Bytes,
+    /// `http2: true`: HTTP/2, see [`super::http2`].
+    pub http2: bool,
+    /// `connections: N` (HTTP/2): the connections the requests in flight share.
+    pub connections: Option<u32>,
 }
 
 impl HttpRequestScenario {
@@ -302,9 +306,27 @@ impl HttpRequestScenario {
                 "verify",
                 "cert",
                 "auth",
+                "http2",
+                "connections",
             ],
         )?;
         let target = Target::from_args(args)?;
+        let http2 = check::boolean(args, "http2")?.unwrap_or(false);
+        let connections = check::int_at_least(args, "connections", 1)?;
+        if connections.is_some() && !http2 {
+            return Err(PluginError::new(
+                "connections",
+                "is for HTTP/2 (http2: true); with HTTP/1.1 each of the runner's concurrency slots keeps its own connection",
+            ));
+        }
+        let connections = connections
+            .map(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|&n| n <= 100_000)
+                    .ok_or_else(|| PluginError::new("connections", "must be at most 100000"))
+            })
+            .transpose()?;
         let method = parse_method(check::string(args, "method")?.as_deref().unwrap_or("GET"))?;
         // Host first, built once: the request path only copies headers.
         let host = HeaderValue::from_str(&target.authority)
@@ -338,6 +360,8 @@ impl HttpRequestScenario {
             status_code,
             timeout: Duration::from_secs_f64(timeout),
             wire,
+            http2,
+            connections,
         })
     }
 

@@ -7,6 +7,7 @@
 mod actions;
 mod dummy;
 pub mod http;
+pub mod http2;
 mod requests;
 pub mod tls;
 pub mod wire;
@@ -98,6 +99,9 @@ impl ScenarioKind {
         match self {
             ScenarioKind::Dummy(d) => d.summary(),
             ScenarioKind::CheckRequest(r) => r.summary(),
+            ScenarioKind::HttpRequest(h) if h.http2 => {
+                "Send one HTTP/2 request on a stream of a shared connection."
+            }
             ScenarioKind::HttpRequest(_) => "Send one HTTP/1.1 request on a keep-alive connection.",
         }
     }
@@ -138,6 +142,10 @@ pub struct SlotState {
     pub http: http::Connections,
     /// `Http.request`'s connection.
     pub wire: wire::Wire,
+    /// `Http.request` with `http2: true`: this slot's line of the workload's pool.
+    pub h2: Option<http2::Bound>,
+    /// Connections the slot opened for HTTP/2.
+    pub h2_dials: Dials,
 }
 
 impl SlotState {
@@ -146,6 +154,8 @@ impl SlotState {
             rng: fastrand::Rng::with_seed(seed),
             http: http::Connections::default(),
             wire: wire::Wire::default(),
+            h2: None,
+            h2_dials: Dials::default(),
         }
     }
 
@@ -153,6 +163,7 @@ impl SlotState {
     pub fn take_dials(&mut self) -> Dials {
         let mut dials = std::mem::take(&mut self.wire.dials);
         dials.merge(std::mem::take(&mut self.http.dials));
+        dials.merge(std::mem::take(&mut self.h2_dials));
         dials
     }
 }
@@ -174,12 +185,22 @@ pub struct Iteration<'a> {
 pub struct Scenario {
     kind: ScenarioKind,
     pub action_names: Arc<[String]>,
+    /// The HTTP/2 connections the slots share (`Http.request` with `http2: true`).
+    h2: Option<http2::Pool>,
 }
 
 impl Scenario {
     pub fn new(kind: ScenarioKind) -> Scenario {
         let action_names: Arc<[String]> = kind.action_names().into();
-        Scenario { kind, action_names }
+        let h2 = match &kind {
+            ScenarioKind::HttpRequest(h) if h.http2 => Some(http2::Pool::new(h)),
+            _ => None,
+        };
+        Scenario {
+            kind,
+            action_names,
+            h2,
+        }
     }
 
     pub fn kind(&self) -> &ScenarioKind {
@@ -195,7 +216,13 @@ impl Scenario {
         match &self.kind {
             ScenarioKind::Dummy(d) => d.run(slot, it).await,
             ScenarioKind::CheckRequest(r) => r.run(slot, it).await,
-            ScenarioKind::HttpRequest(h) => h.run(slot, it.started).await,
+            ScenarioKind::HttpRequest(h) => match &self.h2 {
+                Some(pool) => {
+                    pool.run(h, &mut slot.h2, &mut slot.h2_dials, it.started)
+                        .await
+                }
+                None => h.run(slot, it.started).await,
+            },
         }
     }
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::support::{self, Nginx};
 
 /// The certificates of one test, in its own directory.
-struct Certs {
+pub struct Certs {
     dir: tempfile::TempDir,
 }
 
@@ -25,7 +25,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl Certs {
-    fn make() -> Certs {
+    pub fn make() -> Certs {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         let ec = [
@@ -206,16 +206,16 @@ impl Certs {
         Certs { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn arg(&self, name: &str) -> String {
+    pub fn arg(&self, name: &str) -> String {
         self.path(name).to_str().expect("utf-8 path").to_string()
     }
 }
 
-fn https(nginx: &Nginx, path: &str) -> String {
+pub fn https(nginx: &Nginx, path: &str) -> String {
     nginx.url(path).replacen("http://", "https://", 1)
 }
 

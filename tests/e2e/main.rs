@@ -4,6 +4,7 @@ mod bounds;
 mod cluster;
 mod distributed;
 mod faults;
+mod http2;
 mod https;
 mod invalid;
 mod partition;

@@ -1,0 +1,448 @@
+//! `Http.request` over HTTP/2 (SPEC §12): `http2: true`, over TLS with ALPN `h2`, or h2c
+//! with prior knowledge for `http://`.
+//!
+//! With HTTP/1.1 a slot owns a connection; with HTTP/2 `concurrency` is the number of
+//! requests in flight and they share a few connections, each multiplexing streams up to the
+//! server's `SETTINGS_MAX_CONCURRENT_STREAMS` (the h2 crate holds a stream back until the
+//! server allows it). The slots of one workload in one process share a [`Pool`] of lines,
+//! one connection each: slot `k` (in the order slots first send) uses line `k % connections`
+//! when `connections` is given, else line `k / 100` (one connection per 100 streams in
+//! flight, as the scenario's documentation says), so the default needs no knowledge of the
+//! runner's concurrency.
+//!
+//! A slot keeps its own clone of its line's `SendRequest` and touches the line's lock only
+//! when the connection fails: then the first slot to notice dials the replacement (the line
+//! counts generations, so the others pick it up instead of dialing again). A GOAWAY, or a
+//! stream the server refused, means the server did not process the request: it is sent once
+//! more on the new connection, so a server that rotates its connections (nginx's
+//! `keepalive_requests`) costs no failed iterations.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::{HeaderMap, Method, Request, Uri};
+use tokio::sync::Mutex;
+
+use super::http::{HttpRequestScenario, Target};
+use crate::chunk::{Dials, IterationError};
+
+/// Streams per connection when `connections` is not given.
+pub const STREAMS_PER_CONNECTION: usize = 100;
+
+/// Request headers that HTTP/2 forbids (RFC 9113 §8.2.2) or carries as pseudo-headers.
+const NOT_IN_H2: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Why an HTTP/2 request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum H2Failure {
+    #[error("Failed to establish a new connection to {target}: {error}")]
+    Connect {
+        target: String,
+        error: std::io::Error,
+    },
+    #[error(
+        "the server did not agree to HTTP/2: ALPN offered h2, the server chose {0} (is http2 enabled on its TLS port?)"
+    )]
+    NoAlpn(String),
+    #[error("{}", describe(.0))]
+    Protocol(h2::Error),
+}
+
+/// An h2 error in words: who ended what, and why.
+fn describe(e: &h2::Error) -> String {
+    let reason = e
+        .reason()
+        .map_or_else(|| "no reason given".to_string(), |r| format!("{r:?}"));
+    if e.is_go_away() {
+        format!(
+            "HTTP/2 GOAWAY from the {} ({reason})",
+            if e.is_remote() { "server" } else { "client" }
+        )
+    } else if e.is_reset() {
+        format!(
+            "HTTP/2 stream reset by the {} (RST_STREAM {reason})",
+            if e.is_remote() { "server" } else { "client" }
+        )
+    } else if e.is_io() {
+        format!("HTTP/2 connection error: {e}")
+    } else {
+        format!("HTTP/2 protocol error: {e}")
+    }
+}
+
+impl H2Failure {
+    /// The server did not process the request (RFC 9113 §8.7): safe to send again.
+    fn unprocessed(&self) -> bool {
+        match self {
+            H2Failure::Protocol(e) => {
+                e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM) || e.is_io()
+            }
+            _ => false,
+        }
+    }
+
+    pub fn iteration_error(&self) -> IterationError {
+        match self {
+            H2Failure::Connect { error, .. } if let Some(reason) = super::tls::ssl_error(error) => {
+                IterationError::new("SSLError", reason)
+            }
+            H2Failure::Connect { .. } | H2Failure::NoAlpn(_) => {
+                IterationError::new("ConnectionError", self.to_string())
+            }
+            H2Failure::Protocol(_) => IterationError::new("HTTP2Error", self.to_string()),
+        }
+    }
+}
+
+/// One connection of the pool, replaced whole when it fails.
+#[derive(Default)]
+struct Line {
+    current: Mutex<Option<(u64, SendRequest<Bytes>)>>,
+}
+
+/// A slot's hold on its line: the line, the connection's generation, and its own handle.
+pub struct Bound {
+    line: Arc<Line>,
+    generation: u64,
+    send: SendRequest<Bytes>,
+}
+
+/// The HTTP/2 connections of one workload in one process.
+pub struct Pool {
+    target: Target,
+    /// The workload's TLS configuration with `h2` in ALPN (same session store).
+    tls: Option<Arc<rustls::ClientConfig>>,
+    connections: Option<usize>,
+    slots: AtomicUsize,
+    lines: std::sync::Mutex<Vec<Arc<Line>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Pool {
+    pub fn new(scenario: &HttpRequestScenario) -> Pool {
+        let target = scenario.target.clone();
+        let tls = target.tls.as_ref().map(|t| {
+            let mut config = (*t.config).clone();
+            // http/1.1 offered too, so that a server without HTTP/2 completes the handshake
+            // (instead of a bare no_application_protocol alert) and the error can say so.
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(config)
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let uri = format!("{scheme}://{}{}", target.authority, target.uri)
+            .parse()
+            .unwrap_or_else(|_| target.uri.clone());
+        let mut headers = HeaderMap::new();
+        for (name, value) in &scenario.headers {
+            if !NOT_IN_H2.contains(&name.as_str()) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        Pool {
+            target,
+            tls,
+            connections: scenario.connections.map(|n| n as usize),
+            slots: AtomicUsize::new(0),
+            lines: std::sync::Mutex::new(Vec::new()),
+            method: scenario.method.clone(),
+            uri,
+            headers,
+            body: scenario.body.clone(),
+        }
+    }
+
+    /// The line the next slot to ask uses.
+    fn line_for_new_slot(&self) -> Arc<Line> {
+        let k = self.slots.fetch_add(1, Ordering::Relaxed);
+        let index = match self.connections {
+            Some(n) => k % n.max(1),
+            None => k / STREAMS_PER_CONNECTION,
+        };
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        while lines.len() <= index {
+            lines.push(Arc::new(Line::default()));
+        }
+        lines[index].clone()
+    }
+
+    /// A handle on the line's connection: the current one, or a new one when there is none
+    /// or it is the generation `failed` that the caller saw fail.
+    async fn handle(
+        &self,
+        line: &Line,
+        failed: Option<u64>,
+        dials: &mut Dials,
+    ) -> Result<(u64, SendRequest<Bytes>), H2Failure> {
+        let mut current = line.current.lock().await;
+        if let Some((generation, send)) = current.as_ref()
+            && Some(*generation) != failed
+        {
+            return Ok((*generation, send.clone()));
+        }
+        let generation = current.as_ref().map_or(0, |(g, _)| g + 1);
+        let send = self.connect(dials).await?;
+        *current = Some((generation, send.clone()));
+        Ok((generation, send))
+    }
+
+    async fn connect(&self, dials: &mut Dials) -> Result<SendRequest<Bytes>, H2Failure> {
+        let (conn, dial) = super::http::dial_with(&self.target, self.tls.as_ref())
+            .await
+            .map_err(|error| H2Failure::Connect {
+                target: format!("{}:{}", self.target.host, self.target.port),
+                error,
+            })?;
+        if let tokio_util::either::Either::Right(tls) = &conn {
+            let alpn = tls.get_ref().1.alpn_protocol();
+            if alpn != Some(b"h2") {
+                return Err(H2Failure::NoAlpn(alpn.map_or_else(
+                    || "nothing (HTTP/1.1)".to_string(),
+                    |p| String::from_utf8_lossy(p).into_owned(),
+                )));
+            }
+        }
+        dials.add(dial);
+        let (send, connection) = h2::client::Builder::new()
+            // Bodies are counted and dropped: let the server send without waiting for
+            // window updates (h2's defaults, 64 KiB, stall a large response per round trip).
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(16 << 20)
+            .handshake::<_, Bytes>(conn)
+            .await
+            .map_err(H2Failure::Protocol)?;
+        tokio::spawn(async move {
+            // Ends when the server closes, or when every handle is dropped; errors reach
+            // the streams in flight.
+            if let Err(e) = connection.await {
+                tracing::debug!("HTTP/2 connection ended: {e}");
+            }
+        });
+        Ok(send)
+    }
+
+    /// One request of `scenario`, answered before `started + timeout`.
+    pub async fn run(
+        &self,
+        scenario: &HttpRequestScenario,
+        slot: &mut Option<Bound>,
+        dials: &mut Dials,
+        started: Instant,
+    ) -> Result<(), IterationError> {
+        let deadline = started + scenario.timeout;
+        let sent = tokio::time::timeout_at(deadline.into(), self.exchange(slot, dials)).await;
+        match sent {
+            Err(_) => Err(IterationError::new(
+                "Timeout",
+                format!("no response within {:?}", scenario.timeout),
+            )),
+            Ok(Err(failure)) => Err(failure.iteration_error()),
+            Ok(Ok(status)) if status != scenario.status_code => Err(IterationError::new(
+                "UnexpectedStatus",
+                format!(
+                    "Expected HTTP status {} actual {status}",
+                    scenario.status_code
+                ),
+            )),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Send the request on the slot's line; once more on a new connection if the server
+    /// did not process it. Returns the status.
+    async fn exchange(
+        &self,
+        slot: &mut Option<Bound>,
+        dials: &mut Dials,
+    ) -> Result<u16, H2Failure> {
+        let bound = match slot {
+            Some(bound) => bound,
+            None => {
+                let line = self.line_for_new_slot();
+                let (generation, send) = self.handle(&line, None, dials).await?;
+                slot.insert(Bound {
+                    line,
+                    generation,
+                    send,
+                })
+            }
+        };
+        match self.round_trip(&mut bound.send).await {
+            Err(e) if e.unprocessed() => {
+                let (generation, send) = self
+                    .handle(&bound.line, Some(bound.generation), dials)
+                    .await?;
+                bound.generation = generation;
+                bound.send = send;
+                self.round_trip(&mut bound.send).await
+            }
+            other => other,
+        }
+    }
+
+    async fn round_trip(&self, send: &mut SendRequest<Bytes>) -> Result<u16, H2Failure> {
+        std::future::poll_fn(|cx| send.poll_ready(cx))
+            .await
+            .map_err(H2Failure::Protocol)?;
+        let mut request = Request::new(());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        let (response, mut stream) = send
+            .send_request(request, self.body.is_empty())
+            .map_err(H2Failure::Protocol)?;
+        if !self.body.is_empty() {
+            stream
+                .send_data(self.body.clone(), true)
+                .map_err(H2Failure::Protocol)?;
+        }
+        let response = response.await.map_err(H2Failure::Protocol)?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        while let Some(data) = body.data().await {
+            let data = data.map_err(H2Failure::Protocol)?;
+            let _ = body.flow_control().release_capacity(data.len());
+        }
+        Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against an h2 server of the test's own that misbehaves on purpose: what nginx cannot be
+    //! made to do on demand (reset a stream, refuse one, stall the body).
+
+    use super::*;
+    use crate::task::node::Node;
+    use tokio::net::TcpListener;
+
+    /// What the test server does with each stream, by connection number (0-based).
+    #[derive(Clone, Copy)]
+    enum Behaviour {
+        Ok,
+        Reset(h2::Reason),
+        /// Headers, then no body ever.
+        Stall,
+    }
+
+    async fn server(by_connection: Vec<Behaviour>) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let behaviour = by_connection[n.min(by_connection.len() - 1)];
+                n += 1;
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_, mut respond))) = conn.accept().await {
+                        match behaviour {
+                            Behaviour::Ok => {
+                                let response = http::Response::new(());
+                                let mut body = respond.send_response(response, false).unwrap();
+                                body.send_data(Bytes::from_static(b"hello"), true).unwrap();
+                            }
+                            Behaviour::Reset(reason) => respond.send_reset(reason),
+                            Behaviour::Stall => {
+                                let response = http::Response::new(());
+                                let body = respond.send_response(response, false).unwrap();
+                                std::mem::forget(body);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn scenario(port: u16) -> HttpRequestScenario {
+        HttpRequestScenario::from_config(
+            &Node::parse(&format!(
+                "{{url: 'http://127.0.0.1:{port}/', http2: true, timeout: 0.5}}"
+            ))
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    async fn one(port: u16) -> (Result<(), IterationError>, Dials) {
+        let scenario = scenario(port);
+        let pool = Pool::new(&scenario);
+        let mut slot = None;
+        let mut dials = Dials::default();
+        let r = pool
+            .run(&scenario, &mut slot, &mut dials, Instant::now())
+            .await;
+        (r, dials)
+    }
+
+    #[tokio::test]
+    async fn answered_streams_pass() {
+        let port = server(vec![Behaviour::Ok]).await;
+        let (r, dials) = one(port).await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(dials.plain, 1);
+    }
+
+    #[tokio::test]
+    async fn a_reset_stream_is_an_iteration_error_that_says_so() {
+        let port = server(vec![Behaviour::Reset(h2::Reason::INTERNAL_ERROR)]).await;
+        let (r, _) = one(port).await;
+        let e = r.unwrap_err();
+        assert_eq!(e.etype, "HTTP2Error");
+        assert!(
+            e.message.contains("reset by the server") && e.message.contains("INTERNAL_ERROR"),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_is_sent_again_on_a_new_connection() {
+        let port = server(vec![
+            Behaviour::Reset(h2::Reason::REFUSED_STREAM),
+            Behaviour::Ok,
+        ])
+        .await;
+        let (r, dials) = one(port).await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(dials.plain, 2, "the first connection and its replacement");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_times_out() {
+        let port = server(vec![Behaviour::Stall]).await;
+        let (r, _) = one(port).await;
+        assert_eq!(r.unwrap_err().etype, "Timeout");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connection_error() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (r, dials) = one(port).await;
+        let e = r.unwrap_err();
+        assert_eq!(e.etype, "ConnectionError");
+        assert!(e.message.contains("Failed to establish"), "{e:?}");
+        assert!(dials.is_empty());
+    }
+}
