@@ -15,6 +15,7 @@
 #   prlimit        a controller under a small descriptor limit Debian: util-linux
 #   mount          an agent's cache on a small tmpfs that fills  Debian: mount
 #   openssl        certificates for the HTTPS tests             Debian: openssl
+#   tinyproxy      `proxies` through a real HTTP proxy          Debian: tinyproxy-bin
 #   rally          interoperability with OpenStack Rally 5.1.1  pip: target/rally-venv
 #
 # When everything is there it installs nothing and prints nothing before cargo's own output.
@@ -33,6 +34,7 @@ needs=(
     "prlimit util-linux"
     "mount mount"
     "openssl openssl"
+    "tinyproxy tinyproxy-bin"
 )
 
 present() {

@@ -21,6 +21,7 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::SlotState;
+use super::proxy::{Proxies, Proxy};
 use super::tls::Tls;
 use super::wire::WireError;
 use crate::chunk::{Dial, Dials, IterationError};
@@ -38,6 +39,9 @@ pub struct Target {
     pub uri: Uri,
     /// For `https://`: how the server is checked (see [`super::tls`]).
     pub tls: Option<Tls>,
+    /// The scenario's `proxies` (see [`super::proxy`]); kept whole so that a redirect to
+    /// another scheme finds its proxy.
+    pub proxies: Option<Arc<Proxies>>,
 }
 
 /// A connection to a target: TCP, or TLS over TCP.
@@ -83,7 +87,37 @@ impl Target {
             authority,
             uri,
             tls: https.then(Tls::system),
+            proxies: None,
         })
+    }
+
+    /// The proxy a request to this target goes through, if any.
+    pub fn proxy(&self) -> Option<&Proxy> {
+        let proxies = self.proxies.as_deref()?;
+        if self.tls.is_some() {
+            proxies.https.as_ref()
+        } else {
+            proxies.http.as_ref()
+        }
+    }
+
+    /// The request-target of an HTTP/1.1 request: the path and query, or the absolute URL
+    /// when the request goes to an `http` proxy (RFC 9112 §3.2.2).
+    pub fn request_target(&self) -> Uri {
+        match self.proxy() {
+            Some(_) if self.tls.is_none() => format!("http://{}{}", self.authority, self.uri)
+                .parse()
+                .unwrap_or_else(|_| self.uri.clone()),
+            _ => self.uri.clone(),
+        }
+    }
+
+    /// `Proxy-Authorization` for requests in absolute form through a proxy with credentials.
+    pub fn proxy_authorization(&self) -> Option<&str> {
+        match self.proxy() {
+            Some(p) if self.tls.is_none() => p.authorization.as_deref(),
+            _ => None,
+        }
     }
 
     /// The same, with `tls` (from the scenario's `verify` and `cert`) for an https URL.
@@ -114,7 +148,9 @@ impl Target {
                 self.authority
             ))
         }?;
-        Ok(joined.with_tls(self.tls.as_ref()))
+        let mut joined = joined.with_tls(self.tls.as_ref());
+        joined.proxies = self.proxies.clone();
+        Ok(joined)
     }
 
     /// The `url` of a scenario's arguments, with how an https server is checked (`verify`,
@@ -129,9 +165,11 @@ impl Target {
         if tls.as_ref().is_some_and(|t| t.unverified) {
             tracing::warn!("{url}: verify is false, the server's certificate is not checked");
         }
-        Ok(Target::parse(&url)
+        let mut target = Target::parse(&url)
             .map_err(|m| PluginError::new("url", m))?
-            .with_tls(tls.as_ref()))
+            .with_tls(tls.as_ref());
+        target.proxies = Proxies::from_args(args)?;
+        Ok(target)
     }
 
     /// What connections to this target are kept under: scheme and authority.
@@ -162,16 +200,30 @@ pub struct Response {
 /// Says how it began: a TLS session is resumed when the workload's configuration holds a
 /// ticket or session id from an earlier connection to the server (rustls keeps them in
 /// memory per configuration, and a workload shares one configuration).
+/// Through a proxy, the TCP connection is the proxy's, and for https a `CONNECT` tunnel.
 pub async fn dial(target: &Target) -> std::io::Result<(Conn, Dial)> {
-    dial_with(target, target.tls.as_ref().map(|t| &t.config)).await
+    dial_with(target, target.tls.as_ref().map(|t| &t.config), false).await
 }
 
-/// [`dial`] with a TLS configuration of the caller's (HTTP/2 offers `h2` in ALPN).
+/// [`dial`] with a TLS configuration of the caller's (HTTP/2 offers `h2` in ALPN); `tunnel`
+/// asks a proxy for a tunnel even without TLS (h2c speaks HTTP/2 to the server itself).
 pub async fn dial_with(
     target: &Target,
     tls: Option<&Arc<rustls::ClientConfig>>,
+    tunnel: bool,
 ) -> std::io::Result<(Conn, Dial)> {
-    let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    let stream = match target.proxy() {
+        None => TcpStream::connect((target.host.as_str(), target.port)).await?,
+        Some(proxy) => {
+            let mut stream = proxy.connect().await?;
+            if tls.is_some() || tunnel {
+                proxy
+                    .tunnel(&mut stream, &format!("{}:{}", target.host, target.port))
+                    .await?;
+            }
+            stream
+        }
+    };
     stream.set_nodelay(true)?;
     let Some(config) = tls else {
         return Ok((tokio_util::either::Either::Left(stream), Dial::Plain));
@@ -308,6 +360,7 @@ impl HttpRequestScenario {
                 "auth",
                 "http2",
                 "connections",
+                "proxies",
             ],
         )?;
         let target = Target::from_args(args)?;
@@ -382,6 +435,11 @@ impl HttpRequestScenario {
             {
                 Err(IterationError::new("SSLError", reason))
             }
+            Err(WireError::Connect { error, .. })
+                if let Some(message) = super::proxy::proxy_error(&error) =>
+            {
+                Err(IterationError::new("ProxyError", message))
+            }
             Err(failure) => Err(IterationError::new("ConnectionError", failure.to_string())),
             Ok(r) if r.status != self.status_code => Err(IterationError::new(
                 "UnexpectedStatus",
@@ -398,6 +456,11 @@ impl HttpRequestScenario {
 /// An error record for a request that got no response.
 pub fn failure_error(failure: &HttpFailure) -> IterationError {
     match failure {
+        HttpFailure::Connect { error, .. }
+            if let Some(message) = super::proxy::proxy_error(error) =>
+        {
+            IterationError::new("ProxyError", message)
+        }
         HttpFailure::Connect { error, .. } if let Some(reason) = super::tls::ssl_error(error) => {
             IterationError::new("SSLError", reason)
         }

@@ -96,6 +96,11 @@ impl H2Failure {
             H2Failure::Connect { error, .. } if let Some(reason) = super::tls::ssl_error(error) => {
                 IterationError::new("SSLError", reason)
             }
+            H2Failure::Connect { error, .. }
+                if let Some(message) = super::proxy::proxy_error(error) =>
+            {
+                IterationError::new("ProxyError", message)
+            }
             H2Failure::Connect { .. } | H2Failure::NoAlpn(_) => {
                 IterationError::new("ConnectionError", self.to_string())
             }
@@ -199,7 +204,7 @@ impl Pool {
     }
 
     async fn connect(&self, dials: &mut Dials) -> Result<SendRequest<Bytes>, H2Failure> {
-        let (conn, dial) = super::http::dial_with(&self.target, self.tls.as_ref())
+        let (conn, dial) = super::http::dial_with(&self.target, self.tls.as_ref(), true)
             .await
             .map_err(|error| H2Failure::Connect {
                 target: format!("{}:{}", self.target.host, self.target.port),

@@ -8,6 +8,7 @@ mod actions;
 mod dummy;
 pub mod http;
 pub mod http2;
+pub mod proxy;
 mod requests;
 pub mod tls;
 pub mod wire;

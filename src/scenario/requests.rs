@@ -29,6 +29,7 @@ const REQUEST_KWARGS: &[&str] = &[
     "verify",
     "cert",
     "auth",
+    "proxies",
 ];
 
 /// Redirects followed before giving up, as `requests` does.
@@ -306,10 +307,15 @@ async fn perform(
         let build = || {
             let mut request = Request::new(Full::new(body.clone()));
             *request.method_mut() = method.clone();
-            *request.uri_mut() = target.uri.clone();
+            *request.uri_mut() = target.request_target();
             let headers = request.headers_mut();
             if let Ok(host) = HeaderValue::from_str(&target.authority) {
                 headers.insert(HOST, host);
+            }
+            if let Some(auth) = target.proxy_authorization()
+                && let Ok(auth) = HeaderValue::from_str(auth)
+            {
+                headers.insert(hyper::header::PROXY_AUTHORIZATION, auth);
             }
             for (k, v) in &call.headers {
                 headers.append(k.clone(), v.clone());

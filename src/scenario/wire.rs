@@ -50,11 +50,18 @@ pub fn serialize(
     let mut out = Vec::with_capacity(128 + body.len());
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.uri.to_string().as_bytes());
+    out.extend_from_slice(target.request_target().to_string().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !has("host") {
         out.extend_from_slice(b"Host: ");
         out.extend_from_slice(target.authority.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(auth) = target.proxy_authorization()
+        && !has("proxy-authorization")
+    {
+        out.extend_from_slice(b"Proxy-Authorization: ");
+        out.extend_from_slice(auth.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     for (k, v) in headers {

@@ -8,6 +8,7 @@ mod http2;
 mod https;
 mod invalid;
 mod partition;
+mod proxy;
 mod rally_interop;
 mod run;
 mod samples;

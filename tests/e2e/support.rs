@@ -663,3 +663,60 @@ impl Scratch {
         program
     }
 }
+
+/// A real HTTP proxy (Debian's tinyproxy) on 127.0.0.1, owned by one test, asking for
+/// `load`/`s3cret` (Basic). Its log lists each request it forwarded and each tunnel.
+pub struct Tinyproxy {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    _child: KillOnDrop,
+}
+
+impl Tinyproxy {
+    pub fn start() -> Tinyproxy {
+        let binary = tool(&["/usr/bin/tinyproxy", "tinyproxy"], "tinyproxy-bin");
+        let dir = tempfile::tempdir().expect("temp dir");
+        for attempt in 0..5 {
+            let port = free_port();
+            let conf = format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{log}\"\nLogLevel Connect\n\
+                 MaxClients 200\nAllow 127.0.0.1\nBasicAuth load s3cret\n",
+                log = dir.path().join("proxy.log").display()
+            );
+            let conf_path = dir.path().join("tinyproxy.conf");
+            std::fs::write(&conf_path, conf).expect("tinyproxy.conf");
+            let child = Command::new(&binary)
+                .args(["-d", "-c", conf_path.to_str().expect("utf-8 path")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("tinyproxy starts");
+            let child = KillOnDrop(child);
+            if wait_for_port(port, Duration::from_secs(5)) {
+                return Tinyproxy {
+                    port,
+                    dir,
+                    _child: child,
+                };
+            }
+            eprintln!("tinyproxy did not come up on port {port} (attempt {attempt})");
+        }
+        panic!("tinyproxy would not start");
+    }
+
+    /// The proxy's URL, with its credentials.
+    pub fn url(&self) -> String {
+        format!("http://load:s3cret@127.0.0.1:{}", self.port)
+    }
+
+    /// The request lines it received (`GET http://…/small HTTP/1.1`, `CONNECT host:port
+    /// HTTP/1.1`), in order.
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.split_once("): "))
+            .filter(|(head, _)| head.contains("Request (file descriptor"))
+            .map(|(_, rest)| rest.to_string())
+            .collect()
+    }
+}
