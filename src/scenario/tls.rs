@@ -116,7 +116,8 @@ impl Tls {
                     })?
             }
         };
-        // HTTP/1.1 only, for now: said in ALPN so that a server that prefers h2 does not.
+        // HTTP/1.1, said in ALPN so that a server that prefers h2 does not choose it; the
+        // HTTP/2 pool (super::http2) offers h2 on a copy of this configuration.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Tls {
             config: Arc::new(config),
