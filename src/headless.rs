@@ -71,11 +71,7 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
                 status,
                 pass_sla,
             } => {
-                let text = format!(
-                    "\nTask {uuid} {}: SLA {}\n",
-                    status.as_str(),
-                    if *pass_sla { "passed" } else { "failed" }
-                );
+                let text = task_verdict(uuid, *status, *pass_sla);
                 let _ = out.write_all(text.as_bytes());
                 let _ = out.flush();
                 break;
@@ -85,6 +81,15 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
+}
+
+/// `Task ID finished: SLA passed`, the last line of a run's summary.
+pub fn task_verdict(uuid: &str, status: crate::events::TaskStatus, pass_sla: bool) -> String {
+    format!(
+        "\nTask {uuid} {}: SLA {}\n",
+        status.as_str(),
+        if pass_sla { "passed" } else { "failed" }
+    )
 }
 
 fn secs(v: Option<f64>) -> String {

@@ -525,16 +525,35 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                 let _ = writeln!(std::io::stderr(), "error: the terminal UI failed: {e}");
             }
         }
+        if tui {
+            // The screen is gone with the UI: leave what `--no-tui` prints at the end, as k6
+            // and oha leave their summaries. The terminal may have hung up: printing must not
+            // turn a stored run into a panic.
+            let mut summary = String::new();
+            for report in &outcome.workloads {
+                summary.push_str(&headless::workload_summary(report));
+            }
+            summary.push_str(&headless::task_verdict(
+                &outcome.uuid,
+                outcome.status,
+                outcome.pass_sla,
+            ));
+            let _ = std::io::stdout().write_all(summary.as_bytes());
+        }
         let stored = tokio::task::spawn_blocking(move || writer.join()).await;
         match stored {
             Ok(Ok(Ok(()))) => {
-                // The terminal may have hung up: printing must not turn a stored run into a
-                // panic.
+                let db_arg = if db == rally_tui::store::default_path() {
+                    String::new()
+                } else {
+                    format!(" --db {}", db.display())
+                };
                 let _ = writeln!(
                     std::io::stdout(),
-                    "Stored as task {} in {}",
-                    outcome.uuid,
-                    db.display()
+                    "Stored as task {id} in {}\nSee it again: rally-tui{db_arg} task show {id}\n\
+                     A report:    rally-tui{db_arg} task report {id} --out report.html",
+                    db.display(),
+                    id = outcome.uuid,
                 );
             }
             Ok(Ok(Err(e))) => {

@@ -17,6 +17,7 @@
 //! more on the new connection, so a server that rotates its connections (nginx's
 //! `keepalive_requests`) costs no failed iterations.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{HeaderMap, Method, Request, Uri};
 use tokio::sync::Mutex;
+use tokio::time::Sleep;
 
 use super::http::{HttpRequestScenario, Target};
 use crate::chunk::{Dials, IterationError};
@@ -116,10 +118,21 @@ struct Line {
 }
 
 /// A slot's hold on its line: the line, the connection's generation, and its own handle.
-pub struct Bound {
+struct Bound {
     line: Arc<Line>,
     generation: u64,
     send: SendRequest<Bytes>,
+}
+
+/// What a slot keeps for HTTP/2 between its iterations.
+#[derive(Default)]
+pub struct Slot {
+    bound: Option<Bound>,
+    /// The request's deadline, one timer per slot moved for each request (see
+    /// [`super::wire::Wire`] for why not a `timeout()` per request).
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Connections this slot opened since the last count was taken.
+    pub dials: Dials,
 }
 
 /// The HTTP/2 connections of one workload in one process.
@@ -242,14 +255,25 @@ impl Pool {
     pub async fn run(
         &self,
         scenario: &HttpRequestScenario,
-        slot: &mut Option<Bound>,
-        dials: &mut Dials,
+        slot: &mut Slot,
         started: Instant,
     ) -> Result<(), IterationError> {
-        let deadline = started + scenario.timeout;
-        let sent = tokio::time::timeout_at(deadline.into(), self.exchange(slot, dials)).await;
+        let deadline = (started + scenario.timeout).into();
+        let mut timer = match slot.deadline.take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let sent = tokio::select! {
+            biased;
+            r = self.exchange(&mut slot.bound, &mut slot.dials) => Ok(r),
+            _ = timer.as_mut() => Err(()),
+        };
+        slot.deadline = Some(timer);
         match sent {
-            Err(_) => Err(IterationError::new(
+            Err(()) => Err(IterationError::new(
                 "Timeout",
                 format!("no response within {:?}", scenario.timeout),
             )),
@@ -391,12 +415,9 @@ mod tests {
     async fn one(port: u16) -> (Result<(), IterationError>, Dials) {
         let scenario = scenario(port);
         let pool = Pool::new(&scenario);
-        let mut slot = None;
-        let mut dials = Dials::default();
-        let r = pool
-            .run(&scenario, &mut slot, &mut dials, Instant::now())
-            .await;
-        (r, dials)
+        let mut slot = Slot::default();
+        let r = pool.run(&scenario, &mut slot, Instant::now()).await;
+        (r, slot.dials)
     }
 
     #[tokio::test]

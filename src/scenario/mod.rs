@@ -144,9 +144,7 @@ pub struct SlotState {
     /// `Http.request`'s connection.
     pub wire: wire::Wire,
     /// `Http.request` with `http2: true`: this slot's line of the workload's pool.
-    pub h2: Option<http2::Bound>,
-    /// Connections the slot opened for HTTP/2.
-    pub h2_dials: Dials,
+    pub h2: http2::Slot,
 }
 
 impl SlotState {
@@ -155,8 +153,7 @@ impl SlotState {
             rng: fastrand::Rng::with_seed(seed),
             http: http::Connections::default(),
             wire: wire::Wire::default(),
-            h2: None,
-            h2_dials: Dials::default(),
+            h2: http2::Slot::default(),
         }
     }
 
@@ -164,7 +161,7 @@ impl SlotState {
     pub fn take_dials(&mut self) -> Dials {
         let mut dials = std::mem::take(&mut self.wire.dials);
         dials.merge(std::mem::take(&mut self.http.dials));
-        dials.merge(std::mem::take(&mut self.h2_dials));
+        dials.merge(std::mem::take(&mut self.h2.dials));
         dials
     }
 }
@@ -218,10 +215,7 @@ impl Scenario {
             ScenarioKind::Dummy(d) => d.run(slot, it).await,
             ScenarioKind::CheckRequest(r) => r.run(slot, it).await,
             ScenarioKind::HttpRequest(h) => match &self.h2 {
-                Some(pool) => {
-                    pool.run(h, &mut slot.h2, &mut slot.h2_dials, it.started)
-                        .await
-                }
+                Some(pool) => pool.run(h, &mut slot.h2, it.started).await,
                 None => h.run(slot, it.started).await,
             },
         }
