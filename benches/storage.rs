@@ -65,6 +65,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scenario: "Dummy.dummy".into(),
         runner: String::new(),
         total: None,
+        expected_duration: None,
+        target_rate: None,
     };
     let uuid = store.begin_workload(
         "bench",

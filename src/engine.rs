@@ -11,8 +11,8 @@ use crate::chunk::{Chunk, ChunkLimits};
 use crate::clock::Clock;
 use crate::distributed::controller::{Assignment, Controller, DistributedRunner, WorkloadOutcome};
 use crate::events::{
-    AgentRow, AgentsSnapshot, DistributedSummary, Event, Figures, Progress, SlaSnapshot,
-    SourceFigures, TaskStatus, WorkloadInfo, WorkloadReport,
+    AgentRow, AgentsSnapshot, DistributedSummary, Event, Figures, LiveStatistics, Progress,
+    SlaSnapshot, SourceFigures, TaskStatus, WorkloadInfo, WorkloadReport,
 };
 use crate::hook::HookExecutor;
 use crate::runner::{InstanceStatus, LocalRunner, RunJob, Runner, RunnerSpec};
@@ -90,7 +90,24 @@ pub struct TaskOutcome {
     pub workloads: Vec<WorkloadReport>,
 }
 
+/// Why a stop was asked for, said by whoever cancels the engine's stopper before it does
+/// (`stopped by SIGTERM`); the first to say wins, and nobody saying means the user.
+#[derive(Debug, Clone, Default)]
+pub struct StopReason(Arc<std::sync::Mutex<Option<String>>>);
+
+impl StopReason {
+    pub fn set(&self, reason: impl Into<String>) {
+        let mut r = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        r.get_or_insert_with(|| reason.into());
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 pub struct TaskEngine {
+    stop_reason: StopReason,
     spec: TaskSpec,
     options: EngineOptions,
     events: broadcast::Sender<Event>,
@@ -105,6 +122,7 @@ impl TaskEngine {
     pub fn new(spec: TaskSpec, options: EngineOptions) -> TaskEngine {
         let (events, _) = broadcast::channel(4096);
         TaskEngine {
+            stop_reason: StopReason::default(),
             spec,
             options,
             events,
@@ -153,6 +171,11 @@ impl TaskEngine {
         self.stop.clone()
     }
 
+    /// Where whoever cancels the stopper says why (a signal, the user).
+    pub fn stop_reason(&self) -> StopReason {
+        self.stop_reason.clone()
+    }
+
     fn publish(&self, event: Event) {
         // No subscriber is fine: events are for whoever watches.
         let _ = self.events.send(event);
@@ -171,6 +194,8 @@ impl TaskEngine {
                 scenario: w.scenario.name.clone(),
                 runner: w.runner.describe(),
                 total: w.runner.total_iterations(),
+                expected_duration: w.runner.expected_duration(),
+                target_rate: w.runner.target_rate().cloned(),
             })
             .collect()
     }
@@ -189,15 +214,16 @@ impl TaskEngine {
         });
         // A user's stop shows as `aborting` in the store while in-flight iterations finish.
         let stop_watch = {
-            let (stop, recorder, events) = (
+            let (stop, recorder, events, reason) = (
                 self.stop.clone(),
                 self.recorder.clone(),
                 self.events.clone(),
+                self.stop_reason.clone(),
             );
             tokio::spawn(async move {
                 stop.cancelled().await;
                 let _ = events.send(Event::Stopping {
-                    reason: "stopped by the user".into(),
+                    reason: reason.get().unwrap_or_else(|| "stopped by the user".into()),
                 });
                 if let Some(r) = recorder {
                     let _ = r.send(Record::Stopping { status: "aborting" }).await;
@@ -374,6 +400,10 @@ impl TaskEngine {
 /// How often the merged agents' SLA state is checked while reports come in.
 const SLA_CHECK: Duration = Duration::from_millis(20);
 
+/// How often the iteration count is published between intervals (SPEC §14: progress
+/// redraws at least 4 times a second).
+const COUNT_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Figures over one publishing interval.
 struct Interval {
     metric: Metric,
@@ -469,6 +499,9 @@ impl Consumer {
         let mut sla_dirty = false;
         let mut sla_check = tokio::time::interval(SLA_CHECK);
         sla_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut count_tick = tokio::time::interval(COUNT_INTERVAL);
+        count_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut counted = (u64::MAX, u64::MAX);
         loop {
             tokio::select! {
                 update = live.recv(), if live_open => match update {
@@ -503,6 +536,18 @@ impl Consumer {
                     }
                     None => break,
                 },
+                _ = count_tick.tick() => {
+                    let (iterations, failures) = self.count();
+                    if (iterations, failures) != counted {
+                        counted = (iterations, failures);
+                        publish(Event::Count {
+                            workload: self.index,
+                            elapsed: started.elapsed().as_secs_f64(),
+                            iterations,
+                            failures,
+                        });
+                    }
+                }
                 _ = tick.tick() => {
                     let now = Instant::now();
                     self.publish_snapshot(now.duration_since(last_tick).as_secs_f64(), now.duration_since(started).as_secs_f64(), &publish);
@@ -612,7 +657,31 @@ impl Consumer {
         }
     }
 
+    /// Iterations and failures so far: the stored records', or the agents' own reports
+    /// where those are ahead (results reach the controller after the reports).
+    fn count(&self) -> (u64, u64) {
+        let reported = self
+            .instances
+            .iter()
+            .fold((0, 0), |(i, f), s| (i + s.iterations, f + s.failures));
+        (
+            self.stats.iterations.max(reported.0),
+            self.stats.failures.max(reported.1),
+        )
+    }
+
     fn publish_snapshot(&mut self, seconds: f64, elapsed: f64, publish: &impl Fn(Event)) {
+        self.publish_figures(seconds, elapsed, publish);
+        let mut errors = self.stats.errors.clone();
+        errors.sort_by_key(|e| std::cmp::Reverse(e.count));
+        publish(Event::Statistics(Box::new(LiveStatistics {
+            workload: self.index,
+            table: self.stats.table(),
+            errors,
+        })));
+    }
+
+    fn publish_figures(&mut self, seconds: f64, elapsed: f64, publish: &impl Fn(Event)) {
         let all = self
             .recent
             .figures(seconds, &self.stats.duration, self.stats.failures);

@@ -20,6 +20,13 @@ pub struct WorkloadInfo {
     pub runner: String,
     /// Iterations the runner will run, when known in advance.
     pub total: Option<u64>,
+    /// Seconds the load should take, when the runner says: a set duration
+    /// (`constant_for_duration`), or when an `rps` schedule starts its last iteration.
+    #[serde(default)]
+    pub expected_duration: Option<f64>,
+    /// An `rps` runner's schedule, whose rate the throughput chart draws as the target.
+    #[serde(default)]
+    pub target_rate: Option<crate::runner::Rate>,
 }
 
 /// Live figures of one runner instance (or of all of them), over the last interval and in
@@ -48,6 +55,15 @@ pub struct Progress {
     pub all: Figures,
     /// Per runner instance ("local", or agent names).
     pub sources: Vec<(String, Figures)>,
+}
+
+/// What `Event::Statistics` carries.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveStatistics {
+    pub workload: usize,
+    pub table: StatsTable,
+    /// Most frequent first.
+    pub errors: Vec<ErrorCount>,
 }
 
 /// Each criterion's current state on the merged data, in total and per runner instance.
@@ -252,6 +268,18 @@ pub enum Event {
     /// The agents of a distributed workload, every interval.
     Agents(AgentsSnapshot),
     WorkloadFinished(Box<WorkloadReport>),
+    /// The current workload's iteration count, several times a second between the
+    /// interval's figures, so progress moves smoothly.
+    Count {
+        workload: usize,
+        /// Seconds since the workload's load started.
+        elapsed: f64,
+        iterations: u64,
+        failures: u64,
+    },
+    /// The current workload's Response Times table and its most common errors, from the
+    /// merged data, every interval.
+    Statistics(Box<LiveStatistics>),
     /// The engine stopped starting iterations (user stop or SLA abort); in-flight ones finish.
     Stopping {
         reason: String,

@@ -62,6 +62,8 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
                 sla_ok = Some(s.total.iter().all(|c| c.success));
                 continue;
             }
+            // The tables come once, at the workload's end.
+            Event::Statistics(_) | Event::Count { .. } => continue,
             Event::Stopping { reason } => {
                 format!("Stopping: {reason}; no new iterations start, in-flight ones finish\n")
             }

@@ -437,7 +437,7 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                 // signal's default death (local agents follow: their stdin closes).
                 let started = tokio::select! {
                     started = started => started,
-                    () = wait_for_signal() => {
+                    _ = wait_for_signal() => {
                         eprintln!("Stopped while waiting for agents.");
                         return Ok(exit::STOPPED);
                     }
@@ -456,8 +456,14 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             engine = engine.with_controller(pool.controller.clone());
         }
         let stopper = engine.stopper();
+        let stop_reason = engine.stop_reason();
         let front = if tui {
-            tokio::spawn(run_tui(engine.subscribe(), stopper.clone(), theme))
+            tokio::spawn(run_tui(
+                engine.subscribe(),
+                stopper.clone(),
+                stop_reason.clone(),
+                theme,
+            ))
         } else {
             let printer = headless::print_events(engine.subscribe(), std::io::stdout());
             tokio::spawn(async move {
@@ -486,9 +492,10 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         tokio::spawn(async move {
             let mut signals = 0;
             loop {
-                wait_for_signal().await;
+                let signal = wait_for_signal().await;
                 signals += 1;
                 if signals == 1 {
+                    stop_reason.set(format!("stopped by {signal}"));
                     if !tui {
                         eprintln!("Stopping: no new iterations start; in-flight ones finish. Press Ctrl-C again to quit now.");
                     }
@@ -820,24 +827,27 @@ fn leftovers(dir: &std::path::Path, clear: bool, run: Option<&str>) -> anyhow::R
     Ok(exit::OK)
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT (Ctrl-C) or SIGTERM; says which.
+async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
                 }
             }
             Err(_) => {
                 let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }

@@ -349,6 +349,8 @@ fn import_workload(
             scenario: scenario.clone(),
             runner: format!("{runner_type} ({runner})"),
             total: Some(stats.iterations),
+            expected_duration: None,
+            target_rate: None,
         },
         stats: stats.table(),
         pass_sla: w["pass_sla"]

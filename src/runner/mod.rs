@@ -319,14 +319,48 @@ impl RunnerSpec {
         without_nulls(v)
     }
 
-    /// A one-line description for headers: `constant (times 20, concurrency 5)`.
+    /// Seconds the load should take, when the configuration says: a set duration, or when
+    /// an `rps` schedule starts its last iteration.
+    pub fn expected_duration(&self) -> Option<f64> {
+        match self {
+            RunnerSpec::ConstantForDuration { duration, .. } => Some(*duration),
+            RunnerSpec::Rps { times, rate, .. } if rate.slowest().is_some() => {
+                Some(rate.start_of(*times).as_secs_f64())
+            }
+            RunnerSpec::Distributed { inner, .. } => inner.expected_duration(),
+            _ => None,
+        }
+    }
+
+    /// An `rps` runner's schedule.
+    pub fn target_rate(&self) -> Option<&Rate> {
+        match self {
+            RunnerSpec::Rps { rate, .. } => Some(rate),
+            RunnerSpec::Distributed { inner, .. } => inner.target_rate(),
+            _ => None,
+        }
+    }
+
+    /// A one-line description for headers, as a person writes it: `constant (times 20,
+    /// concurrency 5)`, `rps (times 400, rps 5→40/s, +5/s every 0.5 s, max_concurrency 200)`.
     pub fn describe(&self) -> String {
+        let rate = match self {
+            RunnerSpec::Rps { rate, .. } => Some(rate.describe()),
+            RunnerSpec::Distributed { inner, .. } => match &**inner {
+                RunnerSpec::Rps { rate, .. } => Some(rate.describe()),
+                _ => None,
+            },
+            _ => None,
+        };
         let body = self
             .config_json()
             .as_object()
             .map(|m| {
                 m.iter()
-                    .map(|(k, v)| format!("{k} {v}"))
+                    .map(|(k, v)| match (k.as_str(), &rate) {
+                        ("rps", Some(rate)) => format!("rps {rate}"),
+                        _ => format!("{k} {v}"),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             })

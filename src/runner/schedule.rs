@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::task::check::{self, Checked, PluginError};
 use crate::task::node::Node;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Rate {
     /// Iterations per second, for the whole workload.
     Fixed(f64),
@@ -80,6 +80,19 @@ impl Rate {
         }
     }
 
+    /// `40/s`, or a ramp as `5→40/s, +5/s every 0.5 s`.
+    pub fn describe(&self) -> String {
+        match self {
+            Rate::Fixed(r) => format!("{r}/s"),
+            Rate::Ramp {
+                start,
+                end,
+                step,
+                duration,
+            } => format!("{start}→{end}/s, +{step}/s every {duration} s"),
+        }
+    }
+
     /// Offset from the run's start at which iteration `k` (1-based) is due.
     pub fn start_of(&self, k: u64) -> Duration {
         let n = k.saturating_sub(1) as f64;
@@ -138,7 +151,7 @@ impl Rate {
         positive(slowest).then_some(slowest)
     }
 
-    /// The rate at offset `t` seconds.
+    /// The rate at offset `t` seconds (what the TUI's throughput chart draws as the target).
     pub fn at(&self, t: f64) -> f64 {
         match *self {
             Rate::Fixed(r) => r,

@@ -13,8 +13,8 @@
 //! A slot keeps its own clone of its line's `SendRequest` and touches the line's lock only
 //! when the connection fails: then the first slot to notice dials the replacement (the line
 //! counts generations, so the others pick it up instead of dialing again). A GOAWAY, or a
-//! stream the server refused, means the server did not process the request: it is sent once
-//! more on the new connection, so a server that rotates its connections (nginx's
+//! stream the server refused, means the server did not process the request: it is sent again
+//! on the new connection (up to [`UNPROCESSED_ATTEMPTS`] times in all), so a server that rotates its connections (nginx's
 //! `keepalive_requests`) costs no failed iterations.
 
 use std::pin::Pin;
@@ -30,6 +30,10 @@ use tokio::time::Sleep;
 
 use super::http::{HttpRequestScenario, Target};
 use crate::chunk::{Dials, IterationError};
+
+/// How many times a request the server did not process (GOAWAY, refused stream) is sent,
+/// each time on a newer connection.
+const UNPROCESSED_ATTEMPTS: u32 = 4;
 
 /// Streams per connection when `connections` is not given.
 pub const STREAMS_PER_CONNECTION: usize = 100;
@@ -308,16 +312,21 @@ impl Pool {
                 })
             }
         };
-        match self.round_trip(&mut bound.send).await {
-            Err(e) if e.unprocessed() => {
-                let (generation, send) = self
-                    .handle(&bound.line, Some(bound.generation), dials)
-                    .await?;
-                bound.generation = generation;
-                bound.send = send;
-                self.round_trip(&mut bound.send).await
+        let mut attempts = 1;
+        loop {
+            match self.round_trip(&mut bound.send).await {
+                // A connection that a server rotates quickly may be going away again by the
+                // time a stream reaches it: each attempt takes a newer connection, a few times.
+                Err(e) if e.unprocessed() && attempts < UNPROCESSED_ATTEMPTS => {
+                    attempts += 1;
+                    let (generation, send) = self
+                        .handle(&bound.line, Some(bound.generation), dials)
+                        .await?;
+                    bound.generation = generation;
+                    bound.send = send;
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 

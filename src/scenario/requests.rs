@@ -382,7 +382,7 @@ mod tests {
         assert_eq!(
             parse(
                 "HttpRequests.check_request",
-                "{url: 'http://x', method: GET, status_code: 200, proxies: {}}"
+                "{url: 'http://x', method: GET, status_code: 200, proxies: 'http://p:1'}"
             )
             .unwrap_err()
             .subpath,

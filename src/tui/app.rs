@@ -15,6 +15,7 @@ use ratatui::DefaultTerminal;
 use super::render::draw;
 use super::state::{Action, TuiState};
 use super::theme::Theme;
+use crate::engine::StopReason;
 use crate::events::Event;
 
 /// Redraw period: 10 frames per second at least (SPEC §7).
@@ -110,21 +111,22 @@ impl Drop for StopOnExit<'_> {
 /// from elsewhere: a supervisor, `kill`, or the terminal closing (SIGHUP, whose default
 /// would kill the process before the load is stopped and the results stored).
 #[cfg(unix)]
-async fn signalled(signals: &mut [tokio::signal::unix::Signal]) {
-    let waits = signals.iter_mut().map(|s| Box::pin(s.recv()));
-    let _ = futures::future::select_all(waits).await;
+async fn signalled(signals: &mut [(&'static str, tokio::signal::unix::Signal)]) -> &'static str {
+    let waits = signals.iter_mut().map(|(_, s)| Box::pin(s.recv()));
+    let (_, i, _) = futures::future::select_all(waits).await;
+    signals[i].0
 }
 
 #[cfg(unix)]
-fn signal_streams() -> Vec<tokio::signal::unix::Signal> {
+fn signal_streams() -> Vec<(&'static str, tokio::signal::unix::Signal)> {
     use tokio::signal::unix::{SignalKind, signal};
     [
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::interrupt(),
+        ("SIGTERM", SignalKind::terminate()),
+        ("SIGHUP", SignalKind::hangup()),
+        ("SIGINT", SignalKind::interrupt()),
     ]
     .into_iter()
-    .filter_map(|k| signal(k).ok())
+    .filter_map(|(name, k)| signal(k).ok().map(|s| (name, s)))
     .collect()
 }
 
@@ -134,8 +136,8 @@ fn signal_streams() -> Vec<()> {
 }
 
 #[cfg(not(unix))]
-async fn signalled(_: &mut [()]) {
-    std::future::pending::<()>().await
+async fn signalled(_: &mut [()]) -> &'static str {
+    std::future::pending::<&'static str>().await
 }
 
 /// What a key press becomes: Ctrl-C is a confirmed stop while the task runs (SPEC §7, as
@@ -160,6 +162,7 @@ fn key_action(state: &mut TuiState, key: KeyEvent) -> Action {
 pub async fn run_tui(
     mut events: broadcast::Receiver<Event>,
     stop: CancellationToken,
+    stop_reason: StopReason,
     mut theme: Theme,
 ) -> io::Result<()> {
     let mut guard = StopOnExit {
@@ -176,6 +179,7 @@ pub async fn run_tui(
     let mut signals = signal_streams();
     let mut leave_when_over = false;
     let mut state = TuiState::new();
+    let themes = Theme::cycle(&theme);
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut events_open = true;
@@ -199,7 +203,10 @@ pub async fn run_tui(
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
                     match key_action(&mut state, key) {
                         Action::ConfirmStop => stop.cancel(),
-                        Action::CycleTheme => theme = theme.next_builtin(),
+                        Action::CycleTheme => {
+                            let at = themes.iter().position(|t| *t == theme).unwrap_or(0);
+                            theme = themes[(at + 1) % themes.len()].clone();
+                        }
                         Action::Quit => break,
                         Action::None | Action::AskStop | Action::ToggleHelp => {}
                     }
@@ -216,7 +223,8 @@ pub async fn run_tui(
                 Some(Err(e)) => lost = Some(e),
                 None => lost = Some(io::Error::other("the terminal input thread ended")),
             },
-            _ = signalled(&mut signals), if !signals.is_empty() => {
+            signal = signalled(&mut signals), if !signals.is_empty() => {
+                stop_reason.set(format!("stopped by {signal}"));
                 state.request_stop();
                 stop.cancel();
                 leave_when_over = true;

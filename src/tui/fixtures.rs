@@ -12,6 +12,8 @@ pub fn info(index: usize, count: usize, total: Option<u64>) -> WorkloadInfo {
         scenario: "Dummy.dummy".into(),
         runner: "constant".into(),
         total,
+        expected_duration: None,
+        target_rate: None,
     }
 }
 

@@ -15,7 +15,7 @@ use ratatui::widgets::{
     Table, Wrap,
 };
 
-use super::state::{History, PSEUDO_ROWS, Phase, Ring, SourceRow, TuiState, View};
+use super::state::{History, Overlay, PSEUDO_ROWS, Phase, Ring, SourceRow, TuiState, View};
 use super::theme::{Palette, Theme};
 use crate::runner::InstanceState;
 use crate::sla::{ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionStatus, SOMETHING_WENT_WRONG};
@@ -31,7 +31,7 @@ const LATENCY_CRITERIA: [&str; 4] = [
 const FAILURE_CRITERION: &str = "failure_rate";
 /// Width of the SLA panel next to the agent table; wide screens add the selected agent's
 /// column.
-const SLA_WIDTH: u16 = 31;
+const SLA_WIDTH: u16 = 33;
 const SLA_WIDE_WIDTH: u16 = 40;
 /// Screen width from which the SLA panel shows the selected agent's values too.
 const WIDE_SCREEN: u16 = 140;
@@ -46,10 +46,20 @@ const LIMIT_HEADROOM: f64 = 10.0;
 const HEARTBEAT_LATE: f64 = 2.0;
 
 /// Draws the whole screen, then the help overlay or the stop confirmation over it.
+/// The smallest screen the layout is made for.
+pub const MIN_SIZE: (u16, u16) = (80, 24);
+
 pub fn draw(frame: &mut Frame, state: &TuiState, theme: &Theme) {
     let c = &theme.colors;
     let area = frame.area();
-    frame.render_widget(Block::new().style(Style::new().fg(c.text)), area);
+    frame.render_widget(
+        Block::new().style(Style::new().fg(c.text).bg(c.background)),
+        area,
+    );
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        draw_too_small(frame, area, state, c);
+        return;
+    }
     let log_height = (area.height / 6).clamp(4, 12);
     let [header, charts, tables, logs, footer] = Layout::vertical([
         Constraint::Length(3),
@@ -60,7 +70,12 @@ pub fn draw(frame: &mut Frame, state: &TuiState, theme: &Theme) {
     ])
     .areas(area);
     draw_header(frame, header, state, c);
-    draw_charts(frame, charts, state, c);
+    match state.overlay {
+        Overlay::None => draw_charts(frame, charts, state, c),
+        Overlay::Workloads => draw_workloads(frame, charts, state, c),
+        Overlay::Errors => draw_errors(frame, charts, state, c),
+        Overlay::Statistics => draw_statistics(frame, charts, state, c),
+    }
     let sla_width = if area.width >= WIDE_SCREEN {
         SLA_WIDE_WIDTH
     } else {
@@ -77,6 +92,43 @@ pub fn draw(frame: &mut Frame, state: &TuiState, theme: &Theme) {
     } else if state.confirm_stop {
         draw_confirm(frame, area, state, c);
     }
+}
+
+/// Below [`MIN_SIZE`]: say so, with the run's state, rather than draw empty boxes.
+fn draw_too_small(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
+    let lines = vec![
+        Line::styled(
+            format!(
+                "terminal too small ({}×{}, needs {}×{})",
+                area.width, area.height, MIN_SIZE.0, MIN_SIZE.1
+            ),
+            Style::new().fg(c.warn).bold(),
+        ),
+        Line::styled(
+            format!("{} · {} iterations", s.phase.label(), s.all.iterations),
+            phase_style(&s.phase, c),
+        ),
+        Line::styled(
+            if s.phase.is_over() {
+                "q quits"
+            } else {
+                "s stops · q quits (asks to stop)"
+            },
+            Style::new().fg(c.dim),
+        ),
+    ];
+    let height = (lines.len() as u16).min(area.height);
+    let top = area.y + area.height.saturating_sub(height) / 2;
+    frame.render_widget(
+        Paragraph::new(lines)
+            .alignment(ratatui::layout::Alignment::Center)
+            .wrap(ratatui::widgets::Wrap { trim: true }),
+        Rect {
+            y: top,
+            height: area.bottom() - top,
+            ..area
+        },
+    );
 }
 
 fn block<'a>(title: impl Into<Line<'a>>, c: &Palette) -> Block<'a> {
@@ -120,9 +172,25 @@ fn draw_title_line(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
         Phase::Stopping { reason } => format!(" STOPPING: {reason} "),
         phase => format!(" {} ", phase.label().to_uppercase()),
     };
-    let [left, right] =
-        Layout::horizontal([Constraint::Fill(1), Constraint::Length(width(&state_label))])
-            .areas(area);
+    // The task's verdict so far: the SLA panel below is the current workload's only.
+    let (so_far, so_far_style) = match (s.workloads_done, s.workloads_failed) {
+        (0, _) => (String::new(), Style::new()),
+        (done, 0) => (
+            format!(" task SLA so far PASS ({done}/{} done) ", s.workloads.len()),
+            Style::new().fg(c.pass),
+        ),
+        (done, failed) => (
+            format!(" task SLA so far FAIL ({failed} of {done} done) "),
+            Style::new().fg(c.fail).bold(),
+        ),
+    };
+    let [left, verdict_area, right] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(width(&so_far)),
+        Constraint::Length(width(&state_label)),
+    ])
+    .areas(area);
+    frame.render_widget(Line::styled(so_far, so_far_style), verdict_area);
     frame.render_widget(
         Line::from(vec![
             Span::styled(" rally-tui ", Style::new().fg(c.accent).bold()),
@@ -156,7 +224,7 @@ fn draw_info_line(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
         None => left.push(Span::raw(format!("-/{}", s.workloads.len()))),
     }
     let mut right = vec![
-        Span::styled("p95 ", dim),
+        Span::styled("p95 (all) ", dim),
         Span::raw(secs(s.all.p95_total.or(s.all.p95))),
         sep(),
         Span::styled("failed ", dim),
@@ -180,6 +248,10 @@ fn draw_info_line(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
             Span::styled("agents ", dim),
             Span::styled(format!("{alive}/{all}"), style),
         ]);
+        let idle = s.agents_idle();
+        if idle > 0 {
+            right.push(Span::styled(format!(" +{idle} idle"), dim));
+        }
     }
     right.push(Span::raw(" "));
     let right = Line::from(right);
@@ -252,7 +324,16 @@ fn draw_gauge(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
         ),
         _ => (0.0, format!("{done} iterations")),
     };
-    let label = format!("{time} · {iterations} · {} it/s", num(s.all.rate));
+    // The workload's average rate; while it runs, the last interval's too, said as such.
+    let avg = s.average_rate().map_or_else(|| "-".to_owned(), num);
+    let label = if s.final_rate.is_some() || s.phase.is_over() {
+        format!("{time} · {iterations} · avg {avg} it/s")
+    } else {
+        format!(
+            "{time} · {iterations} · avg {avg} it/s · now {} it/s",
+            num(s.all.rate)
+        )
+    };
     frame.render_widget(
         Gauge::default()
             .gauge_style(Style::new().fg(c.gauge))
@@ -340,6 +421,10 @@ fn draw_charts(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
 /// The series of `view`: label, points, colour.
 fn series<'a>(h: &'a History, view: View, c: &Palette) -> Vec<(&'static str, &'a Ring, Color)> {
     match view {
+        View::Throughput if !h.target.is_empty() => vec![
+            ("it/s", &h.throughput, c.throughput),
+            ("target", &h.target, c.dim),
+        ],
         View::Throughput => vec![("it/s", &h.throughput, c.throughput)],
         View::Latency => vec![
             ("p50", &h.p50, c.p50),
@@ -347,7 +432,11 @@ fn series<'a>(h: &'a History, view: View, c: &Palette) -> Vec<(&'static str, &'a
             ("p99", &h.p99, c.p99),
             ("max", &h.max, c.max),
         ],
-        View::Failures => vec![("failed", &h.failure_rate, c.failures)],
+        // What the `failure_rate` criterion judges, and the interval's rate behind it.
+        View::Failures => vec![
+            ("failed (all)", &h.failure_total, c.failures),
+            ("interval", &h.failure_rate, c.dim),
+        ],
     }
 }
 
@@ -499,7 +588,11 @@ fn draw_sla(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
             Style::new().fg(c.fail).bold(),
         )),
     }
-    title.push(Span::raw(format!("· {} ", aggregate_name(s))));
+    let which = s
+        .workload
+        .as_ref()
+        .map_or_else(String::new, |w| format!("#{}/{} ", w.index + 1, w.count));
+    title.push(Span::raw(format!("· {which}· {} ", aggregate_name(s))));
     let outer = block(Line::from(title), c);
     // The selected agent's own values, where there is room and it has any.
     let agent = s
@@ -618,8 +711,9 @@ impl Col {
             Col::Host => "host",
             Col::State => "state",
             Col::Iterations => "iter",
-            Col::Rate => "it/s",
-            Col::P95 => "p95",
+            // The last interval's rate; the workload's p95 so far (as the SLA judges).
+            Col::Rate => "now/s",
+            Col::P95 => "Σ p95",
             Col::Failures => "fail",
             Col::Heartbeat => "hb",
             Col::Offset => "offset",
@@ -724,6 +818,7 @@ fn agent_cell(
             },
         )),
         Col::Host => Cell::from(r.host.clone().unwrap_or_else(|| "-".into())),
+        Col::State if r.idle => Cell::from(Span::styled("idle", Style::new().fg(c.dim))),
         Col::State => Cell::from(Span::styled(
             r.state.map_or("-", |st| state_word(st, compact)),
             state_style(r.state, c),
@@ -867,7 +962,11 @@ fn draw_footer(frame: &mut Frame, area: Rect, s: &TuiState, theme: &Theme) {
     let key = Style::new().fg(c.accent).bold();
     let dim = Style::new().fg(c.dim);
     let mut spans = Vec::new();
-    let q = if s.phase.is_over() { "quit" } else { "stop" };
+    let q = if s.phase.is_over() {
+        "quit"
+    } else {
+        "quit (asks to stop)"
+    };
     let select = if s.distributed { "agent" } else { "source" };
     for (k, what) in [
         ("s", "stop"),
@@ -904,6 +1003,180 @@ fn centred(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
+/// `w`: every workload of the task, with its state and, once finished, its figures and
+/// verdict; Enter shows a finished one's statistics again.
+fn draw_workloads(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
+    let current = s.workload.as_ref().map(|w| w.index);
+    let rows = s.workloads.iter().map(|w| {
+        let report = s.finished_report(w.index);
+        let (state, style) = match (report, Some(w.index) == current) {
+            (Some(r), _) if r.pass_sla => ("done", Style::new().fg(c.pass)),
+            (Some(_), _) => ("done", Style::new().fg(c.fail)),
+            (None, true) => (s.phase.label(), phase_style(&s.phase, c)),
+            (None, false) => ("pending", Style::new().fg(c.dim)),
+        };
+        let (iterations, failures, duration, verdict_cell) = match report {
+            Some(r) => (
+                count(r.iterations),
+                count(r.failures),
+                clock(r.load_duration),
+                Cell::from(verdict(r.pass_sla, c)),
+            ),
+            None if Some(w.index) == current => (
+                count(s.all.iterations),
+                count(s.all.failures),
+                clock(s.elapsed),
+                Cell::from(""),
+            ),
+            None => (String::new(), String::new(), String::new(), Cell::from("")),
+        };
+        let mut row = Row::new(vec![
+            Cell::from(format!("{}", w.index + 1)),
+            Cell::from(w.subtask.clone()),
+            Cell::from(w.scenario.clone()),
+            Cell::from(w.runner.clone()),
+            Cell::from(Span::styled(state, style)),
+            Cell::from(iterations),
+            Cell::from(failures),
+            Cell::from(duration),
+            verdict_cell,
+        ]);
+        if w.index == s.workload_cursor {
+            row = row.style(Style::new().bg(c.highlight));
+        }
+        row
+    });
+    let widths = [
+        Constraint::Length(3),
+        Constraint::Fill(2),
+        Constraint::Fill(2),
+        Constraint::Fill(3),
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(4),
+    ];
+    let header = Row::new(vec![
+        "#", "title", "scenario", "runner", "state", "iter", "fail", "time", "SLA",
+    ])
+    .style(Style::new().fg(c.dim));
+    let table = Table::new(rows, widths).header(header).block(block(
+        " workloads · ↑↓ select · Enter statistics · w closes ",
+        c,
+    ));
+    frame.render_widget(table, area);
+}
+
+/// Which workload the statistics and errors panels speak of.
+fn shown_title(s: &TuiState, what: &str, index: usize) -> String {
+    let count = s.workloads.len().max(1);
+    let done = s.finished_report(index).is_some();
+    format!(
+        " {what} · workload {}/{count}{} ",
+        index + 1,
+        if done { " (final)" } else { " (so far)" }
+    )
+}
+
+/// `e`: errors by type and message, with counts, for all agents.
+fn draw_errors(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
+    let Some((index, _, errors)) = s.shown_statistics() else {
+        frame.render_widget(
+            Paragraph::new(" no figures yet").block(block(" errors · e closes ", c)),
+            area,
+        );
+        return;
+    };
+    let title = format!("{}· e closes ", shown_title(s, "errors", index));
+    if errors.is_empty() {
+        frame.render_widget(
+            Paragraph::new(Span::styled(" no errors", Style::new().fg(c.pass)))
+                .block(block(title, c)),
+            area,
+        );
+        return;
+    }
+    let rows = errors.iter().map(|e| {
+        Row::new(vec![
+            Cell::from(count(e.count)),
+            Cell::from(Span::styled(e.etype.clone(), Style::new().fg(c.fail))),
+            Cell::from(e.message.replace('\n', " ")),
+        ])
+    });
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Length(24),
+        Constraint::Fill(1),
+    ];
+    let table = Table::new(rows, widths)
+        .header(Row::new(vec!["count", "type", "message"]).style(Style::new().fg(c.dim)))
+        .block(block(title, c));
+    frame.render_widget(table, area);
+}
+
+/// `v`: Rally's Response Times table, atomic actions indented under their parents.
+fn draw_statistics(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
+    let Some((index, table, _)) = s.shown_statistics() else {
+        frame.render_widget(
+            Paragraph::new(" no figures yet").block(block(" Response Times · v closes ", c)),
+            area,
+        );
+        return;
+    };
+    fn rows<'a>(r: &crate::stats::StatsRow, depth: usize, out: &mut Vec<Row<'a>>) {
+        let cell =
+            |v: Option<f64>| Cell::from(v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}")));
+        out.push(Row::new(vec![
+            Cell::from(format!("{}{}", "  ".repeat(depth), r.name)),
+            cell(r.min),
+            cell(r.median),
+            cell(r.p90),
+            cell(r.p95),
+            cell(r.max),
+            cell(r.avg),
+            Cell::from(
+                r.success
+                    .map_or_else(|| "n/a".to_owned(), |p| format!("{p:.1}%")),
+            ),
+            Cell::from(r.count.to_string()),
+        ]));
+        for child in &r.children {
+            rows(child, depth + 1, out);
+        }
+    }
+    let mut body = Vec::new();
+    for a in &table.atomics {
+        rows(a, 0, &mut body);
+    }
+    rows(&table.total, 0, &mut body);
+    let widths = [
+        Constraint::Fill(1),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+    ];
+    let header = Row::new(vec![
+        "action", "min", "median", "90%ile", "95%ile", "max", "avg", "success", "count",
+    ])
+    .style(Style::new().fg(c.dim));
+    let title = format!(
+        "{}· seconds · v closes ",
+        shown_title(s, "Response Times", index)
+    );
+    frame.render_widget(
+        Table::new(body, widths)
+            .header(header)
+            .block(block(title, c)),
+        area,
+    );
+}
+
 fn draw_help(frame: &mut Frame, area: Rect, c: &Palette) {
     let key = Style::new().fg(c.accent).bold();
     let lines: Vec<Line> = [
@@ -914,6 +1187,9 @@ fn draw_help(frame: &mut Frame, area: Rect, c: &Palette) {
         ("Tab ↓ / ⇧Tab ↑", "select the next / previous agent"),
         ("PgDn PgUp Home End", "move the selection faster"),
         ("← →", "throughput / latency / failure-rate charts"),
+        ("w", "every workload: state, figures, verdict"),
+        ("e", "errors with counts"),
+        ("v", "Response Times table (Rally's statistics)"),
         ("t", "next colour theme"),
         ("?", "this help (Esc closes)"),
         ("q", "quit once the task is over (asks to stop before)"),
@@ -1002,16 +1278,21 @@ fn clock(seconds: f64) -> String {
 
 /// A figure in at most ~5 characters (3 significant digits, k/M suffixes).
 fn num(v: f64) -> String {
+    // Judged on the rounded value, as `dur`: 9.996 is `10.0`, not `10.00`.
+    let rounded = |decimals: i32| {
+        let scale = 10f64.powi(decimals);
+        (v.abs() * scale).round() / scale
+    };
     let a = v.abs();
     if !v.is_finite() {
         "-".into()
-    } else if a >= 1e6 {
+    } else if (a / 1e3).round() >= 1000.0 {
         format!("{:.1}M", v / 1e6)
-    } else if a >= 1e4 {
+    } else if rounded(0) >= 1e4 {
         format!("{:.0}k", v / 1e3)
-    } else if a >= 100.0 {
+    } else if rounded(1) >= 100.0 {
         format!("{v:.0}")
-    } else if a >= 10.0 {
+    } else if rounded(2) >= 10.0 {
         format!("{v:.1}")
     } else if a >= 0.01 || a == 0.0 {
         format!("{v:.2}")
@@ -1023,18 +1304,23 @@ fn num(v: f64) -> String {
 /// A duration in at most 6 characters, in the unit that keeps 3 digits: `250µs`,
 /// `12.3ms`, `1.25s`.
 fn dur(v: f64) -> String {
-    let a = v.abs();
+    // Each unit is judged on the value as it will be rounded, so 0.09996 s is `100ms`, not
+    // `100.0ms`: figures keep their column width at the boundaries.
+    let rounds_below = |x: f64, decimals: i32, limit: f64| {
+        let scale = 10f64.powi(decimals);
+        (x.abs() * scale).round() / scale < limit
+    };
     if !v.is_finite() {
         "-".into()
-    } else if a == 0.0 {
+    } else if v == 0.0 {
         "0s".into()
-    } else if a < 1e-3 {
+    } else if rounds_below(v * 1e6, 0, 1000.0) {
         format!("{:.0}µs", v * 1e6)
-    } else if a < 1e-2 {
+    } else if rounds_below(v * 1e3, 2, 10.0) {
         format!("{:.2}ms", v * 1e3)
-    } else if a < 0.1 {
+    } else if rounds_below(v * 1e3, 1, 100.0) {
         format!("{:.1}ms", v * 1e3)
-    } else if a < 1.0 {
+    } else if rounds_below(v * 1e3, 0, 1000.0) {
         format!("{:.0}ms", v * 1e3)
     } else {
         format!("{}s", num(v))
@@ -1120,6 +1406,22 @@ mod tests {
         assert_eq!(pct(100.0), "100%");
         assert_eq!(short_age(0.31), "0.3s");
         assert_eq!(short_age(42.0), "42s");
+    }
+
+    /// At a unit's boundary the rounded value picks the unit, so widths stay put.
+    #[test]
+    fn formats_keep_their_width_at_rounding_boundaries() {
+        assert_eq!(dur(0.099_96), "100ms");
+        assert_eq!(dur(0.009_996), "10.0ms");
+        assert_eq!(dur(0.000_999_7), "1.00ms");
+        assert_eq!(dur(0.999_7), "1.00s");
+        assert_eq!(num(9.996), "10.0");
+        assert_eq!(num(99.96), "100");
+        assert_eq!(num(9_999.7), "10k");
+        assert_eq!(num(999_700.0), "1.0M");
+        for v in [0.0999, 0.099_96, 0.1, 0.009_96, 0.0101] {
+            assert!(dur(v).chars().count() <= 6, "{v}: {}", dur(v));
+        }
     }
 
     #[test]

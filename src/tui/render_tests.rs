@@ -458,3 +458,138 @@ fn sla_values_at_zero_are_shown() {
         .collect();
     assert_eq!(words[..5], ["fail", "rate", "0%", "0%", "PASS"], "{line}");
 }
+
+/// A live statistics table and errors, as the engine sends them every interval.
+fn live_statistics(s: &mut TuiState) {
+    let mut stats =
+        crate::stats::WorkloadStats::new(vec!["foo".to_string(), "bar".to_string()].into());
+    for i in 0..200u64 {
+        let failed = i % 9 == 0;
+        let mut chunk = crate::chunk::Chunk::new("local".into());
+        chunk.actions.push(crate::chunk::ActionSpan {
+            name: 0,
+            depth: 0,
+            failed: false,
+            started_at: 0.0,
+            finished_at: 0.05 + (i % 7) as f64 / 100.0,
+        });
+        chunk.actions.push(crate::chunk::ActionSpan {
+            name: 1,
+            depth: 1,
+            failed,
+            started_at: 0.0,
+            finished_at: 0.02 + (i % 5) as f64 / 100.0,
+        });
+        chunk.records.push(crate::chunk::IterationRecord {
+            iteration: i + 1,
+            timestamp: i as f64,
+            duration: 0.1 + (i % 11) as f64 / 100.0,
+            idle_duration: 0.0,
+            lateness: 0.0,
+            error: failed.then(|| {
+                Box::new(crate::chunk::IterationError::new(
+                    if i % 2 == 0 {
+                        "ConnectionError"
+                    } else {
+                        "Timeout"
+                    },
+                    "no response within 30s",
+                ))
+            }),
+            output: None,
+            actions: 0..2,
+            dials: Default::default(),
+        });
+        stats.add_chunk(&chunk);
+    }
+    let mut errors = stats.errors.clone();
+    errors.sort_by_key(|e| std::cmp::Reverse(e.count));
+    s.apply(&Event::Statistics(Box::new(
+        crate::events::LiveStatistics {
+            workload: 0,
+            table: stats.table(),
+            errors,
+        },
+    )));
+}
+
+#[test]
+fn statistics_errors_and_workloads_panels() {
+    let mut s = Script::local(20).run();
+    live_statistics(&mut s);
+    s.on_key(KeyCode::Char('v'));
+    snapshot("statistics", &s);
+    s.on_key(KeyCode::Char('e'));
+    snapshot("errors", &s);
+    // Workload 1 finished (SLA failed), workload 2 running: the list says both, and the
+    // header carries the task's verdict so far while the SLA panel is workload 2's.
+    let mut first = report(&s, false);
+    first.pass_sla = false;
+    s.apply(&Event::WorkloadFinished(Box::new(first)));
+    let mut second = info(1, 2, Some(500));
+    second.subtask = "second subtask".into();
+    s.apply(&Event::WorkloadStarted(second));
+    s.apply(&progress(1.0, 500, &[("local", figures(40, 0, 40.0, 0.1))]));
+    s.on_key(KeyCode::Char('w'));
+    snapshot("workloads", &s);
+    // Enter on workload 1 shows its final statistics again.
+    s.on_key(KeyCode::Up);
+    s.on_key(KeyCode::Enter);
+    let screen = render(&s, &Theme::default(), 160, 48).backend().to_string();
+    assert!(
+        screen.contains("Response Times · workload 1/2 (final)"),
+        "{screen}"
+    );
+    s.on_key(KeyCode::Esc);
+    let screen = render(&s, &Theme::default(), 160, 48).backend().to_string();
+    assert!(
+        screen.contains("task SLA so far FAIL (1 of 1 done)"),
+        "{screen}"
+    );
+    assert!(screen.contains("workload 2/2"), "{screen}");
+}
+
+#[test]
+fn below_80x24_says_the_terminal_is_too_small() {
+    let s = Script::local(5).run();
+    let terminal = render(&s, &Theme::default(), 60, 20);
+    let screen = terminal.backend().to_string();
+    assert!(
+        screen.contains("terminal too small (60×20, needs 80×24)"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("too_small_60x20", terminal.backend());
+}
+
+/// An `rps` ramp: the throughput chart draws the schedule's target; the failure chart draws
+/// the cumulative rate the SLA judges and the interval's under it.
+#[test]
+fn rps_target_and_cumulative_failure_rate() {
+    let mut w = info(0, 1, Some(400));
+    w.runner = "rps (times 400, rps 5→40/s, +5/s every 1 s, max_concurrency 200)".into();
+    w.target_rate = Some(crate::runner::Rate::Ramp {
+        start: 5.0,
+        end: 40.0,
+        step: 5.0,
+        duration: 1.0,
+    });
+    w.expected_duration = Some(11.5);
+    let mut s = TuiState::new();
+    s.apply(&started());
+    s.apply(&Event::WorkloadStarted(w));
+    let mut done = 0;
+    let mut failed = 0;
+    for i in 1..=10u64 {
+        let rate = (5.0 + 10.0 * i as f64).min(40.0) - 2.0;
+        done += rate as u64;
+        failed += u64::from(i == 4) * 8;
+        s.apply(&progress(
+            i as f64,
+            400,
+            &[("local", figures(done, failed, rate, 0.05))],
+        ));
+    }
+    assert_eq!(s.history.target.len(), 10);
+    assert_eq!(s.history.failure_total.len(), 10);
+    snapshot("rps_ramp", &s);
+}

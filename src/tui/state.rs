@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 use crossterm::event::KeyCode;
 
 use crate::events::{
-    AgentRow, AgentsSnapshot, Event, Figures, Progress, TaskStatus, WorkloadInfo, WorkloadReport,
+    AgentRow, AgentsSnapshot, Event, Figures, LiveStatistics, Progress, TaskStatus, WorkloadInfo,
+    WorkloadReport,
 };
 use crate::runner::InstanceState;
 use crate::sla::{ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionStatus, SOMETHING_WENT_WRONG};
@@ -88,6 +89,10 @@ pub struct History {
     pub max: Ring,
     /// Failed iterations in % of those finished since the previous progress event.
     pub failure_rate: Ring,
+    /// Failed iterations in % of all so far: what the `failure_rate` criterion judges.
+    pub failure_total: Ring,
+    /// An `rps` schedule's target rate.
+    pub target: Ring,
     /// Cumulative (iterations, failures) at the previous event, to difference the
     /// cumulative counters into a per-interval failure rate.
     prev: (u64, u64),
@@ -102,6 +107,8 @@ impl Default for History {
             p99: Ring::new(HISTORY),
             max: Ring::new(HISTORY),
             failure_rate: Ring::new(HISTORY),
+            failure_total: Ring::new(HISTORY),
+            target: Ring::new(HISTORY),
             prev: (0, 0),
         }
     }
@@ -110,6 +117,12 @@ impl Default for History {
 impl History {
     fn record(&mut self, t: f64, f: &Figures) {
         self.throughput.push(t, f.rate);
+        if f.iterations > 0 {
+            self.failure_total.push(
+                t,
+                100.0 * f.failures.min(f.iterations) as f64 / f.iterations as f64,
+            );
+        }
         for (ring, v) in [
             (&mut self.p50, f.p50),
             (&mut self.p95, f.p95),
@@ -163,6 +176,9 @@ pub struct SourceRow {
     /// This source's SLA rows, from the latest `Sla` event.
     pub sla: Vec<CriterionStatus>,
     pub history: History,
+    /// An agent with no share in the current workload (or none yet): it stays in the table,
+    /// said idle, rather than vanish or show the last workload's `done`.
+    pub idle: bool,
 }
 
 impl SourceRow {
@@ -171,6 +187,7 @@ impl SourceRow {
     }
 
     fn on_progress(&mut self, t: f64, f: &Figures) {
+        self.idle = false;
         self.iterations = f.iterations;
         self.failures = f.failures;
         if self.is_lost() {
@@ -186,6 +203,7 @@ impl SourceRow {
     }
 
     fn on_agent(&mut self, a: &AgentRow) {
+        self.idle = false;
         self.host = Some(a.host.clone());
         self.state = Some(a.state);
         self.iterations = a.iterations;
@@ -209,6 +227,8 @@ impl SourceRow {
         self.failures = 0;
         self.rate = 0.0;
         self.p95 = None;
+        // An agent is idle until the new workload's figures name it; a lost one stays lost.
+        self.idle = self.state.is_some() && !self.is_lost();
     }
 }
 
@@ -291,6 +311,19 @@ impl View {
     }
 }
 
+/// A panel over the charts, one key away (the same key or Esc closes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlay {
+    #[default]
+    None,
+    /// `w`: every workload of the task, with its state and verdict.
+    Workloads,
+    /// `e`: the current workload's errors, grouped as the headless `Errors:` block.
+    Errors,
+    /// `v`: Rally's Response Times table, from the merged data.
+    Statistics,
+}
+
 /// What the event loop must do after a key; the state has already changed itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -345,6 +378,23 @@ pub struct TuiState {
     pub dropped_sources: u64,
     /// Set once an `Agents` event arrived: the table then shows the agent columns.
     pub distributed: bool,
+    /// Workloads finished so far, and how many of them failed their SLA: the task's
+    /// verdict so far, which the header carries (the SLA panel is the current workload's).
+    pub workloads_done: usize,
+    pub workloads_failed: usize,
+    /// The current workload's average rate over its load duration, once it finished.
+    pub final_rate: Option<f64>,
+    /// The current workload's statistics and errors, as of the last interval.
+    pub live: Option<LiveStatistics>,
+    /// Each finished workload's report, by index: what the workload list shows again.
+    /// Bounded by the task file's workloads.
+    pub finished: Vec<WorkloadReport>,
+    pub overlay: Overlay,
+    /// The row selected in the workload list; Enter shows that workload's statistics.
+    pub workload_cursor: usize,
+    /// A finished workload whose figures the statistics and errors panels show instead of
+    /// the current one's.
+    pub inspected: Option<usize>,
     sla_abort_seen: bool,
     /// A workload started and no figures of it arrived yet: the first ones say which rows
     /// the table keeps.
@@ -380,6 +430,14 @@ impl TuiState {
             notice: None,
             dropped_sources: 0,
             distributed: false,
+            workloads_done: 0,
+            workloads_failed: 0,
+            final_rate: None,
+            live: None,
+            finished: Vec::new(),
+            overlay: Overlay::None,
+            workload_cursor: 0,
+            inspected: None,
             sla_abort_seen: false,
             rows_stale: false,
         }
@@ -413,6 +471,29 @@ impl TuiState {
             }
             Event::Agents(a) => self.agents(a),
             Event::WorkloadFinished(report) => self.workload_finished(report),
+            Event::Count {
+                workload,
+                elapsed,
+                iterations,
+                failures,
+            } => {
+                if self.workload.as_ref().is_some_and(|w| w.index == *workload)
+                    && self.final_rate.is_none()
+                {
+                    self.elapsed = self.elapsed.max(*elapsed);
+                    self.all.iterations = self.all.iterations.max(*iterations);
+                    self.all.failures = self.all.failures.max(*failures);
+                }
+            }
+            Event::Statistics(live) => {
+                if self
+                    .workload
+                    .as_ref()
+                    .is_some_and(|w| w.index == live.workload)
+                {
+                    self.live = Some((**live).clone());
+                }
+            }
             Event::Stopping { reason } => {
                 if reason.to_ascii_lowercase().contains("sla") {
                     self.sla_abort_seen = true;
@@ -437,6 +518,9 @@ impl TuiState {
         self.total = info.total;
         self.elapsed = 0.0;
         self.all = Figures::default();
+        self.final_rate = None;
+        self.live = None;
+        self.workload_cursor = info.index;
         self.sla.clear();
         self.history.clear();
         for s in &mut self.sources {
@@ -456,8 +540,10 @@ impl TuiState {
             return;
         }
         let selected = self.selected_source().map(|s| s.name.clone());
+        // Agents stay (idle, see `SourceRow::idle`); only the local runner's row goes when
+        // the new workload does not run locally.
         self.sources
-            .retain(|s| names.clone().any(|n| n == s.name.as_str()));
+            .retain(|s| s.state.is_some() || names.clone().any(|n| n == s.name.as_str()));
         self.selected = selected
             .and_then(|name| self.sources.iter().position(|s| s.name == name))
             .unwrap_or(0);
@@ -469,6 +555,9 @@ impl TuiState {
         self.total = p.total.or(self.total);
         self.all = p.all.clone();
         self.history.record(p.elapsed, &p.all);
+        if let Some(rate) = self.workload.as_ref().and_then(|w| w.target_rate.as_ref()) {
+            self.history.target.push(p.elapsed, rate.at(p.elapsed));
+        }
         for (name, f) in &p.sources {
             if let Some(src) = self.source_mut(name) {
                 src.on_progress(p.elapsed, f);
@@ -526,10 +615,11 @@ impl TuiState {
             })
             .collect();
         for (success, detail) in changes {
+            // The verdict first: Rally's detail (`0.10s <= 0.10s - Failed`) reads like a pass.
             if success {
-                self.log("info", &format!("SLA passing again: {detail}"));
+                self.log("info", &format!("PASS again: {detail}"));
             } else {
-                self.log("warn", &format!("SLA failing: {detail}"));
+                self.log("warn", &format!("FAIL: {detail}"));
             }
         }
     }
@@ -557,6 +647,21 @@ impl TuiState {
         self.all.iterations = report.iterations;
         self.all.failures = report.failures;
         self.all.rate = 0.0;
+        // The whole workload's figures, from the merged data: the last interval's are gone.
+        self.all.p95_total = report.stats.total.p95.or(self.all.p95_total);
+        self.final_rate =
+            (report.load_duration > 0.0).then(|| report.iterations as f64 / report.load_duration);
+        self.workloads_done += 1;
+        if !report.pass_sla {
+            self.workloads_failed += 1;
+        }
+        self.live = Some(LiveStatistics {
+            workload: report.info.index,
+            table: report.stats.clone(),
+            errors: report.errors.clone(),
+        });
+        self.finished.retain(|r| r.info.index != report.info.index);
+        self.finished.push(report.clone());
         self.log_report(report);
     }
 
@@ -661,7 +766,7 @@ impl TuiState {
     /// far scaled by iterations still to run.
     pub fn expected(&self) -> Option<(f64, bool)> {
         let w = self.workload.as_ref()?;
-        if let Some(d) = set_duration(&w.runner) {
+        if let Some(d) = w.expected_duration {
             return Some((d, false));
         }
         let total = self.total? as f64;
@@ -669,14 +774,34 @@ impl TuiState {
         (done > 0.0 && self.elapsed > 0.0).then(|| (self.elapsed * total.max(done) / done, true))
     }
 
+    /// The current workload's average rate: over its load duration once it finished,
+    /// else over the time so far.
+    pub fn average_rate(&self) -> Option<f64> {
+        self.final_rate.or_else(|| {
+            (self.elapsed > 0.0 && self.all.iterations > 0)
+                .then(|| self.all.iterations as f64 / self.elapsed)
+        })
+    }
+
     /// `(alive, all)` agents of a distributed workload: lost ones are not alive.
     pub fn agents_alive(&self) -> Option<(usize, usize)> {
         if !self.distributed {
             return None;
         }
-        let all = self.sources.iter().filter(|s| s.state.is_some()).count();
-        let lost = self.sources.iter().filter(|s| s.is_lost()).count();
+        let working = |s: &&SourceRow| s.state.is_some() && !s.idle;
+        let all = self.sources.iter().filter(working).count();
+        let lost = self
+            .sources
+            .iter()
+            .filter(working)
+            .filter(|s| s.is_lost())
+            .count();
         Some((all - lost, all))
+    }
+
+    /// Agents with no share in the current workload.
+    pub fn agents_idle(&self) -> usize {
+        self.sources.iter().filter(|s| s.idle).count()
     }
 
     /// The source shown in the second chart, if any.
@@ -705,6 +830,9 @@ impl TuiState {
                 }
                 _ => Action::None,
             };
+        }
+        if let Some(action) = self.overlay_key(key) {
+            return action;
         }
         match key {
             KeyCode::Char('s' | 'S') => self.ask_stop(),
@@ -742,6 +870,79 @@ impl TuiState {
             }
             _ => Action::None,
         }
+    }
+
+    /// Keys that open, close or move within an overlay; `None` for the keys it leaves to
+    /// the main screen (stop, quit, theme).
+    fn overlay_key(&mut self, key: KeyCode) -> Option<Action> {
+        let toggle = |this: &mut Self, o: Overlay| {
+            this.overlay = if this.overlay == o { Overlay::None } else { o };
+            if o != Overlay::Workloads && this.overlay == o {
+                // Opened on its own: the current workload's figures.
+                this.inspected = None;
+            }
+            Some(Action::None)
+        };
+        match key {
+            KeyCode::Char('w' | 'W') => return toggle(self, Overlay::Workloads),
+            KeyCode::Char('e' | 'E') => return toggle(self, Overlay::Errors),
+            KeyCode::Char('v' | 'V') => return toggle(self, Overlay::Statistics),
+            KeyCode::Esc if self.overlay != Overlay::None => {
+                self.overlay = Overlay::None;
+                self.inspected = None;
+                return Some(Action::None);
+            }
+            _ => {}
+        }
+        if self.overlay != Overlay::Workloads {
+            return None;
+        }
+        let last = self.workloads.len().saturating_sub(1);
+        match key {
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                self.workload_cursor = (self.workload_cursor + 1).min(last);
+            }
+            KeyCode::Up | KeyCode::Char('k') | KeyCode::BackTab => {
+                self.workload_cursor = self.workload_cursor.saturating_sub(1);
+            }
+            KeyCode::Home => self.workload_cursor = 0,
+            KeyCode::End => self.workload_cursor = last,
+            KeyCode::Enter => {
+                let current = self.workload.as_ref().map(|w| w.index);
+                if self.finished_report(self.workload_cursor).is_some()
+                    && Some(self.workload_cursor) != current
+                {
+                    self.inspected = Some(self.workload_cursor);
+                } else {
+                    self.inspected = None;
+                }
+                self.overlay = Overlay::Statistics;
+            }
+            _ => return None,
+        }
+        Some(Action::None)
+    }
+
+    /// The report of workload `index`, if it finished.
+    pub fn finished_report(&self, index: usize) -> Option<&WorkloadReport> {
+        self.finished.iter().find(|r| r.info.index == index)
+    }
+
+    /// What the statistics and errors panels show: the inspected finished workload's
+    /// figures, else the current workload's latest.
+    pub fn shown_statistics(
+        &self,
+    ) -> Option<(
+        usize,
+        &crate::stats::StatsTable,
+        &[crate::stats::ErrorCount],
+    )> {
+        if let Some(r) = self.inspected.and_then(|i| self.finished_report(i)) {
+            return Some((r.info.index, &r.stats, &r.errors));
+        }
+        self.live
+            .as_ref()
+            .map(|l| (l.workload, &l.table, l.errors.as_slice()))
     }
 
     /// A confirmed stop (the popup's `y`, Ctrl-C, a signal): shows `stopping` at once, since
@@ -842,18 +1043,6 @@ fn verdict(rows: &[CriterionStatus]) -> String {
         }
     }
     out
-}
-
-/// The load duration of a `constant_for_duration` runner, read from its header line
-/// (`constant_for_duration (duration 60.0, concurrency 4, ...)`): `WorkloadInfo` carries the
-/// iteration total but no duration, and the line is built by `RunnerSpec::describe`.
-fn set_duration(runner: &str) -> Option<f64> {
-    let rest = runner.strip_prefix("constant_for_duration (")?;
-    let value = rest.strip_prefix("duration ")?;
-    let end = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    value[..end].parse().ok().filter(|d: &f64| d.is_finite())
 }
 
 #[cfg(test)]
@@ -1159,8 +1348,8 @@ mod tests {
         );
     }
 
-    /// A new workload keeps the rows its first figures name and drops the others, with
-    /// the selection kept on the same agent.
+    /// A new workload keeps the rows its first figures name; agents it does not name stay,
+    /// said idle (not `done` from the last workload); the selection stays on its agent.
     #[test]
     fn next_workload_keeps_only_its_own_rows() {
         let mut s = TuiState::new();
@@ -1181,18 +1370,16 @@ mod tests {
             agent_row("z", InstanceState::Running, &f, 0.1),
         ]));
         let names: Vec<&str> = s.sources.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["y", "z"]);
+        assert_eq!(names, ["x", "y", "z"]);
+        let idle: Vec<bool> = s.sources.iter().map(|r| r.idle).collect();
+        assert_eq!(idle, [true, false, false]);
+        assert_eq!(s.agents_alive(), Some((2, 2)));
+        assert_eq!(s.agents_idle(), 1);
         assert_eq!(s.selected_source().map(|r| r.name.as_str()), Some("y"));
     }
 
     #[test]
     fn expected_duration_from_the_runner_or_the_pace() {
-        assert_eq!(
-            set_duration("constant_for_duration (duration 60.0, concurrency 4) on 2 agents"),
-            Some(60.0)
-        );
-        assert_eq!(set_duration("constant_for_duration (duration x)"), None);
-        assert_eq!(set_duration("rps (times 5, rps {\"duration\":1})"), None);
         let mut s = TuiState::new();
         s.apply(&started());
         assert_eq!(s.expected(), None);
@@ -1204,9 +1391,46 @@ mod tests {
         ));
         assert_eq!(s.expected(), Some((40.0, true)));
         let mut w = info(0, 1, None);
-        w.runner = "constant_for_duration (duration 90.0, concurrency 2, timeout 600.0)".into();
+        w.expected_duration = Some(90.0);
         s.apply(&Event::WorkloadStarted(w));
         assert_eq!(s.expected(), Some((90.0, false)));
+    }
+
+    /// An `rps` ramp's expected end comes from its schedule, not from the pace so far (which
+    /// a ramp makes wrong: slow at first), and its target rate is drawn from the schedule.
+    #[test]
+    fn rps_schedules_give_the_expected_end_and_the_target_rate() {
+        use crate::runner::RunnerSpec;
+        let runner = RunnerSpec::from_config(
+            "rps",
+            &crate::task::node::Node::parse(
+                "{times: 400, rps: {start: 5, end: 40, step: 5, duration: 1}, max_concurrency: 200}",
+            )
+            .unwrap(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            runner.describe(),
+            "rps (times 400, rps 5→40/s, +5/s every 1 s, max_concurrency 200)"
+        );
+        let mut w = info(0, 1, Some(400));
+        w.expected_duration = runner.expected_duration();
+        w.target_rate = runner.target_rate().cloned();
+        let mut s = TuiState::new();
+        s.apply(&started());
+        s.apply(&Event::WorkloadStarted(w));
+        for (t, done) in [(1.0, 10), (2.0, 40), (3.0, 90)] {
+            s.apply(&progress(t, 400, &[("local", figures(done, 0, 30.0, 0.1))]));
+        }
+        let (end, estimate) = s.expected().unwrap();
+        assert!(!estimate);
+        // 5→40/s over 7 s is 157.5 iterations; the other 241.5 at 40/s.
+        assert!((end - (7.0 + (399.0 - 157.5) / 40.0)).abs() < 1e-6, "{end}");
+        assert_eq!(
+            s.history.target.to_vec(),
+            vec![(1.0, 10.0), (2.0, 15.0), (3.0, 20.0)]
+        );
     }
 
     /// Ctrl-C and signals stop without the popup and show `stopping` at once (the engine
@@ -1310,10 +1534,7 @@ mod tests {
             .collect();
         assert_eq!(
             log,
-            [
-                "warn SLA failing: detail false",
-                "info SLA passing again: detail true"
-            ]
+            ["warn FAIL: detail false", "info PASS again: detail true"]
         );
     }
 }

@@ -92,6 +92,7 @@ palette! {
     max: "max latency line.",
     failures: "Failure-rate graph line.",
     limit: "SLA limit line drawn across a graph.",
+    background: "The screen's background; `reset` (the terminal's own) unless a theme needs its own, as the light one does on a dark terminal. Optional.",
 }
 
 /// A named palette.
@@ -109,6 +110,10 @@ struct RawTheme {
 }
 
 fn colour(path: &str, map: &BTreeMap<String, String>, key: &str) -> Result<Color, ThemeError> {
+    if key == "background" && !map.contains_key(key) {
+        // Added after themes were first written: older files stay valid.
+        return Ok(Color::Reset);
+    }
     let value = map.get(key).ok_or_else(|| ThemeError::Missing {
         path: path.to_owned(),
         key: format!("colors.{key}"),
@@ -186,6 +191,19 @@ impl Theme {
         let i = BUILTIN.iter().position(|n| *n == self.name);
         let next = BUILTIN[i.map_or(0, |i| (i + 1) % BUILTIN.len())];
         Self::load(next).unwrap_or_default()
+    }
+
+    /// What `t` cycles through: the built-in themes, and the one given with `--theme PATH`
+    /// when it is not one of them, so it can be come back to.
+    pub fn cycle(first: &Theme) -> Vec<Theme> {
+        let mut themes: Vec<Theme> = BUILTIN
+            .iter()
+            .filter_map(|name| Self::load(name).ok())
+            .collect();
+        if !themes.iter().any(|t| t == first) {
+            themes.push(first.clone());
+        }
+        themes
     }
 }
 

@@ -15,6 +15,10 @@ struct Tmux {
 impl Tmux {
     /// Starts `cmd` (a shell command line) in a new detached 120x40 session.
     fn start(cmd: &str) -> Self {
+        Self::start_sized(cmd, 120, 40)
+    }
+
+    fn start_sized(cmd: &str, width: u16, height: u16) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "rally-tui-e2e-{}-{}",
@@ -28,9 +32,9 @@ impl Tmux {
                 "-s",
                 &name,
                 "-x",
-                "120",
+                &width.to_string(),
                 "-y",
-                "40",
+                &height.to_string(),
                 cmd,
             ])
             .env("TERM", "xterm-256color")
@@ -101,8 +105,9 @@ fn s_then_y_stops_the_run_and_q_quits_with_exit_3() {
     );
     let db = dir.path().join("tasks.db");
     let exit_file = dir.path().join("exit");
+    // The shell stays (the session dies with the test) so the terminal can be read after.
     let cmd = format!(
-        "{} --db {} run {}; echo EXIT=$? > {}",
+        "{} --db {} run {}; echo EXIT=$? > {}; sleep 60",
         quote(&support::bin()),
         quote(&db),
         quote(&task),
@@ -114,6 +119,16 @@ fn s_then_y_stops_the_run_and_q_quits_with_exit_3() {
         Duration::from_secs(10),
         |s| s.contains("rally-tui tui-stop") && s.contains("RUNNING") && s.contains("SLA"),
     );
+    // The panels one key away, over the charts.
+    for (key, shows) in [
+        ("v", "Response Times · workload 1/1 (so far)"),
+        ("e", "errors · workload 1/1"),
+        ("w", "workloads · ↑↓ select"),
+    ] {
+        tmux.send(key);
+        tmux.wait_for(shows, Duration::from_secs(5), |s| s.contains(shows));
+    }
+    tmux.send("Escape");
     tmux.send("s");
     tmux.wait_for("the stop confirmation", Duration::from_secs(5), |s| {
         s.contains("Stop the run?")
@@ -135,6 +150,52 @@ fn s_then_y_stops_the_run_and_q_quits_with_exit_3() {
     let list = support::run(&["--db", db.to_str().unwrap(), "task", "list", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(rows[0]["status"], "aborted", "{rows}");
+    // What --no-tui prints at the end stays on the terminal once the UI is gone.
+    let uuid = rows[0]["uuid"].as_str().unwrap().to_string();
+    let left = tmux.wait_for("the summary after the UI", Duration::from_secs(5), |s| {
+        s.contains("task show")
+    });
+    for line in [
+        "Response Times (sec)".to_string(),
+        "aborted_manually".to_string(),
+        format!("Task {uuid} aborted: SLA failed"),
+        format!("task show {uuid}"),
+        format!("task report {uuid} --out report.html"),
+    ] {
+        assert!(left.contains(&line), "{line} missing from:\n{left}");
+    }
+}
+
+/// Below 80×24 the UI says so instead of drawing empty boxes, and still stops and quits.
+#[test]
+fn a_terminal_below_80x24_gets_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = support::write(
+        dir.path(),
+        "task.yaml",
+        "version: 2\ntitle: small\nsubtasks:\n\
+         - title: long\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant_for_duration: {duration: 60, concurrency: 2}}\n",
+    );
+    let db = dir.path().join("tasks.db");
+    let exit_file = dir.path().join("exit");
+    let cmd = format!(
+        "{} --db {} run {}; echo EXIT=$? > {}",
+        quote(&support::bin()),
+        quote(&db),
+        quote(&task),
+        quote(&exit_file)
+    );
+    let tmux = Tmux::start_sized(&cmd, 60, 20);
+    tmux.wait_for("the too-small message", Duration::from_secs(10), |s| {
+        s.contains("terminal too small (60×20, needs 80×24)") && s.contains("running")
+    });
+    tmux.send("s");
+    tmux.send("y");
+    tmux.wait_for("the aborted state", Duration::from_secs(10), |s| {
+        s.contains("aborted")
+    });
+    tmux.send("q");
+    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
 }
 
 /// Waits for the `EXIT=N` line the shell writes once rally-tui has exited.
