@@ -174,6 +174,10 @@ impl Criterion {
             detail: self.detail(),
             value,
             limit,
+            parts: match self {
+                Criterion::MaxPercentile(c) => c.parts(),
+                _ => Vec::new(),
+            },
         }
     }
 }

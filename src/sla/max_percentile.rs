@@ -159,12 +159,29 @@ impl MaxPercentile {
 
     /// Cheap verdict (no histogram walk), see the type docs.
     pub fn success(&self) -> bool {
+        (0..self.limits.len()).all(|i| self.within(i))
+    }
+
+    /// Whether percentile `i` is within its limit, by the over-limit counter.
+    fn within(&self, i: usize) -> bool {
         let n = self.histogram.len();
-        n == 0
-            || self.limits.iter().zip(&self.over).all(|(l, &over)| {
-                let rank = ((l.quantile() * n as f64).ceil() as u64).max(1);
-                n - over >= rank
+        let rank = ((self.limits[i].quantile() * n as f64).ceil() as u64).max(1);
+        n == 0 || n - self.over[i] >= rank
+    }
+
+    /// Each percentile's value, limit and verdict, config order.
+    pub fn parts(&self) -> Vec<super::CriterionPart> {
+        self.limits
+            .iter()
+            .zip(self.values())
+            .enumerate()
+            .map(|(i, (l, value))| super::CriterionPart {
+                name: l.key.clone(),
+                value,
+                limit: l.limit,
+                success: self.within(i),
             })
+            .collect()
     }
 
     pub fn detail(&self) -> String {

@@ -49,8 +49,8 @@ pub use max_seconds_per_iteration::MaxSecondsPerIteration;
 pub use outliers::{Outliers, OutliersConfig};
 pub use performance_degradation::PerformanceDegradation;
 pub use status::{
-    ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionStatus, SOMETHING_WENT_WRONG, aborted_manually,
-    aborted_on_sla, something_went_wrong,
+    ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionPart, CriterionStatus, SOMETHING_WENT_WRONG,
+    aborted_manually, aborted_on_sla, something_went_wrong,
 };
 
 /// One finished iteration as the SLA sees it.

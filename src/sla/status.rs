@@ -24,6 +24,20 @@ pub struct CriterionStatus {
     pub value: f64,
     /// The limit `value` is compared with; 0 for pseudo rows.
     pub limit: f64,
+    /// For a criterion with several limits (`max_percentile`'s percentiles), each one's
+    /// value, limit and verdict, in config order, so a screen can show and draw them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<CriterionPart>,
+}
+
+/// One limit of a criterion that has several.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriterionPart {
+    /// As configured (`p99.9`).
+    pub name: String,
+    pub value: f64,
+    pub limit: f64,
+    pub success: bool,
 }
 
 impl CriterionStatus {
@@ -36,6 +50,7 @@ impl CriterionStatus {
             detail: detail.into(),
             value: 0.0,
             limit: 0.0,
+            parts: Vec::new(),
         }
     }
 }

@@ -440,15 +440,38 @@ fn series<'a>(h: &'a History, view: View, c: &Palette) -> Vec<(&'static str, &'a
     }
 }
 
-/// The SLA rows with a limit in the unit of `view`'s y axis.
-fn limits(sla: &[CriterionStatus], view: View) -> Vec<&CriterionStatus> {
+/// An SLA limit drawn across a chart: what it is called in the legend, and where.
+struct LimitLine {
+    name: String,
+    limit: f64,
+}
+
+/// The SLA limits in the unit of `view`'s y axis: one per criterion, or one per part of a
+/// criterion that has several (each of `max_percentile`'s percentiles).
+fn limits(sla: &[CriterionStatus], view: View) -> Vec<LimitLine> {
     sla.iter()
-        .filter(|r| r.limit > 0.0 && r.limit.is_finite())
         .filter(|r| match view {
             View::Throughput => false,
             View::Latency => LATENCY_CRITERIA.contains(&r.criterion.as_str()),
             View::Failures => r.criterion == FAILURE_CRITERION,
         })
+        .flat_map(|r| {
+            if r.parts.is_empty() {
+                vec![LimitLine {
+                    name: short_criterion(&r.criterion).to_owned(),
+                    limit: r.limit,
+                }]
+            } else {
+                r.parts
+                    .iter()
+                    .map(|p| LimitLine {
+                        name: p.name.clone(),
+                        limit: p.limit,
+                    })
+                    .collect()
+            }
+        })
+        .filter(|l| l.limit > 0.0 && l.limit.is_finite())
         .collect()
 }
 
@@ -476,7 +499,7 @@ fn chart(frame: &mut Frame, area: Rect, p: &Panel, c: &Palette) {
         (0.0, 1.0)
     };
     let data_top = data.iter().flatten().map(|p| p.1).fold(0.0_f64, f64::max);
-    let (drawn, above): (Vec<&CriterionStatus>, Vec<&CriterionStatus>) = limits
+    let (drawn, above): (Vec<LimitLine>, Vec<LimitLine>) = limits
         .into_iter()
         .partition(|r| data_top == 0.0 || r.limit <= data_top * LIMIT_HEADROOM);
     let y_top = drawn.iter().map(|r| r.limit).fold(data_top, f64::max);
@@ -507,11 +530,14 @@ fn chart(frame: &mut Frame, area: Rect, p: &Panel, c: &Palette) {
         );
     }
 
-    let mut legend = chart_legend(&series, &drawn, &above, p.view, c, true);
-    if Line::from(legend.clone()).width() + 2 > area.width as usize {
-        // Too long for the border: the SLA panel names the criteria.
-        legend = chart_legend(&series, &drawn, &above, p.view, c, false);
-    }
+    // The longest legend that fits in the border, never a cut one: limits named, then
+    // called `SLA` (the SLA panel names them), then the series by colour alone.
+    let room = (area.width as usize).saturating_sub(2);
+    let legend = [(true, true), (false, true), (false, false)]
+        .into_iter()
+        .map(|(named, labelled)| chart_legend(&series, &drawn, &above, p.view, c, named, labelled))
+        .find(|l| Line::from(l.clone()).width() <= room)
+        .unwrap_or_default();
     let title = format!(" {} · {} ", p.who, p.view.title());
     let dim = Style::new().fg(c.dim);
     let chart = Chart::new(datasets)
@@ -535,18 +561,26 @@ fn chart(frame: &mut Frame, area: Rect, p: &Panel, c: &Palette) {
 /// (`┄` drawn, `↑` above the chart), named by its criterion when `named`.
 fn chart_legend(
     series: &[(&'static str, &Ring, Color)],
-    drawn: &[&CriterionStatus],
-    above: &[&CriterionStatus],
+    drawn: &[LimitLine],
+    above: &[LimitLine],
     view: View,
     c: &Palette,
     named: bool,
+    labelled: bool,
 ) -> Vec<Span<'static>> {
     let mut legend: Vec<Span> = series
         .iter()
         .flat_map(|(name, _, colour)| {
             [
                 Span::styled("━", Style::new().fg(*colour)),
-                Span::styled(format!("{name} "), Style::new().fg(c.dim)),
+                Span::styled(
+                    if labelled {
+                        format!("{name} ")
+                    } else {
+                        String::new()
+                    },
+                    Style::new().fg(c.dim),
+                ),
             ]
         })
         .collect();
@@ -555,11 +589,7 @@ fn chart_legend(
         .map(|r| (r, "┄"))
         .chain(above.iter().map(|r| (r, "↑")));
     for (r, mark) in marked {
-        let name = if named {
-            short_criterion(&r.criterion)
-        } else {
-            "SLA"
-        };
+        let name = if named { r.name.as_str() } else { "SLA" };
         legend.push(Span::styled(
             format!("{mark}{name} {} ", axis_value(view, r.limit)),
             Style::new().fg(c.limit),
@@ -598,19 +628,51 @@ fn draw_sla(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
     let agent = s
         .selected_source()
         .filter(|src| s.distributed && !src.sla.is_empty() && area.width >= SLA_WIDE_WIDTH);
-    let rows = s.sla.iter().map(|r| {
+    // A criterion with several limits shows a row for each (`p95 354ms 300ms FAIL`).
+    let lines = s.sla.iter().flat_map(|r| {
+        if r.parts.is_empty() {
+            vec![(
+                short_criterion(&r.criterion).to_owned(),
+                r.criterion.as_str(),
+                r.value,
+                r.limit,
+                r.success,
+                None,
+            )]
+        } else {
+            r.parts
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        r.criterion.as_str(),
+                        p.value,
+                        p.limit,
+                        p.success,
+                        Some(p.name.as_str()),
+                    )
+                })
+                .collect()
+        }
+    });
+    let rows = lines.map(|(label, criterion, value, limit, success, part)| {
         let mut cells = vec![
-            Cell::from(short_criterion(&r.criterion)),
-            Cell::from(criterion_value(&r.criterion, r.value)),
-            Cell::from(criterion_value(&r.criterion, r.limit)),
-            Cell::from(verdict(r.success, c)),
+            Cell::from(label),
+            Cell::from(criterion_value(criterion, value)),
+            Cell::from(criterion_value(criterion, limit)),
+            Cell::from(verdict(success, c)),
         ];
         if let Some(src) = agent {
-            let mine = src.sla.iter().find(|x| x.criterion == r.criterion);
-            cells.push(Cell::from(mine.map_or_else(Span::default, |m| {
+            let mine = src.sla.iter().find(|x| x.criterion == criterion).map(|m| {
+                match part.and_then(|p| m.parts.iter().find(|x| x.name == p)) {
+                    Some(p) => (p.value, p.success),
+                    None => (m.value, m.success),
+                }
+            });
+            cells.push(Cell::from(mine.map_or_else(Span::default, |(v, ok)| {
                 Span::styled(
-                    criterion_value(&m.criterion, m.value),
-                    Style::new().fg(if m.success { c.text } else { c.fail }),
+                    criterion_value(criterion, v),
+                    Style::new().fg(if ok { c.text } else { c.fail }),
                 )
             })));
         }

@@ -45,6 +45,7 @@ fn row(criterion: &str, value: f64, limit: f64) -> CriterionStatus {
         ),
         value,
         limit,
+        parts: Vec::new(),
     }
 }
 
@@ -592,4 +593,45 @@ fn rps_target_and_cumulative_failure_rate() {
     assert_eq!(s.history.target.len(), 10);
     assert_eq!(s.history.failure_total.len(), 10);
     snapshot("rps_ramp", &s);
+}
+
+/// `max_percentile` with two percentiles: a row for each in the SLA panel, a line for each
+/// on the latency chart, named in its legend; at 80×24 the legend is shortened, never cut.
+#[test]
+fn max_percentile_shows_a_row_and_a_line_per_percentile() {
+    let mut s = Script {
+        slow: 4.0,
+        ..Script::local(30)
+    }
+    .run();
+    s.view = View::Latency;
+    let part = |name: &str, value: f64, limit: f64| crate::sla::CriterionPart {
+        name: name.into(),
+        value,
+        limit,
+        success: value <= limit,
+    };
+    let percentiles = CriterionStatus {
+        parts: vec![part("p95", 0.354, 0.3), part("p99", 0.37, 0.38)],
+        ..row("max_percentile", 0.354, 0.3)
+    };
+    s.apply(&Event::Sla(SlaSnapshot {
+        workload: 0,
+        total: vec![row("failure_rate", 3.1, 30.0), percentiles.clone()],
+        sources: vec![("local".into(), vec![percentiles])],
+    }));
+    let wide = render(&s, &Theme::default(), 160, 48).backend().to_string();
+    let row_of = |name: &str| {
+        wide.lines()
+            .find(|l| l.contains(&format!("│{name} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row_of("p95").contains("354ms  300ms  FAIL"), "{wide}");
+    assert!(row_of("p99").contains("370ms  380ms  PASS"), "{wide}");
+    assert!(
+        wide.contains("┄p95 300ms") && wide.contains("┄p99 380ms"),
+        "{wide}"
+    );
+    snapshot("max_percentile_parts", &s);
 }

@@ -1058,6 +1058,7 @@ mod tests {
             detail: String::new(),
             value,
             limit,
+            parts: Vec::new(),
         }
     }
 
