@@ -75,6 +75,7 @@ pub fn draw(frame: &mut Frame, state: &TuiState, theme: &Theme) {
         Overlay::Workloads => draw_workloads(frame, charts, state, c),
         Overlay::Errors => draw_errors(frame, charts, state, c),
         Overlay::Statistics => draw_statistics(frame, charts, state, c),
+        Overlay::Log => draw_log_overlay(frame, charts, state, c),
     }
     let sla_width = if area.width >= WIDE_SCREEN {
         SLA_WIDE_WIDTH
@@ -998,12 +999,37 @@ fn draw_sparkline(frame: &mut Frame, area: Rect, ring: &Ring, c: &Palette) {
 }
 
 fn draw_logs(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
-    let outer = block(" log ", c);
+    draw_log_lines(frame, area, s, c, block(" log · l enlarges ", c), 0);
+}
+
+/// `l`: the log over the charts, scrolled back `s.log_scroll` lines from the newest.
+fn draw_log_overlay(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
+    let title = if s.log_scroll > 0 {
+        format!(
+            " log · {} lines back · ↑↓ PgUp PgDn Home End scroll · l closes ",
+            s.log_scroll
+        )
+    } else {
+        " log · ↑↓ PgUp PgDn Home End scroll · l closes ".to_owned()
+    };
+    draw_log_lines(frame, area, s, c, block(title, c), s.log_scroll);
+}
+
+fn draw_log_lines(
+    frame: &mut Frame,
+    area: Rect,
+    s: &TuiState,
+    c: &Palette,
+    outer: Block,
+    back: usize,
+) {
     let height = outer.inner(area).height as usize;
+    let end = s.logs.len().saturating_sub(back);
     let lines: Vec<Line> = s
         .logs
         .iter()
-        .skip(s.logs.len().saturating_sub(height))
+        .take(end)
+        .skip(end.saturating_sub(height))
         .map(|l| {
             let colour = match l.level.as_str() {
                 "error" => c.fail,
@@ -1252,6 +1278,7 @@ fn draw_help(frame: &mut Frame, area: Rect, c: &Palette) {
         ("w", "every workload: state, figures, verdict"),
         ("e", "errors with counts"),
         ("v", "Response Times table (Rally's statistics)"),
+        ("l", "the log, enlarged and scrollable"),
         ("t", "next colour theme"),
         ("?", "this help (Esc closes)"),
         ("q", "quit once the task is over (asks to stop before)"),

@@ -322,6 +322,8 @@ pub enum Overlay {
     Errors,
     /// `v`: Rally's Response Times table, from the merged data.
     Statistics,
+    /// `l`: the log pane enlarged, scrollable.
+    Log,
 }
 
 /// What the event loop must do after a key; the state has already changed itself.
@@ -392,6 +394,8 @@ pub struct TuiState {
     pub overlay: Overlay,
     /// The row selected in the workload list; Enter shows that workload's statistics.
     pub workload_cursor: usize,
+    /// How many lines the enlarged log is scrolled back from the newest.
+    pub log_scroll: usize,
     /// A finished workload whose figures the statistics and errors panels show instead of
     /// the current one's.
     pub inspected: Option<usize>,
@@ -437,6 +441,7 @@ impl TuiState {
             finished: Vec::new(),
             overlay: Overlay::None,
             workload_cursor: 0,
+            log_scroll: 0,
             inspected: None,
             sla_abort_seen: false,
             rows_stale: false,
@@ -759,6 +764,10 @@ impl TuiState {
             level: level.to_owned(),
             message,
         });
+        if self.log_scroll > 0 {
+            // Scrolled back: the lines on screen stay put as new ones arrive.
+            self.log_scroll = (self.log_scroll + 1).min(self.logs.len().saturating_sub(1));
+        }
     }
 
     /// How long the current workload's load should take, in seconds, and whether that is
@@ -860,11 +869,11 @@ impl TuiState {
             KeyCode::PageUp => self.select_by(-(PAGE as isize)),
             KeyCode::Home => self.select_by(isize::MIN),
             KeyCode::End => self.select_by(isize::MAX),
-            KeyCode::Right | KeyCode::Char('l') => {
+            KeyCode::Right => {
                 self.view = self.view.step(true);
                 Action::None
             }
-            KeyCode::Left | KeyCode::Char('h') => {
+            KeyCode::Left => {
                 self.view = self.view.step(false);
                 Action::None
             }
@@ -887,12 +896,30 @@ impl TuiState {
             KeyCode::Char('w' | 'W') => return toggle(self, Overlay::Workloads),
             KeyCode::Char('e' | 'E') => return toggle(self, Overlay::Errors),
             KeyCode::Char('v' | 'V') => return toggle(self, Overlay::Statistics),
+            KeyCode::Char('l' | 'L') => {
+                self.log_scroll = 0;
+                return toggle(self, Overlay::Log);
+            }
             KeyCode::Esc if self.overlay != Overlay::None => {
                 self.overlay = Overlay::None;
                 self.inspected = None;
                 return Some(Action::None);
             }
             _ => {}
+        }
+        if self.overlay == Overlay::Log {
+            let most = self.logs.len().saturating_sub(1);
+            let back = |n: usize| self.log_scroll.saturating_add(n).min(most);
+            self.log_scroll = match key {
+                KeyCode::Up | KeyCode::Char('k') => back(1),
+                KeyCode::PageUp => back(PAGE),
+                KeyCode::Home => most,
+                KeyCode::Down | KeyCode::Char('j') => self.log_scroll.saturating_sub(1),
+                KeyCode::PageDown => self.log_scroll.saturating_sub(PAGE),
+                KeyCode::End => 0,
+                _ => return None,
+            };
+            return Some(Action::None);
         }
         if self.overlay != Overlay::Workloads {
             return None;
@@ -1537,5 +1564,28 @@ mod tests {
             log,
             ["warn FAIL: detail false", "info PASS again: detail true"]
         );
+    }
+
+    /// `l` enlarges the log; ↑ PgUp Home scroll back, and lines arriving meanwhile do not
+    /// move what is on screen; `l` again closes it at the newest line.
+    #[test]
+    fn the_enlarged_log_scrolls_back_and_stays_put() {
+        let mut s = TuiState::new();
+        for i in 0..30 {
+            s.log("info", &format!("line {i}"));
+        }
+        s.on_key(KeyCode::Char('l'));
+        assert_eq!(s.overlay, Overlay::Log);
+        s.on_key(KeyCode::PageUp);
+        s.on_key(KeyCode::Up);
+        assert_eq!(s.log_scroll, PAGE + 1);
+        s.log("info", "new");
+        assert_eq!(s.log_scroll, PAGE + 2, "the view stays on the same lines");
+        s.on_key(KeyCode::Home);
+        assert_eq!(s.log_scroll, 30);
+        s.on_key(KeyCode::End);
+        assert_eq!(s.log_scroll, 0);
+        s.on_key(KeyCode::Char('l'));
+        assert_eq!(s.overlay, Overlay::None);
     }
 }
