@@ -112,6 +112,9 @@ pub struct TaskEngine {
     options: EngineOptions,
     events: broadcast::Sender<Event>,
     stop: CancellationToken,
+    /// Cancelled to leave at once (a second Ctrl-C): in-flight iterations are abandoned,
+    /// what arrived is stored and the task is recorded as aborted.
+    abandon: CancellationToken,
     uuid: String,
     recorder: Option<mpsc::Sender<Record>>,
     /// Runs distributed workloads on agents; without it they run in this process.
@@ -127,6 +130,7 @@ impl TaskEngine {
             options,
             events,
             stop: CancellationToken::new(),
+            abandon: CancellationToken::new(),
             uuid: uuid::Uuid::new_v4().to_string(),
             recorder: None,
             controller: None,
@@ -171,6 +175,12 @@ impl TaskEngine {
         self.stop.clone()
     }
 
+    /// Cancelling it leaves at once: no waiting for in-flight iterations (which are
+    /// abandoned); it stops the load too.
+    pub fn abandoner(&self) -> CancellationToken {
+        self.abandon.clone()
+    }
+
     /// Where whoever cancels the stopper says why (a signal, the user).
     pub fn stop_reason(&self) -> StopReason {
         self.stop_reason.clone()
@@ -212,6 +222,13 @@ impl TaskEngine {
             title: self.spec.title.clone(),
             workloads: infos.clone(),
         });
+        let abandon_watch = {
+            let (abandon, stop) = (self.abandon.clone(), self.stop.clone());
+            tokio::spawn(async move {
+                abandon.cancelled().await;
+                stop.cancel();
+            })
+        };
         // A user's stop shows as `aborting` in the store while in-flight iterations finish.
         let stop_watch = {
             let (stop, recorder, events, reason) = (
@@ -261,6 +278,7 @@ impl TaskEngine {
             TaskStatus::Finished
         };
         stop_watch.abort();
+        abandon_watch.abort();
         self.record(Record::TaskFinished { status, pass_sla }).await;
         self.publish(Event::TaskFinished {
             uuid: self.uuid.clone(),
@@ -363,12 +381,23 @@ impl TaskEngine {
                 Some(d) => d,
                 None => &local,
             };
-            let (run_result, ()) = tokio::join!(
-                runner.run(job),
-                consumer.consume(rx, live_rx, &workload_stop, self.recorder.as_ref(), |e| {
-                    self.publish(e)
-                })
-            );
+            // Abandoning drops the runner's future (and with it the iterations in flight)
+            // and ends the consumer with what it has.
+            let run = async {
+                tokio::select! {
+                    r = runner.run(job) => r,
+                    () = self.abandon.cancelled() => Ok(()),
+                }
+            };
+            let consume = async {
+                tokio::select! {
+                    () = consumer.consume(rx, live_rx, &workload_stop, self.recorder.as_ref(), |e| {
+                        self.publish(e)
+                    }) => {}
+                    () = self.abandon.cancelled() => {}
+                }
+            };
+            let (run_result, ()) = tokio::join!(run, consume);
             if let Err(e) = run_result {
                 failure = Some(e.to_string());
             }

@@ -456,11 +456,13 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             engine = engine.with_controller(pool.controller.clone());
         }
         let stopper = engine.stopper();
+        let abandoner = engine.abandoner();
         let stop_reason = engine.stop_reason();
         let front = if tui {
             tokio::spawn(run_tui(
                 engine.subscribe(),
                 stopper.clone(),
+                abandoner.clone(),
                 stop_reason.clone(),
                 theme,
             ))
@@ -500,6 +502,13 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                         eprintln!("Stopping: no new iterations start; in-flight ones finish. Press Ctrl-C again to quit now.");
                     }
                     stopper.cancel();
+                } else if signals == 2 {
+                    // Leave now: in-flight iterations are abandoned, what arrived is stored
+                    // and the task recorded as aborted.
+                    if !tui {
+                        eprintln!("Leaving now: in-flight iterations are abandoned. Press Ctrl-C again to exit without storing.");
+                    }
+                    abandoner.cancel();
                 } else {
                     if tui {
                         // The terminal must not stay in raw mode behind us.

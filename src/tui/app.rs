@@ -146,6 +146,9 @@ fn key_action(state: &mut TuiState, key: KeyEvent) -> Action {
     if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
         if state.phase.is_over() {
             Action::Quit
+        } else if state.stop_requested {
+            // The second Ctrl-C: no waiting for in-flight iterations.
+            Action::LeaveNow
         } else {
             state.request_stop()
         }
@@ -162,6 +165,7 @@ fn key_action(state: &mut TuiState, key: KeyEvent) -> Action {
 pub async fn run_tui(
     mut events: broadcast::Receiver<Event>,
     stop: CancellationToken,
+    abandon: CancellationToken,
     stop_reason: StopReason,
     mut theme: Theme,
 ) -> io::Result<()> {
@@ -208,6 +212,12 @@ pub async fn run_tui(
                             theme = themes[(at + 1) % themes.len()].clone();
                         }
                         Action::Quit => break,
+                        Action::LeaveNow => {
+                            stop_reason.set("stopped by the user");
+                            stop.cancel();
+                            abandon.cancel();
+                            break;
+                        }
                         Action::None | Action::AskStop | Action::ToggleHelp => {}
                     }
                     // Keys answer at once, not at the next tick (input within 100 ms).

@@ -92,6 +92,8 @@ pub fn draw(frame: &mut Frame, state: &TuiState, theme: &Theme) {
         draw_help(frame, area, c);
     } else if state.confirm_stop {
         draw_confirm(frame, area, state, c);
+    } else if state.confirm_leave {
+        draw_confirm_leave(frame, area, c);
     }
 }
 
@@ -1271,7 +1273,7 @@ fn draw_help(frame: &mut Frame, area: Rect, c: &Palette) {
         ("s", "stop the run on every agent (asks first)"),
         ("y / s", "confirm the stop; in-flight iterations finish"),
         ("n / Esc", "cancel the stop"),
-        ("Ctrl-C", "stop at once (no question); quit once over"),
+        ("Ctrl-C", "stop at once (no question); again: leave now"),
         ("Tab ↓ / ⇧Tab ↑", "select the next / previous agent"),
         ("PgDn PgUp Home End", "move the selection faster"),
         ("← →", "throughput / latency / failure-rate charts"),
@@ -1292,6 +1294,33 @@ fn draw_help(frame: &mut Frame, area: Rect, c: &Palette) {
         Paragraph::new(lines)
             .style(Style::new().fg(c.text))
             .block(block(" keys ", c)),
+        popup,
+    );
+}
+
+/// `q` while stopping: leave without waiting for in-flight iterations?
+fn draw_confirm_leave(frame: &mut Frame, area: Rect, c: &Palette) {
+    let popup = centred(area, 56, 6);
+    frame.render_widget(Clear, popup);
+    let key = Style::new().fg(c.accent).bold();
+    let text = vec![
+        Line::styled("Leave now?", Style::new().fg(c.warn).bold()),
+        Line::from("In-flight iterations are abandoned; the rest is stored."),
+        Line::from(vec![
+            Span::styled("y", key),
+            " leave now    ".into(),
+            Span::styled("n", key),
+            " / ".into(),
+            Span::styled("Esc", key),
+            " wait for them".into(),
+        ]),
+    ];
+    frame.render_widget(
+        Paragraph::new(text)
+            .alignment(Alignment::Center)
+            .wrap(Wrap { trim: true })
+            .style(Style::new().fg(c.text))
+            .block(block(" leave ", c).border_style(Style::new().fg(c.warn))),
         popup,
     );
 }

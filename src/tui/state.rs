@@ -336,6 +336,9 @@ pub enum Action {
     ConfirmStop,
     /// Leave the TUI (only returned once the task is over).
     Quit,
+    /// Leave now, while stopping: in-flight iterations are abandoned (a second Ctrl-C, or
+    /// `q` then `y` while stopping).
+    LeaveNow,
     /// Switch to the next theme.
     CycleTheme,
     /// The help overlay opened or closed.
@@ -372,6 +375,8 @@ pub struct TuiState {
     pub view: View,
     pub show_help: bool,
     pub confirm_stop: bool,
+    /// The "leave now?" question, asked by `q` while stopping.
+    pub confirm_leave: bool,
     /// Set once the user confirmed a stop, so `s` does not ask again.
     pub stop_requested: bool,
     /// One-line hint for the footer (e.g. why `q` did not quit).
@@ -430,6 +435,7 @@ impl TuiState {
             view: View::default(),
             show_help: false,
             confirm_stop: false,
+            confirm_leave: false,
             stop_requested: false,
             notice: None,
             dropped_sources: 0,
@@ -717,6 +723,7 @@ impl TuiState {
             TaskStatus::Crashed => Phase::Crashed,
         };
         self.confirm_stop = false;
+        self.confirm_leave = false;
         self.notice = Some("task over: q quits".into());
         // A user's stop fails Rally's SLA (its `aborted_manually` row) but is no alarm.
         let level = match self.phase {
@@ -821,6 +828,14 @@ impl TuiState {
     /// Handles one key; popups take the keys first, so a stray key never stops a run.
     pub fn on_key(&mut self, key: KeyCode) -> Action {
         self.notice = None;
+        if self.confirm_leave {
+            self.confirm_leave = false;
+            return match key {
+                KeyCode::Char('y' | 'Y' | 'q' | 'Q') if !self.phase.is_over() => Action::LeaveNow,
+                KeyCode::Char('y' | 'Y' | 'q' | 'Q') => Action::Quit,
+                _ => Action::None,
+            };
+        }
         if self.confirm_stop {
             return match key {
                 KeyCode::Char('s' | 'S' | 'y' | 'Y') => self.request_stop(),
@@ -844,12 +859,12 @@ impl TuiState {
             return action;
         }
         match key {
-            KeyCode::Char('s' | 'S') => self.ask_stop(),
+            KeyCode::Char('s' | 'S') => self.ask_stop(false),
             KeyCode::Char('q' | 'Q') => {
                 if self.phase.is_over() {
                     Action::Quit
                 } else {
-                    self.ask_stop()
+                    self.ask_stop(true)
                 }
             }
             KeyCode::Char('t' | 'T') => Action::CycleTheme,
@@ -993,12 +1008,19 @@ impl TuiState {
         Action::ConfirmStop
     }
 
-    fn ask_stop(&mut self) -> Action {
+    /// `s` (or `q` with `leave`): the stop question; while stopping, `q` asks instead
+    /// whether to leave without waiting for in-flight iterations.
+    fn ask_stop(&mut self, leave: bool) -> Action {
+        let stopping = self.stop_requested || matches!(self.phase, Phase::Stopping { .. });
         if self.phase.is_over() {
             self.notice = Some("task over: q quits".into());
             Action::None
-        } else if self.stop_requested || matches!(self.phase, Phase::Stopping { .. }) {
-            self.notice = Some("already stopping: waiting for in-flight iterations".into());
+        } else if stopping && leave {
+            self.confirm_leave = true;
+            Action::AskStop
+        } else if stopping {
+            self.notice =
+                Some("already stopping: waiting for in-flight iterations (q leaves now)".into());
             Action::None
         } else {
             self.confirm_stop = true;
@@ -1587,5 +1609,21 @@ mod tests {
         assert_eq!(s.log_scroll, 0);
         s.on_key(KeyCode::Char('l'));
         assert_eq!(s.overlay, Overlay::None);
+    }
+
+    /// While stopping, `q` asks whether to leave without waiting for in-flight iterations;
+    /// `y` says so, anything else keeps waiting.
+    #[test]
+    fn q_while_stopping_asks_to_leave_now() {
+        let mut s = TuiState::new();
+        s.apply(&started());
+        assert_eq!(s.on_key(KeyCode::Char('q')), Action::AskStop);
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::ConfirmStop);
+        assert_eq!(s.on_key(KeyCode::Char('q')), Action::AskStop);
+        assert!(s.confirm_leave);
+        assert_eq!(s.on_key(KeyCode::Char('n')), Action::None);
+        assert!(!s.confirm_leave);
+        s.on_key(KeyCode::Char('q'));
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::LeaveNow);
     }
 }

@@ -369,3 +369,55 @@ fn basic_auth_against_nginx() {
     );
     assert!(text.contains("actual 401"), "{text}");
 }
+
+/// A second SIGINT leaves without waiting for in-flight iterations (here 20 s sleeps):
+/// exit 3 at once, the iterations that finished stored, the task stored as aborted.
+#[test]
+fn a_second_sigint_leaves_at_once_and_stores_the_task_as_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tasks.db");
+    let t = task(
+        dir.path(),
+        "version: 2\ntitle: leave\nsubtasks:\n\
+         - title: slow\n  scenario: {Dummy.dummy: {sleep: 20}}\n  runner: {constant: {times: 100, concurrency: 2}}\n",
+    );
+    let mut child = KillOnDrop(
+        support::rally(&["--db", db.to_str().unwrap(), "run", &t, "--no-tui"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains(" iterations | ") {
+            break;
+        }
+    }
+    let int = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-INT", &child.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    int();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    int();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.0.wait().unwrap();
+    let text = rest.join("\n");
+    assert_eq!(status.code(), Some(3), "{text}");
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "leaving took {:?}",
+        second.elapsed()
+    );
+    let list = support::run(&["--db", db.to_str().unwrap(), "task", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "aborted", "{rows}\n{text}");
+    assert!(text.contains("Stopping: stopped by SIGINT"), "{text}");
+}

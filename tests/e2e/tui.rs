@@ -315,3 +315,44 @@ fn distributed_run_shows_agents_and_s_y_stops_them_all() {
     tmux.send("q");
     assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
 }
+
+/// Ctrl-C stops; a second Ctrl-C leaves at once, without waiting for iterations that sleep
+/// 20 s: the terminal is restored, the exit code is 3 and the task is stored as aborted.
+#[test]
+fn a_second_ctrl_c_leaves_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = support::write(
+        dir.path(),
+        "task.yaml",
+        "version: 2\ntitle: tui-leave\nsubtasks:\n\
+         - title: slow\n  scenario: {Dummy.dummy: {sleep: 20}}\n  runner: {constant: {times: 100, concurrency: 2}}\n",
+    );
+    let db = dir.path().join("tasks.db");
+    let exit_file = dir.path().join("exit");
+    let cmd = format!(
+        "{} --db {} run {}; echo EXIT=$? > {}; sleep 60",
+        quote(&support::bin()),
+        quote(&db),
+        quote(&task),
+        quote(&exit_file)
+    );
+    let tmux = Tmux::start(&cmd);
+    tmux.wait_for("the running state", Duration::from_secs(10), |s| {
+        s.contains("RUNNING")
+    });
+    tmux.send("C-c");
+    tmux.wait_for("the stopping state", Duration::from_secs(5), |s| {
+        s.contains("STOPPING")
+    });
+    let second = Instant::now();
+    tmux.send("C-c");
+    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "leaving took {:?}",
+        second.elapsed()
+    );
+    let list = support::run(&["--db", db.to_str().unwrap(), "task", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "aborted", "{rows}");
+}
