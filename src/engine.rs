@@ -535,7 +535,12 @@ impl Consumer {
             tokio::select! {
                 update = live.recv(), if live_open => match update {
                     Some(instances) => {
-                        self.upsert(instances);
+                        if self.upsert(instances) {
+                            publish(Event::Agents(AgentsSnapshot {
+                                workload: self.index,
+                                agents: self.instances.iter().map(AgentRow::from_instance).collect(),
+                            }));
+                        }
                         sla_dirty = true;
                     }
                     None => live_open = false,
@@ -613,13 +618,24 @@ impl Consumer {
     }
 
     /// Take in agents' latest statuses (some or all of them).
-    fn upsert(&mut self, statuses: Vec<InstanceStatus>) {
+    /// Takes the agents' latest statuses; true when one of them changed state (lost,
+    /// stopping, done) or is new, which the screens should learn at once rather than at
+    /// the next interval.
+    fn upsert(&mut self, statuses: Vec<InstanceStatus>) -> bool {
+        let mut changed = false;
         for status in statuses {
             match self.instances.iter_mut().find(|i| i.name == status.name) {
-                Some(known) => *known = status,
-                None => self.instances.push(status),
+                Some(known) => {
+                    changed |= known.state != status.state;
+                    *known = status;
+                }
+                None => {
+                    changed = true;
+                    self.instances.push(status);
+                }
             }
         }
+        changed
     }
 
     /// The agents' SLA states merged, when agents report them.
