@@ -370,14 +370,20 @@ struct Panel<'a> {
 /// screen all three views at once. With one local runner the "selected agent" would repeat
 /// the aggregate, so its place goes to more views of the aggregate.
 fn chart_panels(s: &TuiState, grid: bool) -> Vec<Vec<Panel<'_>>> {
-    let all = |view| Panel {
-        who: aggregate_name(s).to_owned(),
-        history: &s.history,
-        sla: &s.sla,
-        view,
-        until: s.elapsed,
+    let (history, sla, until) = s.shown_charts();
+    let who = match s.inspected {
+        Some(i) => format!("workload {}/{} (final)", i + 1, s.workloads.len()),
+        None => aggregate_name(s).to_owned(),
     };
-    let per_agent = s.distributed || s.sources.len() > 1;
+    let all = |view| Panel {
+        who: who.clone(),
+        history,
+        sla,
+        view,
+        until,
+    };
+    // A finished workload's agents are gone from the table: its aggregate only.
+    let per_agent = s.inspected.is_none() && (s.distributed || s.sources.len() > 1);
     let one = |view| match s.selected_source() {
         Some(src) => Panel {
             who: agent_label(src),
@@ -611,9 +617,10 @@ fn seconds_label(t: f64) -> String {
 }
 
 fn draw_sla(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
-    let failed = s.sla.iter().filter(|r| !r.success).count();
+    let (_, sla, _) = s.shown_charts();
+    let failed = sla.iter().filter(|r| !r.success).count();
     let mut title = vec![Span::raw(" SLA ")];
-    match (s.sla.is_empty(), failed) {
+    match (sla.is_empty(), failed) {
         (true, _) => {}
         (false, 0) => title.push(Span::styled("PASS ", Style::new().fg(c.pass).bold())),
         (false, n) => title.push(Span::styled(
@@ -621,18 +628,22 @@ fn draw_sla(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
             Style::new().fg(c.fail).bold(),
         )),
     }
-    let which = s
-        .workload
-        .as_ref()
-        .map_or_else(String::new, |w| format!("#{}/{} ", w.index + 1, w.count));
+    let which = match (s.inspected, &s.workload) {
+        (Some(i), _) => format!("#{}/{} ", i + 1, s.workloads.len()),
+        (None, Some(w)) => format!("#{}/{} ", w.index + 1, w.count),
+        (None, None) => String::new(),
+    };
     title.push(Span::raw(format!("· {which}· {} ", aggregate_name(s))));
     let outer = block(Line::from(title), c);
     // The selected agent's own values, where there is room and it has any.
-    let agent = s
-        .selected_source()
-        .filter(|src| s.distributed && !src.sla.is_empty() && area.width >= SLA_WIDE_WIDTH);
+    let agent = s.selected_source().filter(|src| {
+        s.inspected.is_none()
+            && s.distributed
+            && !src.sla.is_empty()
+            && area.width >= SLA_WIDE_WIDTH
+    });
     // A criterion with several limits shows a row for each (`p95 354ms 300ms FAIL`).
-    let lines = s.sla.iter().flat_map(|r| {
+    let lines = sla.iter().flat_map(|r| {
         if r.parts.is_empty() {
             vec![(
                 short_criterion(&r.criterion).to_owned(),
@@ -1052,6 +1063,14 @@ fn draw_footer(frame: &mut Frame, area: Rect, s: &TuiState, theme: &Theme) {
     let key = Style::new().fg(c.accent).bold();
     let dim = Style::new().fg(c.dim);
     let mut spans = Vec::new();
+    if let Some(i) = s.inspected {
+        // First, so a narrow screen keeps it: the charts are not the live ones.
+        spans.push(Span::styled(" Esc ", key));
+        spans.push(Span::styled(
+            format!("back (showing workload {}, final)", i + 1),
+            Style::new().fg(c.warn),
+        ));
+    }
     let q = if s.phase.is_over() {
         "quit"
     } else {

@@ -533,9 +533,12 @@ fn statistics_errors_and_workloads_panels() {
     s.apply(&progress(1.0, 500, &[("local", figures(40, 0, 40.0, 0.1))]));
     s.on_key(KeyCode::Char('w'));
     snapshot("workloads", &s);
-    // Enter on workload 1 shows its final statistics again.
+    // Enter on workload 1 shows its final charts and SLA panel again, and its statistics
+    // behind `v`; Esc goes back to the live workload.
     s.on_key(KeyCode::Up);
     s.on_key(KeyCode::Enter);
+    snapshot("inspected_workload", &s);
+    s.on_key(KeyCode::Char('v'));
     let screen = render(&s, &Theme::default(), 160, 48).backend().to_string();
     assert!(
         screen.contains("Response Times · workload 1/2 (final)"),

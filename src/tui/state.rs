@@ -29,6 +29,8 @@ pub const LOG_LINES: usize = 200;
 /// Longest log message kept (in chars); the rest is cut so one huge message cannot hold
 /// memory.
 pub const LOG_MESSAGE_CHARS: usize = 500;
+/// Finished workloads whose charts are kept for the workload list (about 40 KB each).
+pub const KEPT_HISTORIES: usize = 64;
 /// Most sources tracked: far above the 100 agents SPEC §7 asks for, but a cap, so a stream
 /// of ever new source names cannot grow the table without limit.
 pub const MAX_SOURCES: usize = 1024;
@@ -396,6 +398,9 @@ pub struct TuiState {
     /// Each finished workload's report, by index: what the workload list shows again.
     /// Bounded by the task file's workloads.
     pub finished: Vec<WorkloadReport>,
+    /// The final charts of the most recent finished workloads ([`KEPT_HISTORIES`] at
+    /// most): (index, aggregate history, elapsed at the end).
+    pub histories: VecDeque<(usize, History, f64)>,
     pub overlay: Overlay,
     /// The row selected in the workload list; Enter shows that workload's statistics.
     pub workload_cursor: usize,
@@ -445,6 +450,7 @@ impl TuiState {
             final_rate: None,
             live: None,
             finished: Vec::new(),
+            histories: VecDeque::new(),
             overlay: Overlay::None,
             workload_cursor: 0,
             log_scroll: 0,
@@ -673,6 +679,12 @@ impl TuiState {
         });
         self.finished.retain(|r| r.info.index != report.info.index);
         self.finished.push(report.clone());
+        self.histories.retain(|(i, _, _)| *i != report.info.index);
+        if self.histories.len() == KEPT_HISTORIES {
+            self.histories.pop_front();
+        }
+        self.histories
+            .push_back((report.info.index, self.history.clone(), self.elapsed));
         self.log_report(report);
     }
 
@@ -901,10 +913,6 @@ impl TuiState {
     fn overlay_key(&mut self, key: KeyCode) -> Option<Action> {
         let toggle = |this: &mut Self, o: Overlay| {
             this.overlay = if this.overlay == o { Overlay::None } else { o };
-            if o != Overlay::Workloads && this.overlay == o {
-                // Opened on its own: the current workload's figures.
-                this.inspected = None;
-            }
             Some(Action::None)
         };
         match key {
@@ -915,7 +923,7 @@ impl TuiState {
                 self.log_scroll = 0;
                 return toggle(self, Overlay::Log);
             }
-            KeyCode::Esc if self.overlay != Overlay::None => {
+            KeyCode::Esc if self.overlay != Overlay::None || self.inspected.is_some() => {
                 self.overlay = Overlay::None;
                 self.inspected = None;
                 return Some(Action::None);
@@ -950,19 +958,28 @@ impl TuiState {
             KeyCode::Home => self.workload_cursor = 0,
             KeyCode::End => self.workload_cursor = last,
             KeyCode::Enter => {
+                // A finished workload other than the one on screen: its final charts, SLA
+                // panel, statistics and errors, until Esc.
                 let current = self.workload.as_ref().map(|w| w.index);
-                if self.finished_report(self.workload_cursor).is_some()
-                    && Some(self.workload_cursor) != current
-                {
-                    self.inspected = Some(self.workload_cursor);
-                } else {
-                    self.inspected = None;
-                }
-                self.overlay = Overlay::Statistics;
+                let finished = self.finished_report(self.workload_cursor).is_some();
+                self.inspected = (finished && Some(self.workload_cursor) != current)
+                    .then_some(self.workload_cursor);
+                self.overlay = Overlay::None;
             }
             _ => return None,
         }
         Some(Action::None)
+    }
+
+    /// What the charts and the SLA panel show: the inspected finished workload's final
+    /// ones, else the current workload's.
+    pub fn shown_charts(&self) -> (&History, &[CriterionStatus], f64) {
+        let inspected = self.inspected.and_then(|i| {
+            let report = self.finished_report(i)?;
+            let (_, history, until) = self.histories.iter().find(|(j, _, _)| *j == i)?;
+            Some((history, report.sla.as_slice(), *until))
+        });
+        inspected.unwrap_or((&self.history, &self.sla, self.elapsed))
     }
 
     /// The report of workload `index`, if it finished.
