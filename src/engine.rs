@@ -18,6 +18,7 @@ use crate::hook::HookExecutor;
 use crate::runner::{InstanceStatus, LocalRunner, RunJob, Runner, RunnerSpec};
 use crate::scenario::Scenario;
 use crate::sla::{self, CriterionStatus, IterationSample, SlaChecker};
+use crate::stats::ErrorCount;
 use crate::stats::{Metric, WorkloadStats};
 use crate::task::{SubtaskSpec, TaskSpec, WorkloadSpec};
 
@@ -466,6 +467,15 @@ impl Interval {
     }
 }
 
+/// One runner instance's stored figures.
+struct SourceStats {
+    name: Arc<str>,
+    metric: Metric,
+    failures: u64,
+    /// Its most common errors, as the workload's are counted.
+    errors: Vec<ErrorCount>,
+}
+
 /// Consumes a workload's chunks: statistics, SLA, and what the front ends see.
 struct Consumer {
     index: usize,
@@ -479,7 +489,7 @@ struct Consumer {
     hooks: Vec<crate::hook::HookResult>,
     total: Option<u64>,
     /// Stored figures per runner instance (agent), from the chunks.
-    per_source: Vec<(Arc<str>, Metric, u64)>,
+    per_source: Vec<SourceStats>,
     /// The agents' latest live reports (distributed workloads only).
     instances: Vec<InstanceStatus>,
     distributed: Option<WorkloadOutcome>,
@@ -651,10 +661,15 @@ impl Consumer {
     }
 
     fn source_metric(&mut self, source: &Arc<str>) -> usize {
-        match self.per_source.iter().position(|(s, _, _)| s == source) {
+        match self.per_source.iter().position(|s| &s.name == source) {
             Some(i) => i,
             None => {
-                self.per_source.push((source.clone(), Metric::default(), 0));
+                self.per_source.push(SourceStats {
+                    name: source.clone(),
+                    metric: Metric::default(),
+                    failures: 0,
+                    errors: Vec::new(),
+                });
                 self.per_source.len() - 1
             }
         }
@@ -665,9 +680,12 @@ impl Consumer {
         let mut sla_failed = false;
         let source = self.source_metric(&chunk.source);
         for record in &chunk.records {
-            let (_, metric, failures) = &mut self.per_source[source];
-            metric.add(record.duration, record.error.is_none());
-            *failures += u64::from(record.error.is_some());
+            let s = &mut self.per_source[source];
+            s.metric.add(record.duration, record.error.is_none());
+            if let Some(e) = &record.error {
+                s.failures += 1;
+                crate::stats::count_error(&mut s.errors, &e.etype, &e.message);
+            }
         }
         let mut tops: Vec<(&str, f64)> = Vec::with_capacity(8);
         for record in &chunk.records {
@@ -719,10 +737,21 @@ impl Consumer {
         self.publish_figures(seconds, elapsed, publish);
         let mut errors = self.stats.errors.clone();
         errors.sort_by_key(|e| std::cmp::Reverse(e.count));
+        let by_source = self
+            .per_source
+            .iter()
+            .filter(|s| !s.errors.is_empty())
+            .map(|s| {
+                let mut errors = s.errors.clone();
+                errors.sort_by_key(|e| std::cmp::Reverse(e.count));
+                (s.name.to_string(), errors)
+            })
+            .collect();
         publish(Event::Statistics(Box::new(LiveStatistics {
             workload: self.index,
             table: self.stats.table(),
             errors,
+            by_source,
         })));
     }
 
@@ -789,7 +818,7 @@ impl Consumer {
         let mut out: Vec<SourceFigures> = self
             .per_source
             .iter()
-            .map(|(name, metric, failures)| SourceFigures::from_metric(name, metric, *failures))
+            .map(|s| SourceFigures::from_metric(&s.name, &s.metric, s.failures))
             .collect();
         if let Some(d) = &self.distributed {
             for name in &d.agents {

@@ -64,6 +64,8 @@ pub struct LiveStatistics {
     pub table: StatsTable,
     /// Most frequent first.
     pub errors: Vec<ErrorCount>,
+    /// The same per runner instance (agent) that had any, most frequent first.
+    pub by_source: Vec<(String, Vec<ErrorCount>)>,
 }
 
 /// Each criterion's current state on the merged data, in total and per runner instance.

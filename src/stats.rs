@@ -197,6 +197,23 @@ pub struct ErrorCount {
     pub count: u64,
 }
 
+/// Counts one error by type and message in `errors`, which keeps at most [`ERROR_KINDS`]
+/// kinds (the first seen; later new kinds are only failures).
+pub fn count_error(errors: &mut Vec<ErrorCount>, etype: &str, message: &str) {
+    if let Some(e) = errors
+        .iter_mut()
+        .find(|e| e.etype == etype && e.message == message)
+    {
+        e.count += 1;
+    } else if errors.len() < ERROR_KINDS {
+        errors.push(ErrorCount {
+            etype: etype.to_string(),
+            message: message.to_string(),
+            count: 1,
+        });
+    }
+}
+
 impl WorkloadStats {
     pub fn new(names: std::sync::Arc<[String]>) -> WorkloadStats {
         WorkloadStats {
@@ -240,19 +257,7 @@ impl WorkloadStats {
     }
 
     fn count_error(&mut self, etype: &str, message: &str) {
-        if let Some(e) = self
-            .errors
-            .iter_mut()
-            .find(|e| e.etype == etype && e.message == message)
-        {
-            e.count += 1;
-        } else if self.errors.len() < ERROR_KINDS {
-            self.errors.push(ErrorCount {
-                etype: etype.to_string(),
-                message: message.to_string(),
-                count: 1,
-            });
-        }
+        count_error(&mut self.errors, etype, message);
     }
 
     fn row_for(&mut self, parent: Option<usize>, name: Option<u16>) -> usize {

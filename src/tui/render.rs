@@ -1197,7 +1197,35 @@ fn draw_errors(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
         );
         return;
     };
-    let title = format!("{}· e closes ", shown_title(s, "errors", index));
+    // With agents, the selected one's errors beside everyone's.
+    let selected = s
+        .selected_source()
+        .filter(|_| s.inspected.is_none() && (s.distributed || s.sources.len() > 1));
+    let area = match selected {
+        Some(src) => {
+            let [all, mine] =
+                Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(area);
+            let theirs = s
+                .live
+                .as_ref()
+                .and_then(|l| l.by_source.iter().find(|(n, _)| *n == src.name))
+                .map_or(&[][..], |(_, e)| e.as_slice());
+            error_table(frame, mine, c, format!(" errors · {} ", src.name), theirs);
+            all
+        }
+        None => area,
+    };
+    let title = format!("{}· all · e closes ", shown_title(s, "errors", index));
+    error_table(frame, area, c, title, errors);
+}
+
+fn error_table(
+    frame: &mut Frame,
+    area: Rect,
+    c: &Palette,
+    title: String,
+    errors: &[crate::stats::ErrorCount],
+) {
     if errors.is_empty() {
         frame.render_widget(
             Paragraph::new(Span::styled(" no errors", Style::new().fg(c.pass)))

@@ -509,6 +509,7 @@ fn live_statistics(s: &mut TuiState) {
         crate::events::LiveStatistics {
             workload: 0,
             table: stats.table(),
+            by_source: vec![("local".into(), errors.clone())],
             errors,
         },
     )));
@@ -637,4 +638,36 @@ fn max_percentile_shows_a_row_and_a_line_per_percentile() {
         "{wide}"
     );
     snapshot("max_percentile_parts", &s);
+}
+
+/// With agents, `e` shows the selected agent's errors beside everyone's.
+#[test]
+fn errors_of_the_selected_agent_beside_everyones() {
+    let mut s = Script::agents(2, 10).run();
+    let error = |etype: &str, count| crate::stats::ErrorCount {
+        etype: etype.into(),
+        message: "boom".into(),
+        count,
+    };
+    s.apply(&Event::Statistics(Box::new(
+        crate::events::LiveStatistics {
+            workload: 0,
+            table: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
+            errors: vec![error("ValueError", 7), error("KeyError", 2)],
+            by_source: vec![
+                ("local-1".into(), vec![error("ValueError", 7)]),
+                ("local-2".into(), vec![error("KeyError", 2)]),
+            ],
+        },
+    )));
+    s.on_key(KeyCode::Char('e'));
+    s.on_key(KeyCode::Down);
+    let screen = render(&s, &Theme::default(), 160, 48).backend().to_string();
+    assert!(screen.contains("errors · local-2"), "{screen}");
+    // Everyone's first row beside local-2's only one.
+    let first = screen
+        .lines()
+        .find(|l| l.contains("7        ValueError"))
+        .unwrap_or_default();
+    assert!(first.contains("2        KeyError"), "{screen}");
 }

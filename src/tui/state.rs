@@ -672,10 +672,14 @@ impl TuiState {
         if !report.pass_sla {
             self.workloads_failed += 1;
         }
+        // The report has the whole workload's table and errors; the per-agent errors are
+        // the last interval's (published as the workload ended).
+        let by_source = self.live.take().map(|l| l.by_source).unwrap_or_default();
         self.live = Some(LiveStatistics {
             workload: report.info.index,
             table: report.stats.clone(),
             errors: report.errors.clone(),
+            by_source,
         });
         self.finished.retain(|r| r.info.index != report.info.index);
         self.finished.push(report.clone());
