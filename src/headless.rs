@@ -12,6 +12,7 @@ use crate::stats::{StatsRow, StatsTable};
 /// Print events until the task finishes (or the engine goes away).
 pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl Write) {
     let mut sla_ok: Option<bool> = None;
+    let mut task = String::new();
     // (alive, all) of the current distributed workload's agents.
     let mut agents: Option<(usize, usize)> = None;
     loop {
@@ -29,6 +30,7 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
                 title,
                 workloads,
             } => {
+                task.clone_from(uuid);
                 format!(
                     "Task {uuid}: {title} ({} workload{})\n",
                     workloads.len(),
@@ -67,7 +69,7 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
             Event::Stopping { reason } => {
                 format!("Stopping: {reason}; no new iterations start, in-flight ones finish\n")
             }
-            Event::WorkloadFinished(report) => workload_summary(report),
+            Event::WorkloadFinished(report) => workload_summary(&task, report),
             Event::TaskFinished {
                 uuid,
                 status,
@@ -87,11 +89,16 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
 
 /// `Task ID finished: SLA passed`, the last line of a run's summary.
 pub fn task_verdict(uuid: &str, status: crate::events::TaskStatus, pass_sla: bool) -> String {
-    format!(
+    let mut out = format!(
         "\nTask {uuid} {}: SLA {}\n",
         status.as_str(),
         if pass_sla { "passed" } else { "failed" }
-    )
+    );
+    if !pass_sla {
+        // Rally's last words when an SLA failed.
+        out.push_str("At least one workload did not pass SLA criteria.\n");
+    }
+    out
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -312,7 +319,9 @@ fn connections_line(c: &crate::stats::ConnectionCounts) -> String {
     )
 }
 
-pub fn workload_summary(r: &WorkloadReport) -> String {
+/// What `rally task detailed` shows of one workload; `task` is the task's id, for Rally's
+/// `Task <id> has <N> error(s)` line.
+pub fn workload_summary(task: &str, r: &WorkloadReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "\n{} [{}] {}: {} iterations, {} failed\n",
@@ -343,6 +352,10 @@ pub fn workload_summary(r: &WorkloadReport) -> String {
             "Every iteration failed the same way: {}: {}\n",
             only.etype, only.message
         ));
+    }
+    if r.failures > 0 {
+        // Rally's header over its error list, which scripts grep for.
+        out.push_str(&format!("Task {task} has {} error(s)\n", r.failures));
     }
     if !r.errors.is_empty() {
         out.push_str("Errors:\n");

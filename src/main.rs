@@ -547,7 +547,7 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             // turn a stored run into a panic.
             let mut summary = String::new();
             for report in &outcome.workloads {
-                summary.push_str(&headless::workload_summary(report));
+                summary.push_str(&headless::workload_summary(&outcome.uuid, report));
             }
             summary.push_str(&headless::task_verdict(
                 &outcome.uuid,

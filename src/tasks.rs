@@ -222,7 +222,7 @@ fn show(store: &Store, id: &str, iterations: bool) -> anyhow::Result<u8> {
     );
     for w in &task.workloads {
         match &w.report {
-            Some(r) => out!("{}", headless::workload_summary(r)),
+            Some(r) => out!("{}", headless::workload_summary(&task.row.uuid, r)),
             None => {
                 // No report (the run crashed or was killed): say what is stored all the same,
                 // so that `show` and `export` agree.
@@ -310,8 +310,9 @@ fn sla_check(store: &Store, id: &str, json: bool, sla: Option<&str>) -> anyhow::
     };
     let mut rows = Vec::new();
     for w in &task.workloads {
-        let benchmark = format!("{} [{}] {}", w.subtask, w.position, w.scenario);
-        let results = match &criteria {
+        // Rally's `benchmark` is the scenario's name alone.
+        let benchmark = w.scenario.clone();
+        let mut results = match &criteria {
             None => w.report.as_ref().map(|r| r.sla.clone()).unwrap_or_default(),
             Some(map) => {
                 let mut checker =
@@ -341,17 +342,21 @@ fn sla_check(store: &Store, id: &str, json: bool, sla: Option<&str>) -> anyhow::
                 checker.results()
             }
         };
+        // Within a workload Rally sorts the criteria by name.
+        results.sort_by(|a, b| a.criterion.cmp(&b.criterion));
         for c in results {
             rows.push((benchmark.clone(), w.position, c));
         }
     }
     let failed = rows.iter().filter(|(_, _, c)| !c.success).count();
     if json {
+        // Rally's list, its keys in Rally's order (`criterion`, `detail`, then the added
+        // `status`, `benchmark`, `pos`), on one line as its `json.dumps` writes it.
         let out: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(b, pos, c)| serde_json::json!({"benchmark": b, "pos": pos, "criterion": c.criterion, "status": if c.success { "PASS" } else { "FAIL" }, "detail": c.detail}))
+            .map(|(b, pos, c)| serde_json::json!({"criterion": c.criterion, "detail": c.detail, "status": if c.success { "PASS" } else { "FAIL" }, "benchmark": b, "pos": pos}))
             .collect();
-        outln!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
         let table: Vec<Vec<String>> = rows
             .iter()
@@ -369,15 +374,17 @@ fn sla_check(store: &Store, id: &str, json: bool, sla: Option<&str>) -> anyhow::
             "{}",
             headless::ascii_table(
                 "",
-                &["Workload", "Pos", "Criterion", "Status", "Detail"],
+                &["Benchmark", "Pos", "Criterion", "Status", "Detail"],
                 &table
             )
         );
     }
-    Ok(if failed > 0 {
-        exit::SLA_FAILED
+    // Rally's codes: 2 when there is nothing to check, else the number of failed criteria
+    // (kept below 256, where a shell would see it wrap to 0).
+    Ok(if rows.is_empty() {
+        2
     } else {
-        exit::OK
+        failed.min(255) as u8
     })
 }
 

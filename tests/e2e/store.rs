@@ -25,6 +25,7 @@ fn a_run_is_stored_and_the_task_commands_read_it() {
     let out = rally_db(&db, &["run", task.to_str().unwrap(), "--no-tui"]);
     assert_eq!(out.status.code(), Some(2), "{}", support::stdout(&out));
     assert!(support::stdout(&out).contains("Stored as task "));
+    let run = support::stdout(&out);
 
     // Per-runner-instance figures, percentiles included, are in the database.
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -62,9 +63,26 @@ fn a_run_is_stored_and_the_task_commands_read_it() {
         "{show}"
     );
     assert!(show.contains("action_1"), "{show}");
+    // The lines Rally's own tests look for, in `run` and `task show` alike.
+    for text in [&run, &show] {
+        assert!(
+            text.contains(&format!("Task {uuid} has 2 error(s)")),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches(" error(s)").count(),
+            1,
+            "only the workload with errors: {text}"
+        );
+    }
+    assert!(
+        run.contains("At least one workload did not pass SLA criteria."),
+        "{run}"
+    );
 
+    // Rally's exit code: the number of failed criteria (here one).
     let check = rally_db(&db, &["task", "sla-check", "last"]);
-    assert_eq!(check.status.code(), Some(2));
+    assert_eq!(check.status.code(), Some(1));
     assert!(
         support::stdout(&check).contains("Failure rate criteria 0.00% <= 50.00% <= 0.00% - Failed")
     );
@@ -236,4 +254,22 @@ fn a_closed_pipe_ends_show_list_and_export_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {said}");
         assert!(!said.contains("panicked"), "{args:?}: {said}");
     }
+}
+
+/// A task without SLA criteria: `sla-check` has nothing to check and exits 2, as Rally's.
+#[test]
+fn sla_check_without_criteria_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tasks.db");
+    let task = support::write(
+        dir.path(),
+        "task.yaml",
+        "version: 2\ntitle: none\nsubtasks:\n\
+         - title: ok\n  scenario: {Dummy.dummy: {}}\n  runner: {constant: {times: 3}}\n  sla: {}\n",
+    );
+    let out = rally_db(&db, &["run", task.to_str().unwrap(), "--no-tui"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+    let check = rally_db(&db, &["task", "sla-check", "last", "--json"]);
+    assert_eq!(check.status.code(), Some(2), "{}", support::stdout(&check));
+    assert_eq!(support::stdout(&check).trim(), "[]");
 }
