@@ -333,7 +333,13 @@ impl TaskEngine {
         for c in &contexts {
             let setup = c.setup();
             if let Some(e) = setup.error {
-                failure = Some(format!("Unable to setup context '{}': '{}'", c.name, e));
+                // Rally's SLA row carries the exception's message alone; which context
+                // failed goes to the log.
+                self.publish(Event::Log {
+                    level: "error".into(),
+                    message: format!("setup of context '{}' failed: {e}", c.name),
+                });
+                failure = Some(e.to_string());
                 break;
             }
             set_up.push(c);

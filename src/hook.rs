@@ -402,6 +402,24 @@ impl HookExecutor {
     }
 }
 
+/// A command that could not be started, as Python's `subprocess.Popen` raises it: the
+/// exception's class and `str()` (`FileNotFoundError`, `[Errno 2] No such file or directory:
+/// 'nope'`).
+fn spawn_error(program: &str, e: &std::io::Error) -> (&'static str, String) {
+    let errno = e.raw_os_error().unwrap_or(0);
+    let (etype, text) = match e.kind() {
+        std::io::ErrorKind::NotFound => ("FileNotFoundError", "No such file or directory"),
+        std::io::ErrorKind::PermissionDenied => ("PermissionError", "Permission denied"),
+        _ => ("OSError", ""),
+    };
+    let text = if text.is_empty() {
+        e.to_string()
+    } else {
+        text.to_string()
+    };
+    (etype, format!("[Errno {errno}] {text}: '{program}'"))
+}
+
 /// Run the command without a shell and record it as Rally's `sys_call` does.
 async fn sys_call(hook: &HookSpec, unit: Unit, value: u64) -> HookRun {
     let started_at = unix_now();
@@ -419,11 +437,22 @@ async fn sys_call(hook: &HookSpec, unit: Unit, value: u64) -> HookRun {
             String::from_utf8_lossy(&o.stdout).into_owned(),
             String::from_utf8_lossy(&o.stderr).into_owned(),
         ),
-        Err(e) => (
-            -1,
-            String::new(),
-            format!("cannot run {:?}: {e}", hook.argv[0]),
-        ),
+        Err(e) => {
+            // Rally's Popen raises, and its hook records the exception: no output.
+            let (etype, msg) = spawn_error(&hook.argv[0], &e);
+            return HookRun {
+                status: "failed".to_string(),
+                started_at,
+                finished_at,
+                triggered_by,
+                error: Some(serde_json::json!({
+                    "etype": etype,
+                    "msg": msg,
+                    "details": format!("Traceback (most recent call last):\n{etype}: {msg}"),
+                })),
+                output: Output::default(),
+            };
+        }
     };
     let mut output = Output::default();
     match serde_json::from_str::<serde_json::Value>(&stdout) {
@@ -558,5 +587,26 @@ mod tests {
         );
         assert_eq!(failed.error.as_ref().unwrap()["details"], "oops\n");
         assert_eq!(failed.triggered_by["value"], 2);
+    }
+
+    /// A command that does not exist is Python's FileNotFoundError, as Rally records it.
+    #[tokio::test]
+    async fn a_missing_executable_is_rallys_file_not_found_error() {
+        let hook = v2(
+            "{action: {sys_call: '/nonexistent/tool --flag'}, trigger: {event: {unit: iteration, at: [1]}}}",
+        )
+        .unwrap();
+        let exec = HookExecutor::start(vec![hook]);
+        exec.iteration_listener().unwrap()(1);
+        let results = exec.finish().await;
+        let run = &results[0].results[0];
+        assert_eq!(run.status, "failed");
+        let error = run.error.as_ref().unwrap();
+        assert_eq!(error["etype"], "FileNotFoundError");
+        assert_eq!(
+            error["msg"],
+            "[Errno 2] No such file or directory: '/nonexistent/tool'"
+        );
+        assert_eq!(run.output, Output::default(), "no output");
     }
 }

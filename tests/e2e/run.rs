@@ -299,10 +299,13 @@ fn a_failing_context_setup_fails_its_workload_and_the_task_goes_on() {
         vec![(0, 0), (3, 0)],
         "{text}"
     );
+    // Rally's detail: the exception's message alone.
     assert!(
-        text.contains(
-            "Unexpected error: Unable to setup context 'dummy_context': 'Oops...setup is failed'"
-        ),
+        text.contains("| something_went_wrong | Unexpected error: Oops...setup is failed "),
+        "{text}"
+    );
+    assert!(
+        text.contains("setup of context 'dummy_context' failed: Oops...setup is failed"),
         "{text}"
     );
     assert!(
