@@ -33,8 +33,8 @@ pub async fn run(
     let next = Arc::new(AtomicU64::new(1));
     let started = Instant::now();
     let timeout = timeout
-        .map(Duration::from_secs_f64)
-        .filter(|limit| job.scenario.kind().needs_timeout(*limit));
+        .map(|t| Duration::from_secs_f64(t.max(0.0)))
+        .filter(|limit| limit.is_zero() || job.scenario.kind().needs_timeout(*limit));
     // Slots read the stop as a flag that a task sets when the token is cancelled, one
     // scheduler turn later: `CancellationToken::is_cancelled` takes a mutex, and checking it
     // before every iteration was 3% of an HTTP load's user CPU.

@@ -71,8 +71,11 @@ pub enum RunnerSpec {
 /// Rally's `check_constant` message, kept word for word.
 const CONCURRENCY_ABOVE_TIMES: &str = "Parameter 'concurrency' means a number of parallel executions of iterations. Parameter 'times' means total number of iteration executions. It is redundant (and restricted) to have number of parallel iterations bigger then total number of iterations.";
 
+/// A runner's `timeout`: 0 means none (Rally's `if timeout:`); a negative one, which
+/// Rally's schema allows, has expired before any iteration starts, so every iteration
+/// times out, as in Rally.
 fn timeout(cfg: &Node, rule: &str, ok: impl Fn(f64) -> bool) -> Checked<Option<f64>> {
-    Ok(check::number(cfg, "timeout", rule, ok)?.filter(|t| *t > 0.0))
+    Ok(check::number(cfg, "timeout", rule, ok)?.filter(|t| *t != 0.0))
 }
 
 impl RunnerSpec {
@@ -113,7 +116,7 @@ impl RunnerSpec {
                 Ok(RunnerSpec::Constant {
                     times,
                     concurrency,
-                    timeout: timeout(cfg, "a number of seconds >= 0", |t| t >= 0.0)?,
+                    timeout: timeout(cfg, "a number of seconds", f64::is_finite)?,
                 })
             }
             "constant_for_duration" => {
@@ -166,7 +169,7 @@ impl RunnerSpec {
                 Ok(RunnerSpec::Rps {
                     times,
                     rate,
-                    timeout: timeout(cfg, "a number of seconds >= 0", |t| t >= 0.0)?,
+                    timeout: timeout(cfg, "a number of seconds", f64::is_finite)?,
                     max_concurrency: count("max_concurrency")?.unwrap_or(times),
                 })
             }

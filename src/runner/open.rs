@@ -25,8 +25,8 @@ pub async fn run(
     timeout: Option<f64>,
 ) -> Result<(), RunnerError> {
     let timeout = timeout
-        .map(Duration::from_secs_f64)
-        .filter(|limit| job.scenario.kind().needs_timeout(*limit));
+        .map(|t| Duration::from_secs_f64(t.max(0.0)))
+        .filter(|limit| limit.is_zero() || job.scenario.kind().needs_timeout(*limit));
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Chunk>();
     let collector = tokio::spawn(collect(job.clone(), done_rx));
 

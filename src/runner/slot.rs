@@ -56,6 +56,8 @@ impl SlotBatch {
             started: start,
         };
         let result = match timeout {
+            // A negative `timeout` (Rally allows it): expired before the iteration starts.
+            Some(limit) if limit.is_zero() => Err(IterationError::timeout()),
             Some(limit) => match tokio::time::timeout(limit, scenario.run(state, &mut it)).await {
                 Ok(r) => r,
                 Err(_) => Err(IterationError::timeout()),

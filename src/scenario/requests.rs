@@ -38,7 +38,9 @@ const MAX_REDIRECTS: usize = 30;
 /// One request as `requests.request(method, url, **kwargs)` would send it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestCall {
-    pub method: Method,
+    /// `None` only in a `check_random_request` entry without one, which Rally accepts and
+    /// which then fails every iteration that picks it.
+    pub method: Option<Method>,
     pub target: Target,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
@@ -54,7 +56,9 @@ pub struct CheckRequestScenario {
     pub status_code: u16,
 }
 
-fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
+/// One request's arguments; `method_optional` for `check_random_request`'s entries, where
+/// Rally accepts a missing method (and fails the iterations that pick it).
+fn call(args: &Node, extra: &[&str], prefix: &str, method_optional: bool) -> Checked<RequestCall> {
     let with_prefix = |e: PluginError| {
         PluginError::new(
             if prefix.is_empty() {
@@ -73,11 +77,16 @@ fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
     check::mapping(args, &allowed).map_err(with_prefix)?;
     let inner = || -> Checked<RequestCall> {
         let mut target = Target::from_args(args)?;
-        let method = check::required(
-            check::string(args, "method")?,
-            "method",
-            "an HTTP method such as GET",
-        )?;
+        let method = match check::string(args, "method")? {
+            Some(m) => Some(http::parse_method(&m)?),
+            None if method_optional => None,
+            None => {
+                return Err(PluginError::new(
+                    "method",
+                    "is required: an HTTP method such as GET",
+                ));
+            }
+        };
         let mut headers = http::parse_headers(args)?;
         if let Some(params) = args.get("params") {
             let Some(entries) = params.as_map() else {
@@ -155,7 +164,7 @@ fn call(args: &Node, extra: &[&str], prefix: &str) -> Checked<RequestCall> {
             }
         };
         Ok(RequestCall {
-            method: http::parse_method(&method)?,
+            method,
             target,
             headers,
             body,
@@ -196,7 +205,7 @@ impl CheckRequestScenario {
     pub fn from_config(name: &str, args: &Node) -> Checked<Option<CheckRequestScenario>> {
         match name {
             "HttpRequests.check_request" => {
-                let c = call(args, &["status_code"], "")?;
+                let c = call(args, &["status_code"], "", false)?;
                 let status_code =
                     check::required(c.status_code, "status_code", "the expected HTTP status")?;
                 Ok(Some(CheckRequestScenario {
@@ -226,7 +235,7 @@ impl CheckRequestScenario {
                 let requests = items
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| call(r, &["status_code"], &format!("requests[{i}]")))
+                    .map(|(i, r)| call(r, &["status_code"], &format!("requests[{i}]"), true))
                     .collect::<Checked<Vec<_>>>()?;
                 Ok(Some(CheckRequestScenario {
                     random: true,
@@ -259,8 +268,16 @@ impl CheckRequestScenario {
         let call = &self.requests[index];
         let expected = call.status_code.unwrap_or(self.status_code);
         let action = it.actions.start(0);
+        let Some(method) = &call.method else {
+            // Rally calls `_check_request(**request)` inside the atomic action's timer.
+            it.actions.finish(action, true);
+            return Err(IterationError::new(
+                "TypeError",
+                "RequestScenario._check_request() missing 1 required positional argument: 'method'",
+            ));
+        };
         let result = match call.timeout {
-            Some(t) => match tokio::time::timeout(t, perform(&mut slot.http, call)).await {
+            Some(t) => match tokio::time::timeout(t, perform(&mut slot.http, call, method)).await {
                 Ok(r) => r,
                 Err(_) => {
                     slot.http = Connections::default();
@@ -275,7 +292,7 @@ impl CheckRequestScenario {
                     ))
                 }
             },
-            None => perform(&mut slot.http, call).await,
+            None => perform(&mut slot.http, call, method).await,
         };
         let result = result.and_then(|status| {
             if status.as_u16() == expected {
@@ -299,9 +316,10 @@ impl CheckRequestScenario {
 async fn perform(
     conns: &mut Connections,
     call: &RequestCall,
+    method: &Method,
 ) -> Result<StatusCode, IterationError> {
     let mut target = call.target.clone();
-    let mut method = call.method.clone();
+    let mut method = method.clone();
     let mut body = call.body.clone();
     for _ in 0..=MAX_REDIRECTS {
         let build = || {

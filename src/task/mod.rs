@@ -8,6 +8,7 @@ pub mod check;
 mod error;
 mod load;
 pub mod node;
+mod percent;
 pub mod template;
 
 use std::path::{Path, PathBuf};

@@ -141,7 +141,13 @@ pub fn render(
     env.add_function("max", |a: Value, b: Value| if b > a { b } else { a });
     env.add_function("round", |x: f64| x.round_ties_even() as i64);
     env.add_function("ceil", |x: f64| x.ceil() as i64);
+    env.add_filter("pyformat", |format: String, args: Value| {
+        super::percent::pyformat(&format, args)
+    });
 
+    // Jinja2's `"%d" % x`, which minijinja lacks, as a filter call (see `percent`).
+    let rewritten = super::percent::rewrite(source);
+    let source = rewritten.as_str();
     let template = env
         .template_from_named_str("task", source)
         .map_err(|e| render_error(e, source))?;

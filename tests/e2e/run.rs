@@ -424,3 +424,39 @@ fn a_second_sigint_leaves_at_once_and_stores_the_task_as_aborted() {
     assert_eq!(rows[0]["status"], "aborted", "{rows}\n{text}");
     assert!(text.contains("Stopping: stopped by SIGINT"), "{text}");
 }
+
+/// What Rally accepts, accepted: a negative runner timeout (every iteration times out), a
+/// `check_random_request` entry without `method` (the iterations that pick it fail with
+/// Rally's TypeError), and Jinja2's `%` string formatting.
+#[test]
+fn what_rally_accepts_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = task(
+        dir.path(),
+        "version: 2\ntitle: \"{{ '%d-%s' % (3, 'x') }} {{ '%05.1f' % 2.5 }} {{ '%s%%' % 50 }}\"\nsubtasks:\n\
+         - title: negative timeout\n  scenario: {Dummy.dummy: {}}\n  runner: {constant: {times: 3, timeout: -1}}\n\
+         - title: no method\n  scenario: {HttpRequests.check_random_request: {status_code: 200, requests: [{url: 'http://127.0.0.1:1/'}]}}\n  runner: {constant: {times: 2}}\n",
+    );
+    let out = support::run(&["run", &t, "--no-tui"]);
+    let text = support::stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{text}\n{}",
+        support::stderr(&out)
+    );
+    assert!(text.contains(": 3-x 002.5 50% (2 workloads)"), "{text}");
+    assert_eq!(
+        support::workload_counts(&text),
+        vec![(3, 3), (2, 2)],
+        "{text}"
+    );
+    assert!(
+        text.contains("3 × ThreadTimeoutException: Iteration interrupted due to timeout."),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 × TypeError: RequestScenario._check_request() missing 1 required positional argument: 'method'"),
+        "{text}"
+    );
+}
