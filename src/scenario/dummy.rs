@@ -314,7 +314,11 @@ async fn pause(seconds: f64) {
     }
 }
 
-/// The charts `Dummy.dummy_output` adds each iteration, shaped as Rally's.
+/// Rally's `Arbitrary Text`, which repeats it twice in each of four lines.
+const LOREM: &str = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.";
+
+/// The charts `Dummy.dummy_output` adds each iteration, as Rally's do, word for word
+/// (rally/plugins/task/scenarios/dummy/dummy.py); only the random values differ.
 fn sample_output(rng: &mut fastrand::Rng, range: i64) -> Output {
     let mut r = || rng.i64(1..=range);
     let pairs = |names: &[&str], r: &mut dyn FnMut() -> i64| -> Vec<serde_json::Value> {
@@ -330,38 +334,41 @@ fn sample_output(rng: &mut fastrand::Rng, range: i64) -> Output {
             .collect()
     };
     let additive = vec![
-        json!({"title": "Additive StatsTable", "description": "Additive StatsTable",
+        json!({"title": "Additive StatsTable", "description": "This is a description text for Additive StatsTable",
                "chart_plugin": "StatsTable",
                "data": pairs(&["foo stat", "bar stat", "spam stat"], &mut r)}),
         json!({"title": "Additive StackedArea (no description)", "chart_plugin": "StackedArea",
                "data": pairs(&["foo 1", "foo 2", "foo 3", "foo 4", "foo 5", "foo 6"], &mut r),
                "label": "Measure this in Foo units"}),
-        json!({"title": "Additive Lines", "description": "Additive Lines",
+        json!({"title": "Additive Lines", "description": "This is a description text for Additive Lines",
                "chart_plugin": "Lines",
                "data": pairs(&["bar 1", "bar 2", "bar 3"], &mut r),
                "label": "Measure this in Bar units"}),
-        json!({"title": "Additive Pie", "description": "Additive Pie", "chart_plugin": "Pie",
+        json!({"title": "Additive Pie", "description": "This is a description text for Additive Pie", "chart_plugin": "Pie",
                "data": pairs(&["spam 1", "spam 2", "spam 3"], &mut r)}),
     ];
+    let table_rows: Vec<serde_json::Value> = ["iota", "nu", "rho", "phi", "psi"]
+        .iter()
+        .map(|name| json!([format!("{name} row"), r(), r(), r(), r()]))
+        .collect();
     let complete = vec![
-        json!({"title": "Complete Lines", "description": "Complete Lines",
+        json!({"title": "Complete Lines", "description": "This is a description text for Complete Lines",
                "chart_plugin": "Lines",
                "data": series(&["Foo", "Bar", "Spam"], 1..8, &mut r),
                "label": "Measure this is some units",
                "axis_label": "This is a custom X-axis label"}),
-        json!({"title": "Complete StackedArea", "description": "Complete StackedArea",
+        json!({"title": "Complete StackedArea", "description": "This is a description text for Complete StackedArea",
                "chart_plugin": "StackedArea",
-               "data": series(&["alpha", "beta", "gamma"], 0..50, &mut r)}),
+               "data": series(&["alpha", "beta", "gamma"], 0..50, &mut r),
+               "label": "Yet another measurement units",
+               "axis_label": "This is a custom X-axis label"}),
         json!({"title": "Arbitrary Text", "chart_plugin": "TextArea",
-               "data": ["Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
-                        "Sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.",
-                        "Ut enim ad minim veniam, quis nostrud exercitation ullamco.",
-                        "Duis aute irure dolor in reprehenderit in voluptate velit."]}),
+               "data": vec![LOREM.repeat(2); 4]}),
         json!({"title": "Complete Pie (no description)", "chart_plugin": "Pie",
                "data": pairs(&["delta", "epsilon", "zeta", "theta", "lambda", "omega"], &mut r)}),
-        json!({"title": "Complete Table", "description": "Complete Table", "chart_plugin": "Table",
-               "data": {"cols": ["Name", "Foo", "Bar", "Spam", "Ham"],
-                        "rows": (1..=5).map(|i| json!([format!("row {i}"), r(), r(), r(), r()])).collect::<Vec<_>>()}}),
+        json!({"title": "Complete Table", "description": "This is a description text for Complete Table", "chart_plugin": "Table",
+               "data": {"cols": ["mu column", "xi column", "pi column", "tau column", "chi column"],
+                        "rows": table_rows}}),
     ];
     Output { additive, complete }
 }
@@ -504,5 +511,21 @@ mod tests {
         assert_eq!(out.additive.len(), 4);
         assert_eq!(out.complete.len(), 5);
         assert_eq!(out.complete[4]["chart_plugin"], "Table");
+        // Rally's texts, word for word (dummy.py).
+        assert_eq!(
+            out.additive[0]["description"],
+            "This is a description text for Additive StatsTable"
+        );
+        assert_eq!(out.complete[1]["label"], "Yet another measurement units");
+        assert_eq!(
+            out.complete[1]["axis_label"],
+            "This is a custom X-axis label"
+        );
+        let text = out.complete[2]["data"].as_array().unwrap();
+        assert_eq!(text.len(), 4);
+        assert!(text[0].as_str().unwrap().ends_with("magna aliqua.Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua."));
+        assert_eq!(out.complete[4]["data"]["cols"][0], "mu column");
+        assert_eq!(out.complete[4]["data"]["rows"][0][0], "iota row");
+        assert_eq!(out.complete[4]["data"]["rows"][4][0], "psi row");
     }
 }
