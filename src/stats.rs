@@ -126,13 +126,18 @@ struct ActionRow {
     name: Option<u16>,
     children: Vec<usize>,
     metric: Metric,
-    /// Most times the action ran within one iteration (Rally shows `name (xN)`).
-    max_per_iteration: u32,
+    /// How many times the action ran within the iterations this row counts (Rally shows
+    /// `name (xN)` when more than once).
+    per_iteration: u32,
 }
 
-/// Per-iteration accumulation of one row.
+/// One iteration's runs of one action name under one parent group.
 #[derive(Clone, Copy)]
 struct Pending {
+    /// Index of the parent group in the same iteration's groups.
+    parent: Option<usize>,
+    name: Option<u16>,
+    /// The row it went to, once known (for its children).
     row: usize,
     sum: f64,
     count: u32,
@@ -260,12 +265,18 @@ impl WorkloadStats {
         count_error(&mut self.errors, etype, message);
     }
 
-    fn row_for(&mut self, parent: Option<usize>, name: Option<u16>) -> usize {
+    /// The row of `name` run `per_iteration` times under `parent`: Rally keeps a row per
+    /// name *and* count (`foo` for iterations that ran it once, `foo (x2)` for those that
+    /// ran it twice), each with its own statistics.
+    fn row_for(&mut self, parent: Option<usize>, name: Option<u16>, per_iteration: u32) -> usize {
         let siblings = match parent {
             Some(p) => &self.rows[p].children,
             None => &self.roots,
         };
-        if let Some(&i) = siblings.iter().find(|&&i| self.rows[i].name == name) {
+        if let Some(&i) = siblings
+            .iter()
+            .find(|&&i| self.rows[i].name == name && self.rows[i].per_iteration == per_iteration)
+        {
             return i;
         }
         let i = self.rows.len();
@@ -273,7 +284,7 @@ impl WorkloadStats {
             name,
             children: Vec::new(),
             metric: Metric::default(),
-            max_per_iteration: 0,
+            per_iteration,
         });
         match parent {
             Some(p) => self.rows[p].children.push(i),
@@ -282,6 +293,9 @@ impl WorkloadStats {
         i
     }
 
+    /// One iteration's actions: first grouped by name under their parent group (summing
+    /// durations and counting runs, as Rally's `merge_atomic_actions`), then each group
+    /// added to the row of its name and count.
     fn add_actions(&mut self, r: &IterationRecord, actions: &[ActionSpan]) {
         self.pending.clear();
         let mut at_depth = [0usize; TABLE_DEPTH as usize];
@@ -292,39 +306,60 @@ impl WorkloadStats {
                 continue;
             }
             let parent = (span.depth > 0).then(|| at_depth[span.depth as usize - 1]);
-            let row = self.row_for(parent, Some(span.name));
-            at_depth[span.depth as usize] = row;
+            at_depth[span.depth as usize] =
+                self.pend(parent, Some(span.name), span.duration(), span.failed);
             any_failed |= span.failed;
             if span.depth == 0 {
                 top_sum += span.duration();
             }
-            self.pend(row, span.duration(), span.failed);
         }
         if r.error.is_some() && !any_failed {
             // Rally's pseudo-action for a failure outside every atomic action.
-            let row = self.row_for(None, None);
-            self.pend(row, (r.duration - top_sum).max(0.0), true);
+            self.pend(None, None, (r.duration - top_sum).max(0.0), true);
         }
-        for p in std::mem::take(&mut self.pending) {
-            let row = &mut self.rows[p.row];
-            row.metric.add(p.sum, !p.failed);
-            row.max_per_iteration = row.max_per_iteration.max(p.count);
+        // Groups come parents first (spans are in pre-order), so a parent's row is known
+        // before its children's.
+        for g in 0..self.pending.len() {
+            let p = self.pending[g];
+            let parent_row = p.parent.map(|pg| self.pending[pg].row);
+            let row = self.row_for(parent_row, p.name, p.count);
+            self.pending[g].row = row;
+            self.rows[row].metric.add(p.sum, !p.failed);
         }
     }
 
-    fn pend(&mut self, row: usize, seconds: f64, failed: bool) {
-        match self.pending.iter_mut().find(|p| p.row == row) {
-            Some(p) => {
+    /// Adds a run of `name` under group `parent` to this iteration's groups; returns the
+    /// group's index.
+    fn pend(
+        &mut self,
+        parent: Option<usize>,
+        name: Option<u16>,
+        seconds: f64,
+        failed: bool,
+    ) -> usize {
+        match self
+            .pending
+            .iter()
+            .position(|p| p.parent == parent && p.name == name)
+        {
+            Some(i) => {
+                let p = &mut self.pending[i];
                 p.sum += seconds;
                 p.count += 1;
                 p.failed |= failed;
+                i
             }
-            None => self.pending.push(Pending {
-                row,
-                sum: seconds,
-                count: 1,
-                failed,
-            }),
+            None => {
+                self.pending.push(Pending {
+                    parent,
+                    name,
+                    row: 0,
+                    sum: seconds,
+                    count: 1,
+                    failed,
+                });
+                self.pending.len() - 1
+            }
         }
     }
 
@@ -355,8 +390,8 @@ impl WorkloadStats {
             Some(id) => self.names.get(id as usize).cloned().unwrap_or_default(),
             None => NO_NAME_ACTION.to_string(),
         };
-        if row.max_per_iteration > 1 {
-            name = format!("{name} (x{})", row.max_per_iteration);
+        if row.per_iteration > 1 {
+            name = format!("{name} (x{})", row.per_iteration);
         }
         let mut out = row.metric.row(name);
         out.children = row.children.iter().map(|&c| self.action_row(c)).collect();
@@ -438,5 +473,55 @@ mod tests {
         assert!((p95 - 0.95).abs() / 0.95 < 0.002, "{p95}");
         assert_eq!(m.quantile(1.0), Some(1.0));
         assert_eq!(Metric::default().quantile(0.5), None);
+    }
+
+    /// Rally keeps a row per action name and count per iteration: iterations that ran
+    /// `foo` once count in `foo`, those that ran it twice in `foo (x2)`, each with its own
+    /// children.
+    #[test]
+    fn repeated_actions_split_rows_by_count_per_iteration() {
+        let names: std::sync::Arc<[String]> = vec!["foo".to_string(), "bar".to_string()].into();
+        let mut s = WorkloadStats::new(names);
+        let mut chunk = Chunk::new("local".into());
+        // Iteration 1: foo{bar} once. Iteration 2: foo{bar} twice.
+        chunk
+            .actions
+            .extend([span(0, 0, 0.0, 1.0), span(1, 1, 0.0, 0.5)]);
+        chunk.records.push(record(1.0, false, 0..2));
+        chunk.actions.extend([
+            span(0, 0, 0.0, 1.0),
+            span(1, 1, 0.0, 0.5),
+            span(0, 0, 1.0, 2.0),
+            span(1, 1, 1.0, 1.5),
+        ]);
+        chunk.records.push(record(2.0, false, 2..6));
+        s.add_chunk(&chunk);
+        let t = s.table();
+        let rows: Vec<(String, u64, Vec<(String, u64)>)> = t
+            .atomics
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.count,
+                    r.children
+                        .iter()
+                        .map(|c| (c.name.clone(), c.count))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("foo".to_string(), 1, vec![("bar".to_string(), 1)]),
+                ("foo (x2)".to_string(), 1, vec![("bar (x2)".to_string(), 1)]),
+            ]
+        );
+        assert_eq!(
+            t.atomics[1].max,
+            Some(2.0),
+            "summed over the iteration's runs"
+        );
     }
 }

@@ -401,3 +401,95 @@ fn we_import_a_real_rally_run_and_agree_on_counts_and_sla() {
         "our sla-check vs rally's"
     );
 }
+
+/// `(display_name, iteration_count, children)` of an export's first workload's atomics.
+type Row = (String, u64, Vec<(String, u64)>);
+
+fn atomic_rows(export: &Value) -> Vec<Row> {
+    export["tasks"][0]["subtasks"][0]["workloads"][0]["statistics"]["durations"]["atomics"]
+        .as_array()
+        .expect("atomics")
+        .iter()
+        .map(|a| {
+            let count = |a: &Value| a["data"]["iteration_count"].as_u64().unwrap_or(0);
+            let name = |a: &Value| a["display_name"].as_str().unwrap_or("").to_string();
+            let children = a["children"]
+                .as_array()
+                .map(|c| c.iter().map(|c| (name(c), count(c))).collect())
+                .unwrap_or_default();
+            (name(a), count(a), children)
+        })
+        .collect()
+}
+
+/// `Dummy.dummy_random_fail_in_atomic` on 1,000 iterations: Rally rebuilds our Response
+/// Times rows exactly from our records (rows per name and count per iteration, `(x2)`), and
+/// a real Rally run of the same workload gives the same rows with counts within chance.
+#[test]
+fn random_fail_in_atomic_has_rallys_rows() {
+    let rally = RealRally::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tasks.db");
+    let task = support::write(
+        dir.path(),
+        "task.yaml",
+        "---\nversion: 2\ntitle: atoms\nsubtasks:\n  - title: roulette\n    scenario:\n      \
+         Dummy.dummy_random_fail_in_atomic: {exception_probability: 0.5}\n    runner:\n      \
+         constant: {times: 1000, concurrency: 2}\n    sla: {}\n",
+    );
+    let out = ours(&db, &["run", task.to_str().unwrap(), "--no-tui"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+    let export = dir.path().join("ours.json");
+    ours(
+        &db,
+        &[
+            "task",
+            "export",
+            "last",
+            "--type",
+            "json",
+            "--to",
+            export.to_str().unwrap(),
+        ],
+    );
+    let our_export: Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
+    let mine = atomic_rows(&our_export);
+    rally.ok(&[
+        "task",
+        "import",
+        "--file",
+        export.to_str().unwrap(),
+        "--env",
+        "local",
+    ]);
+    let imported = rally.export_json(&rally.only_task());
+    assert_eq!(
+        atomic_rows(&imported),
+        mine,
+        "Rally's rows from our records"
+    );
+
+    rally.ok(&["task", "start", task.to_str().unwrap(), "--env", "local"]);
+    let out = rally.ok(&["task", "list", "--uuids-only", "--env", "local"]);
+    let uuids: Vec<String> = support::stdout(&out)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let theirs = atomic_rows(&rally.export_json(uuids.last().expect("rally's run")));
+    let names = |rows: &[Row]| {
+        let mut n: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&mine), names(&theirs), "{mine:?}\n{theirs:?}");
+    let sorted = |rows: &[Row]| {
+        let mut r = rows.to_vec();
+        r.sort();
+        r
+    };
+    for (a, b) in sorted(&mine).iter().zip(&sorted(&theirs)) {
+        let (a, b) = (a.1 as i64, b.1 as i64);
+        // Binomial counts from 1,000 iterations: a few standard deviations (~14) apart at most.
+        assert!((a - b).abs() < 80, "{mine:?}\n{theirs:?}");
+    }
+}
