@@ -497,7 +497,8 @@ mod tests {
         chunk.records.push(record(2.0, false, 2..6));
         s.add_chunk(&chunk);
         let t = s.table();
-        let rows: Vec<(String, u64, Vec<(String, u64)>)> = t
+        type Row = (String, u64, Vec<(String, u64)>);
+        let rows: Vec<Row> = t
             .atomics
             .iter()
             .map(|r| {
