@@ -17,7 +17,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 quick=0
 if [[ "${QUICK:-}" == 1 ]]; then quick=1; fi
-bin=$root/target/release/rally-tui
+# QUICK runs (CI) only keep the scripts working: they use the debug build the tests already
+# made instead of spending minutes on a release build whose figures would mean nothing anyway.
+if [[ $quick == 1 ]]; then
+    profile=dev
+    bin=$root/target/debug/rally-tui
+else
+    profile=release
+    bin=$root/target/release/rally-tui
+fi
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 LOCUST_VERSION=2.47.0
@@ -46,10 +54,10 @@ cargo_() {
     read -ra c <<<"${CARGO:-cargo}"
     "${c[@]}" "$@"
 }
-# Build the release binary once per benches/all.sh run.
+# Build the binary once per benches/all.sh run (release; the debug one in QUICK mode).
 build() {
     if [[ "${BENCH_BUILT:-}" != 1 ]]; then
-        cargo_ build --release --quiet
+        cargo_ build --profile "$profile" --quiet
         export BENCH_BUILT=1
     fi
 }

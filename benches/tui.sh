@@ -10,7 +10,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-tui_bench=$(cargo_ bench --bench tui --no-run --message-format=json 2>/dev/null | python3 -c '
+tui_bench=$(cargo_ bench --profile "$profile" --bench tui --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)

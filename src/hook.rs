@@ -281,7 +281,9 @@ pub struct HookExecutor {
     hooks: Arc<Vec<HookSpec>>,
     fire_tx: mpsc::UnboundedSender<Firing>,
     worker: tokio::task::JoinHandle<Vec<(usize, HookRun)>>,
-    timer_stop: CancellationToken,
+    /// Cancelled when the load is over: the time clock fires its next whole second, then
+    /// stops.
+    load_over: CancellationToken,
 }
 
 impl HookExecutor {
@@ -289,16 +291,24 @@ impl HookExecutor {
     pub fn start(hooks: Vec<HookSpec>) -> HookExecutor {
         let hooks = Arc::new(hooks);
         let (fire_tx, mut fire_rx) = mpsc::unbounded_channel::<Firing>();
-        let timer_stop = CancellationToken::new();
+        let load_over = CancellationToken::new();
+        // Cancelled once no more firings come: the clock's last tick, or at once without it.
+        let closed = CancellationToken::new();
         if hooks.iter().any(|h| h.trigger.unit() == Unit::Time) {
-            let (hooks, tx, stop) = (hooks.clone(), fire_tx.clone(), timer_stop.clone());
+            let (hooks, tx, over, done) = (
+                hooks.clone(),
+                fire_tx.clone(),
+                load_over.clone(),
+                closed.clone(),
+            );
             tokio::spawn(async move {
+                // As Rally's hook executor: its clock runs until the workload's results are
+                // collected, so the first whole second at or after the load's end still
+                // fires (a 2.5 s load fires at 0, 1, 2 and 3).
+                let _done = done.drop_guard();
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 for second in 0u64.. {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = stop.cancelled() => break,
-                    }
+                    tick.tick().await;
                     for (i, h) in hooks.iter().enumerate() {
                         if h.trigger.unit() == Unit::Time && h.trigger.fires(second) {
                             let _ = tx.send(Firing {
@@ -308,10 +318,20 @@ impl HookExecutor {
                             });
                         }
                     }
+                    if over.is_cancelled() {
+                        break;
+                    }
                 }
             });
+        } else {
+            // No clock: the firings end with the load.
+            let (over, done) = (load_over.clone(), closed.clone());
+            tokio::spawn(async move {
+                over.cancelled().await;
+                done.cancel();
+            });
         }
-        let (runner_hooks, closed) = (hooks.clone(), timer_stop.clone());
+        let runner_hooks = hooks.clone();
         let worker = tokio::spawn(async move {
             let mut running = tokio::task::JoinSet::new();
             let mut fire = |f: Firing| {
@@ -347,7 +367,7 @@ impl HookExecutor {
             hooks,
             fire_tx,
             worker,
-            timer_stop,
+            load_over,
         }
     }
 
@@ -374,9 +394,10 @@ impl HookExecutor {
         }))
     }
 
-    /// Stop the clock, wait for running actions, and return each hook's results.
+    /// Say the load is over (the clock fires its next whole second, then stops), wait for
+    /// running actions, and return each hook's results.
     pub async fn finish(self) -> Vec<HookResult> {
-        self.timer_stop.cancel();
+        self.load_over.cancel();
         let mut runs = self.worker.await.unwrap_or_default();
         runs.sort_by(|a, b| a.1.started_at.total_cmp(&b.1.started_at));
         self.hooks
@@ -608,5 +629,33 @@ mod tests {
             "[Errno 2] No such file or directory: '/nonexistent/tool'"
         );
         assert_eq!(run.output, Output::default(), "no output");
+    }
+
+    /// Rally's clock keeps ticking until the results are collected: the first whole second
+    /// at or after the load's end still fires.
+    #[tokio::test(start_paused = true)]
+    async fn time_hooks_fire_through_the_second_after_the_load() {
+        let fired = |load: f64, trigger: &'static str| async move {
+            let hook = v2(&format!(
+                "{{action: {{sys_call: 'true'}}, trigger: {trigger}}}"
+            ))
+            .unwrap();
+            let exec = HookExecutor::start(vec![hook]);
+            tokio::time::sleep(Duration::from_secs_f64(load)).await;
+            let results = exec.finish().await;
+            results[0]
+                .results
+                .iter()
+                .map(|r| r.triggered_by["value"].as_u64().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fired(0.4, "{event: {unit: time, at: [1, 2]}}").await,
+            vec![1]
+        );
+        assert_eq!(
+            fired(2.5, "{periodic: {unit: time, step: 1}}").await,
+            vec![0, 1, 2, 3]
+        );
     }
 }

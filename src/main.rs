@@ -86,6 +86,10 @@ struct TaskArgs {
 struct RunArgs {
     #[command(flatten)]
     task: TaskArgs,
+    /// Mark the task with a tag (repeatable), as `rally task start --tag`; `task list --tag`
+    /// finds it. Added to the task file's own `tags`.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
     /// Print progress lines and tables instead of the terminal UI (for CI).
     #[arg(long)]
     no_tui: bool,
@@ -315,6 +319,11 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             return Ok(exit::USAGE);
         }
     };
+    for tag in &args.tags {
+        if !spec.tags.contains(tag) {
+            spec.tags.push(tag.clone());
+        }
+    }
     // --cluster: the file says where to listen and which agents start (all workloads share
     // them unless --agents says otherwise).
     let cluster = match &args.cluster {

@@ -363,14 +363,14 @@ pub fn rally_json(
         });
         let head = head.to_string();
         write!(out, "{}, \"subtasks\": [", &head[..head.len() - 1])?;
-        let mut subtasks: Vec<(&str, &str, Vec<&StoredWorkload>)> = Vec::new();
+        let mut subtasks: Vec<(&str, &StoredWorkload, Vec<&StoredWorkload>)> = Vec::new();
         for w in &t.workloads {
             match subtasks.iter_mut().find(|(u, _, _)| *u == w.subtask_uuid) {
                 Some(s) => s.2.push(w),
-                None => subtasks.push((&w.subtask_uuid, &w.subtask, vec![w])),
+                None => subtasks.push((&w.subtask_uuid, w, vec![w])),
             }
         }
-        for (si, (uuid, title, workloads)) in subtasks.iter().enumerate() {
+        for (si, (uuid, first, workloads)) in subtasks.iter().enumerate() {
             if si > 0 {
                 write!(out, ", ")?;
             }
@@ -379,9 +379,10 @@ pub fn rally_json(
                 .all(|w| w.report.as_ref().is_some_and(|r| r.pass_sla));
             write!(
                 out,
-                "{{\"uuid\": {}, \"title\": {}, \"description\": \"\", \"status\": {}, \"created_at\": {}, \"updated_at\": {}, \"sla\": {{}}, \"pass_sla\": {pass}, \"workloads\": [",
+                "{{\"uuid\": {}, \"title\": {}, \"description\": {}, \"status\": {}, \"created_at\": {}, \"updated_at\": {}, \"sla\": {{}}, \"pass_sla\": {pass}, \"workloads\": [",
                 json!(uuid),
-                json!(title),
+                json!(first.subtask),
+                json!(first.subtask_description),
                 json!(t.row.status),
                 json!(iso_time(t.row.created_at)),
                 json!(iso_time(t.updated_at))

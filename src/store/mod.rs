@@ -80,6 +80,7 @@ pub struct StoredWorkload {
     pub uuid: String,
     pub subtask: String,
     pub subtask_uuid: String,
+    pub subtask_description: String,
     pub position: usize,
     pub scenario: String,
     pub description: String,
@@ -466,7 +467,7 @@ impl Store {
         row.tags = self.tags(uuid)?;
         let mut stmt = self.conn.prepare(
             "SELECT w.uuid, s.title, s.uuid, w.position, w.scenario, w.description, w.args, w.runner_type, w.runner, w.contexts, w.sla,
-                    w.hooks_config, w.action_names, w.status, w.created_at, w.updated_at, w.report
+                    w.hooks_config, w.action_names, w.status, w.created_at, w.updated_at, w.report, s.description
              FROM workloads w JOIN subtasks s ON s.uuid = w.subtask_uuid WHERE w.task_uuid = ?1 ORDER BY w.idx",
         )?;
         let workloads = stmt
@@ -475,6 +476,7 @@ impl Store {
                     uuid: r.get(0)?,
                     subtask: r.get(1)?,
                     subtask_uuid: r.get(2)?,
+                    subtask_description: r.get(17)?,
                     position: r.get::<_, i64>(3)? as usize,
                     scenario: r.get(4)?,
                     description: r.get(5)?,

@@ -273,3 +273,44 @@ fn sla_check_without_criteria_exits_2() {
     assert_eq!(check.status.code(), Some(2), "{}", support::stdout(&check));
     assert_eq!(support::stdout(&check).trim(), "[]");
 }
+
+/// `run --tag` (repeatable) tags the task as `rally task start --tag` does, and
+/// `task list --tag` finds it; a subtask's description reaches the Rally JSON export.
+#[test]
+fn run_tags_and_subtask_descriptions_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tasks.db");
+    let task = support::write(
+        dir.path(),
+        "task.yaml",
+        "version: 2\ntitle: tagged\ntags: [file]\nsubtasks:\n\
+         - title: ok\n  description: the first subtask\n  scenario: {Dummy.dummy: {}}\n  runner: {constant: {times: 2}}\n",
+    );
+    let out = rally_db(
+        &db,
+        &[
+            "run",
+            task.to_str().unwrap(),
+            "--no-tui",
+            "--tag",
+            "nightly",
+            "--tag",
+            "ci",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+    for tag in ["file", "nightly", "ci"] {
+        let list = rally_db(&db, &["task", "list", "--tag", tag, "--json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        assert_eq!(
+            rows.as_array().map(Vec::len),
+            Some(1),
+            "--tag {tag}: {rows}"
+        );
+    }
+    let export = rally_db(&db, &["task", "export", "last", "--type", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
+    let t = &json["tasks"][0];
+    assert_eq!(t["tags"], serde_json::json!(["file", "nightly", "ci"]));
+    assert_eq!(t["subtasks"][0]["description"], "the first subtask");
+}
