@@ -460,3 +460,46 @@ fn what_rally_accepts_is_accepted() {
         "{text}"
     );
 }
+
+/// Rally's words and clocks, through the real binary: `Dummy.dummy_output`'s texts, a
+/// `sys_call` whose executable is missing (Rally's FileNotFoundError, no output), and a time
+/// hook `at: [1, 2]` on a load of a fraction of a second (fires once, at 1).
+#[test]
+fn dummy_output_missing_executables_and_time_hooks_as_rally() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tasks.db");
+    let t = task(
+        dir.path(),
+        "version: 2\ntitle: rally words\nsubtasks:\n\
+         - title: output\n  scenario: {Dummy.dummy_output: {}}\n  runner: {constant: {times: 3}}\n\
+         \x20 hooks:\n\
+         \x20   - action: {sys_call: '/nonexistent/tool --flag'}\n      trigger: {event: {unit: iteration, at: [1]}}\n\
+         \x20   - action: {sys_call: 'true'}\n      trigger: {event: {unit: time, at: [1, 2]}}\n",
+    );
+    let db_arg = db.to_str().unwrap();
+    let out = support::run(&["--db", db_arg, "run", &t, "--no-tui"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+    let export = support::run(&["--db", db_arg, "task", "export", "last", "--type", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
+    let w = &json["tasks"][0]["subtasks"][0]["workloads"][0];
+    let output = &w["data"][0]["output"];
+    assert_eq!(
+        output["additive"][0]["description"],
+        "This is a description text for Additive StatsTable"
+    );
+    assert_eq!(output["complete"][4]["data"]["cols"][0], "mu column");
+    let missing = &w["hooks"][0]["results"][0];
+    assert_eq!(missing["status"], "failed", "{missing}");
+    assert_eq!(missing["error"]["etype"], "FileNotFoundError", "{missing}");
+    assert_eq!(
+        missing["error"]["msg"],
+        "[Errno 2] No such file or directory: '/nonexistent/tool'"
+    );
+    let timed: Vec<u64> = w["hooks"][1]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["triggered_by"]["value"].as_u64().unwrap())
+        .collect();
+    assert_eq!(timed, vec![1], "{}", w["hooks"][1]);
+}
