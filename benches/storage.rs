@@ -67,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         total: None,
         expected_duration: None,
         target_rate: None,
+        max_concurrency: None,
     };
     let uuid = store.begin_workload(
         "bench",

@@ -90,6 +90,7 @@ fn interval(agents: u64, i: u64) -> Vec<Event> {
             total: None,
             all,
             sources: per.clone(),
+            in_flight: None,
         }),
         Event::Sla(SlaSnapshot {
             workload: 0,
@@ -124,6 +125,7 @@ fn state(agents: u64, steps: u64) -> (TuiState, Duration) {
         total: None,
         expected_duration: Some(600.0),
         target_rate: None,
+        max_concurrency: None,
     }));
     let mut folding = Duration::ZERO;
     for i in 1..=steps {

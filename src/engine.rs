@@ -207,6 +207,7 @@ impl TaskEngine {
                 total: w.runner.total_iterations(),
                 expected_duration: w.runner.expected_duration(),
                 target_rate: w.runner.target_rate().cloned(),
+                max_concurrency: w.runner.max_concurrency(),
             })
             .collect()
     }
@@ -362,7 +363,14 @@ impl TaskEngine {
                 feed: None,
                 live: Some(live_tx),
                 committed: Some(committed.clone()),
+                in_flight: Default::default(),
             };
+            // Only an `rps` runner keeps it; others' slots are all busy by definition.
+            consumer.in_flight = w
+                .runner
+                .max_concurrency()
+                .is_some()
+                .then(|| job.in_flight.clone());
             let distributed = match (&w.runner, &self.controller) {
                 (RunnerSpec::Distributed { agents, inner }, Some(controller)) => {
                     Some(DistributedRunner {
@@ -501,6 +509,8 @@ struct Consumer {
     distributed: Option<WorkloadOutcome>,
     /// Counts chunks consumed, when nothing stores them.
     committed: Option<watch::Sender<u64>>,
+    /// The local `rps` runner's count of iterations running now.
+    in_flight: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Consumer {
@@ -525,6 +535,7 @@ impl Consumer {
             instances: Vec::new(),
             distributed: None,
             committed: None,
+            in_flight: None,
         }
     }
 
@@ -772,6 +783,10 @@ impl Consumer {
                 total: self.total,
                 all: all.clone(),
                 sources: vec![("local".into(), all)],
+                in_flight: self
+                    .in_flight
+                    .as_ref()
+                    .map(|n| n.load(std::sync::atomic::Ordering::Relaxed)),
             }));
             let rows = self.sla_rows();
             publish(Event::Sla(SlaSnapshot {
@@ -796,6 +811,7 @@ impl Consumer {
             total: self.total,
             all: Figures::merged(&self.instances),
             sources,
+            in_flight: None,
         }));
         let total = match self.merged_sla() {
             Some(Ok(merged)) => merged.results(),

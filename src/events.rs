@@ -27,6 +27,9 @@ pub struct WorkloadInfo {
     /// An `rps` runner's schedule, whose rate the throughput chart draws as the target.
     #[serde(default)]
     pub target_rate: Option<crate::runner::Rate>,
+    /// An `rps` runner's `max_concurrency`.
+    #[serde(default)]
+    pub max_concurrency: Option<u64>,
 }
 
 /// Live figures of one runner instance (or of all of them), over the last interval and in
@@ -55,6 +58,9 @@ pub struct Progress {
     pub all: Figures,
     /// Per runner instance ("local", or agent names).
     pub sources: Vec<(String, Figures)>,
+    /// Iterations running now, where known (a local `rps` runner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u64>,
 }
 
 /// What `Event::Statistics` carries.

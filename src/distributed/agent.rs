@@ -593,6 +593,7 @@ impl<'a> Session<'a> {
             feed: Some(feed.clone()),
             live: None,
             committed: None,
+            in_flight: Default::default(),
         };
         let announce = Arc::new(tokio::sync::Notify::new());
         let sink = tokio::spawn(sink(

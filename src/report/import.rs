@@ -351,6 +351,7 @@ fn import_workload(
             total: Some(stats.iterations),
             expected_duration: None,
             target_rate: None,
+            max_concurrency: None,
         },
         stats: stats.table(),
         pass_sla: w["pass_sla"]

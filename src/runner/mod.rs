@@ -335,6 +335,17 @@ impl RunnerSpec {
         }
     }
 
+    /// An `rps` runner's `max_concurrency`.
+    pub fn max_concurrency(&self) -> Option<u64> {
+        match self {
+            RunnerSpec::Rps {
+                max_concurrency, ..
+            } => Some(*max_concurrency),
+            RunnerSpec::Distributed { inner, .. } => inner.max_concurrency(),
+            _ => None,
+        }
+    }
+
     /// An `rps` runner's schedule.
     pub fn target_rate(&self) -> Option<&Rate> {
         match self {
@@ -409,6 +420,9 @@ pub struct RunJob {
     pub live: Option<mpsc::UnboundedSender<Vec<InstanceStatus>>>,
     /// How many of the chunks sent on `chunks` are safely stored (committed to the database).
     pub committed: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Iterations running now, kept by the `rps` runner (whose slots are not all busy), so
+    /// the screens can show them against `max_concurrency`.
+    pub in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How one runner instance (an agent) is doing.
@@ -548,6 +562,7 @@ mod tests {
             feed: None,
             live: None,
             committed: None,
+            in_flight: Default::default(),
         };
         let runner = LocalRunner { spec };
         let collect = async move {

@@ -5,6 +5,7 @@
 //! recorded so that latency from the schedule, not just from the actual start, is known.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -75,11 +76,14 @@ pub async fn run(
         }
         let (scenario, idle_tx, done_tx) = (job.scenario.clone(), idle_tx.clone(), done_tx.clone());
         let feed = job.feed.clone();
+        let in_flight = job.in_flight.clone();
+        in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let (mut state, mut batch) = slot;
             batch
                 .run_one(&scenario, &mut state, k, timeout, Some(due))
                 .await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
             if let Some(chunk) = batch.take() {
                 let _ = done_tx.send(chunk);
             }

@@ -14,6 +14,7 @@ pub fn info(index: usize, count: usize, total: Option<u64>) -> WorkloadInfo {
         total,
         expected_duration: None,
         target_rate: None,
+        max_concurrency: None,
     }
 }
 
@@ -66,6 +67,7 @@ pub fn progress(t: f64, total: u64, sources: &[(&str, Figures)]) -> Event {
             .iter()
             .map(|(n, f)| ((*n).to_owned(), f.clone()))
             .collect(),
+        in_flight: None,
     })
 }
 

@@ -240,6 +240,24 @@ fn draw_info_line(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
             },
         ),
     ];
+    // An `rps` runner's slots in use, against its cap: at the cap, iterations start late.
+    if let (Some(n), Some(max)) = (
+        s.in_flight,
+        s.workload.as_ref().and_then(|w| w.max_concurrency),
+    ) {
+        right.extend([
+            sep(),
+            Span::styled("in flight ", dim),
+            Span::styled(
+                format!("{n}/{max}"),
+                if n >= max {
+                    Style::new().fg(c.warn).bold()
+                } else {
+                    Style::new()
+                },
+            ),
+        ]);
+    }
     if let Some((alive, all)) = s.agents_alive() {
         let style = if alive < all {
             Style::new().fg(c.fail).bold()

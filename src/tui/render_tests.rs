@@ -579,6 +579,7 @@ fn rps_target_and_cumulative_failure_rate() {
         duration: 1.0,
     });
     w.expected_duration = Some(11.5);
+    w.max_concurrency = Some(200);
     let mut s = TuiState::new();
     s.apply(&started());
     s.apply(&Event::WorkloadStarted(w));
@@ -594,8 +595,15 @@ fn rps_target_and_cumulative_failure_rate() {
             &[("local", figures(done, failed, rate, 0.05))],
         ));
     }
-    assert_eq!(s.history.target.len(), 10);
-    assert_eq!(s.history.failure_total.len(), 10);
+    let mut last = progress(10.0, 400, &[("local", figures(done, failed, 38.0, 0.05))]);
+    if let Event::Progress(p) = &mut last {
+        p.in_flight = Some(37);
+    }
+    s.apply(&last);
+    let screen = render(&s, &Theme::default(), 160, 48).backend().to_string();
+    assert!(screen.contains("in flight 37/200"), "{screen}");
+    assert_eq!(s.history.target.len(), 11);
+    assert_eq!(s.history.failure_total.len(), 11);
     snapshot("rps_ramp", &s);
 }
 

@@ -363,6 +363,8 @@ pub struct TuiState {
     pub workload: Option<WorkloadInfo>,
     /// Seconds since the current workload's load started (from events, never a clock).
     pub elapsed: f64,
+    /// Iterations running now, where the runner says (a local `rps` runner).
+    pub in_flight: Option<u64>,
     pub total: Option<u64>,
     /// Aggregate figures of the current workload.
     pub all: Figures,
@@ -429,6 +431,7 @@ impl TuiState {
             workloads: Vec::new(),
             workload: None,
             elapsed: 0.0,
+            in_flight: None,
             total: None,
             all: Figures::default(),
             phase: Phase::Waiting,
@@ -536,6 +539,7 @@ impl TuiState {
         self.elapsed = 0.0;
         self.all = Figures::default();
         self.final_rate = None;
+        self.in_flight = None;
         self.live = None;
         self.workload_cursor = info.index;
         self.sla.clear();
@@ -569,6 +573,7 @@ impl TuiState {
     fn progress(&mut self, p: &Progress) {
         self.keep_rows(p.sources.iter().map(|(n, _)| n.as_str()));
         self.elapsed = p.elapsed;
+        self.in_flight = p.in_flight;
         self.total = p.total.or(self.total);
         self.all = p.all.clone();
         self.history.record(p.elapsed, &p.all);
@@ -664,6 +669,7 @@ impl TuiState {
         self.all.iterations = report.iterations;
         self.all.failures = report.failures;
         self.all.rate = 0.0;
+        self.in_flight = None;
         // The whole workload's figures, from the merged data: the last interval's are gone.
         self.all.p95_total = report.stats.total.p95.or(self.all.p95_total);
         self.final_rate =
@@ -1488,6 +1494,8 @@ mod tests {
         let mut w = info(0, 1, Some(400));
         w.expected_duration = runner.expected_duration();
         w.target_rate = runner.target_rate().cloned();
+        w.max_concurrency = runner.max_concurrency();
+        assert_eq!(w.max_concurrency, Some(200));
         let mut s = TuiState::new();
         s.apply(&started());
         s.apply(&Event::WorkloadStarted(w));
