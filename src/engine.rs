@@ -811,7 +811,11 @@ impl Consumer {
             total: self.total,
             all: Figures::merged(&self.instances),
             sources,
-            in_flight: None,
+            // The agents' own counts, for an `rps` workload.
+            in_flight: self
+                .in_flight
+                .as_ref()
+                .map(|_| self.instances.iter().map(|i| i.in_flight).sum()),
         }));
         let total = match self.merged_sla() {
             Some(Ok(merged)) => merged.results(),

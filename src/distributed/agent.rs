@@ -200,6 +200,8 @@ struct Account {
     started: Instant,
     /// Why the load is paused, while it is (see `sink`).
     paused: Option<String>,
+    /// The runner's count of iterations running now.
+    in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Account {
@@ -235,6 +237,7 @@ impl Account {
         let recent_seconds = now.duration_since(self.since).as_secs_f64();
         self.since = now;
         AgentReport {
+            in_flight: self.in_flight.load(std::sync::atomic::Ordering::Relaxed),
             workload: self.workload,
             iterations: self.iterations,
             failures: self.failures,
@@ -567,7 +570,9 @@ impl<'a> Session<'a> {
             });
         }
         let stop = CancellationToken::new();
+        let in_flight: Arc<std::sync::atomic::AtomicU64> = Default::default();
         let account = Arc::new(Mutex::new(Account {
+            in_flight: in_flight.clone(),
             workload: order.workload,
             iterations: 0,
             failures: 0,
@@ -593,7 +598,7 @@ impl<'a> Session<'a> {
             feed: Some(feed.clone()),
             live: None,
             committed: None,
-            in_flight: Default::default(),
+            in_flight,
         };
         let announce = Arc::new(tokio::sync::Notify::new());
         let sink = tokio::spawn(sink(

@@ -379,6 +379,7 @@ impl Agent {
             sla,
             heartbeat_age: Some(self.last_heard.elapsed().as_secs_f64()),
             clock_offset: self.offset.map(|(_, o)| o),
+            in_flight: self.report.as_ref().map_or(0, |r| r.in_flight),
         }
     }
 }

@@ -172,6 +172,9 @@ pub struct AgentReport {
     /// chunks waiting in memory reached their bound).
     #[serde(default)]
     pub paused: Option<String>,
+    /// Iterations running now (kept by the `rps` runner; 0 for the others).
+    #[serde(default)]
+    pub in_flight: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

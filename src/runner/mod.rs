@@ -465,6 +465,8 @@ pub struct InstanceStatus {
     pub heartbeat_age: Option<f64>,
     /// Its clock minus the controller's, seconds.
     pub clock_offset: Option<f64>,
+    /// Iterations it is running now (an `rps` runner's count; 0 otherwise).
+    pub in_flight: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -356,3 +356,34 @@ fn a_second_ctrl_c_leaves_at_once() {
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(rows[0]["status"], "aborted", "{rows}");
 }
+
+/// An `rps` workload on two agents whose iterations outlast their pace: the header shows
+/// the agents' iterations in flight at the `max_concurrency` cap.
+#[test]
+fn rps_in_flight_against_max_concurrency_from_the_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = support::write(
+        dir.path(),
+        "task.yaml",
+        "version: 2\ntitle: tui-rps\nsubtasks:\n\
+         - title: capped\n  scenario: {Dummy.dummy: {sleep: 0.5}}\n  runner: {rps: {times: 300, rps: 30, max_concurrency: 4}}\n",
+    );
+    let db = dir.path().join("tasks.db");
+    let exit_file = dir.path().join("exit");
+    let cmd = format!(
+        "{} --db {} run {} --agents 2; echo EXIT=$? > {}; sleep 60",
+        quote(&support::bin()),
+        quote(&db),
+        quote(&task),
+        quote(&exit_file)
+    );
+    let tmux = Tmux::start_sized(&cmd, 160, 48);
+    tmux.wait_for(
+        "iterations in flight at the cap",
+        Duration::from_secs(20),
+        |s| s.contains("in flight 4/4"),
+    );
+    tmux.send("C-c");
+    tmux.send("C-c");
+    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
+}
