@@ -1145,9 +1145,20 @@ impl State {
             if let Some(s) = source {
                 active.merger.remove_source(s);
             }
-            message.push_str(&format!(
-                "; {reissued} unfinished iterations handed to the other agents"
-            ));
+            // Where its share went, in the runner's terms.
+            let share = match &active.request.assignment.inner {
+                crate::runner::RunnerSpec::ConstantForDuration { .. } => format!(
+                    "; its concurrency slots are not taken over: the other agents keep their \
+                     own for the rest of the duration ({reissued} of its leased iterations \
+                     handed to them)"
+                ),
+                crate::runner::RunnerSpec::Rps { .. } => format!(
+                    "; {reissued} of its scheduled iterations handed to the other agents, \
+                     which run them at their due times"
+                ),
+                _ => format!("; {reissued} unfinished iterations handed to the other agents"),
+            };
+            message.push_str(&share);
         }
         let _ = self.registered.send(self.live_count());
         self.notice("warning", message);
