@@ -263,7 +263,10 @@ impl TaskStatus {
     }
 }
 
+/// Serialized (`--events`) as one object per event with its kind under `type`
+/// (`task_started`, `progress`, …); see [`crate::event_log`].
 #[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     TaskStarted {
         uuid: String,

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod context;
 pub mod distributed;
 pub mod engine;
+pub mod event_log;
 pub mod events;
 pub mod headless;
 pub mod hook;

@@ -90,6 +90,10 @@ struct RunArgs {
     /// finds it. Added to the task file's own `tags`.
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
+    /// Write every engine event to FILE as JSON lines (schema `"v": 1`, see the README);
+    /// `-` is standard output, with --no-tui.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
     /// Print progress lines and tables instead of the terminal UI (for CI).
     #[arg(long)]
     no_tui: bool,
@@ -289,6 +293,27 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         }
     };
     let tui = !args.no_tui && std::io::stdout().is_terminal();
+    // `--events`: opened before anything runs, so a bad path is an error, not a lost log.
+    let events_out: Option<Box<dyn Write + Send>> = match &args.events {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => {
+            if !args.no_tui {
+                init_tracing(std::io::stderr);
+                eprintln!("error: --events - writes to standard output, which needs --no-tui");
+                return Ok(exit::USAGE);
+            }
+            Some(Box::new(std::io::stdout()))
+        }
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
+            Err(e) => {
+                init_tracing(std::io::stderr);
+                eprintln!("error: --events {}: {e}", p.display());
+                return Ok(exit::USAGE);
+            }
+        },
+    };
+    let events_to_stdout = args.events.as_ref().is_some_and(|p| p.as_os_str() == "-");
     let db = db_path(db);
     // The TUI logs to a file, never onto its screen; the guard flushes it on the way out.
     let _log_guard = if tui {
@@ -391,6 +416,8 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             ..EngineOptions::default()
         };
         let (notices, mut notice_rx) = tokio::sync::mpsc::unbounded_channel();
+        // What the headless mode printed while the agents came, for the start of `--events`.
+        let mut early_notices = Vec::new();
         let pool = match token {
             None => None,
             Some(token) => {
@@ -439,7 +466,13 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                     if tui {
                         start.await
                     } else {
-                        print_notices_while(start, &mut notice_rx).await
+                        print_notices_while(
+                            start,
+                            &mut notice_rx,
+                            &mut early_notices,
+                            events_to_stdout,
+                        )
+                        .await
                     }
                 };
                 // A signal while the agents come is a stop like any other: exit 3, not the
@@ -464,6 +497,20 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         if let Some(pool) = &pool {
             engine = engine.with_controller(pool.controller.clone());
         }
+        let event_log = events_out.map(|out| {
+            let early = early_notices
+                .iter()
+                .map(|n| rally_tui::events::Event::Log {
+                    level: n.level.into(),
+                    message: n.message.clone(),
+                })
+                .collect();
+            tokio::spawn(rally_tui::event_log::write_events(
+                early,
+                engine.subscribe(),
+                out,
+            ))
+        });
         let stopper = engine.stopper();
         let abandoner = engine.abandoner();
         let stop_reason = engine.stop_reason();
@@ -475,6 +522,9 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                 stop_reason.clone(),
                 theme,
             ))
+        } else if events_to_stdout {
+            // Standard output carries the event lines alone, for a program to read.
+            tokio::spawn(async { Ok(()) })
         } else {
             let printer = headless::print_events(engine.subscribe(), std::io::stdout());
             tokio::spawn(async move {
@@ -541,6 +591,10 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         // The TUI stays on its final screen until the user quits.
         let front = front.await;
         drop(engine);
+        if let Some(log) = event_log {
+            // It ends with the task's last event (or when the engine's stream closed).
+            let _ = log.await;
+        }
         match front {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -573,13 +627,18 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                 } else {
                     format!(" --db {}", db.display())
                 };
-                let _ = writeln!(
-                    std::io::stdout(),
+                let text = format!(
                     "Stored as task {id} in {}\nSee it again: rally-tui{db_arg} task show {id}\n\
                      A report:    rally-tui{db_arg} task report {id} --out report.html",
                     db.display(),
                     id = outcome.uuid,
                 );
+                // With `--events -` standard output is the event lines' alone.
+                let _ = if events_to_stdout {
+                    writeln!(std::io::stderr(), "{text}")
+                } else {
+                    writeln!(std::io::stdout(), "{text}")
+                };
             }
             Ok(Ok(Err(e))) => {
                 let _ = writeln!(std::io::stderr(), "error: results were not all stored: {e}");
@@ -616,19 +675,31 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
 
 /// Prints notices as `level: message` lines (as the headless printer does) while `work`
 /// runs: the printer only starts with the engine, once the agents have come.
+/// Each notice is kept in `seen` too (for `--events`), and goes to standard error when
+/// standard output carries the event lines.
 async fn print_notices_while<T>(
     work: impl std::future::Future<Output = T>,
     notices: &mut tokio::sync::mpsc::UnboundedReceiver<rally_tui::distributed::controller::Notice>,
+    seen: &mut Vec<rally_tui::distributed::controller::Notice>,
+    to_stderr: bool,
 ) -> T {
+    let mut say = |n: rally_tui::distributed::controller::Notice| {
+        if to_stderr {
+            eprintln!("{}: {}", n.level, n.message);
+        } else {
+            println!("{}: {}", n.level, n.message);
+        }
+        seen.push(n);
+    };
     tokio::pin!(work);
     let out = loop {
         tokio::select! {
             out = &mut work => break out,
-            Some(n) = notices.recv() => println!("{}: {}", n.level, n.message),
+            Some(n) = notices.recv() => say(n),
         }
     };
     while let Ok(n) = notices.try_recv() {
-        println!("{}: {}", n.level, n.message);
+        say(n);
     }
     out
 }

@@ -503,3 +503,84 @@ fn dummy_output_missing_executables_and_time_hooks_as_rally() {
         .collect();
     assert_eq!(timed, vec![1], "{}", w["hooks"][1]);
 }
+
+/// `--events FILE`: every line a JSON object of schema version 1 with a known type; the
+/// workloads' totals in it match what was stored; agents' registrations are in it.
+#[test]
+fn the_event_stream_is_versioned_json_lines_that_agree_with_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tasks.db");
+    let events = dir.path().join("events.jsonl");
+    let t = task(
+        dir.path(),
+        "version: 2\ntitle: events\nsubtasks:\n\
+         - title: some fail\n  scenario: {Dummy.failure: {sleep: 0, from_iteration: 1, to_iteration: 40, each: 4}}\n  runner: {constant: {times: 400, concurrency: 4}}\n  sla: {failure_rate: {max: 50}}\n\
+         - title: fine\n  scenario: {Dummy.dummy: {}}\n  runner: {constant: {times: 300, concurrency: 2}}\n",
+    );
+    let db_arg = db.to_str().unwrap();
+    let out = support::run(&[
+        "--db",
+        db_arg,
+        "run",
+        &t,
+        "--no-tui",
+        "--agents",
+        "2",
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+    let text = std::fs::read_to_string(&events).unwrap();
+    let known = [
+        "task_started",
+        "workload_started",
+        "progress",
+        "count",
+        "sla",
+        "agents",
+        "statistics",
+        "stopping",
+        "workload_finished",
+        "task_finished",
+        "log",
+    ];
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for l in &lines {
+        assert_eq!(l["v"], 1, "{l}");
+        assert!(l["time"].as_f64().is_some(), "{l}");
+        assert!(known.contains(&l["type"].as_str().unwrap_or("")), "{l}");
+    }
+    // The agents' registrations (before the engine starts) come first, as log lines.
+    let first = lines.iter().find(|l| l["type"] != "log").unwrap();
+    assert_eq!(first["type"], "task_started");
+    assert_eq!(lines.last().unwrap()["type"], "task_finished");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "agents" && l["agents"].as_array().is_some_and(|a| a.len() == 2)),
+        "per-agent snapshots"
+    );
+    assert!(
+        lines.iter().any(|l| l["type"] == "log"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("registered"))),
+        "agents' registrations"
+    );
+    let finished: Vec<(u64, u64)> = lines
+        .iter()
+        .filter(|l| l["type"] == "workload_finished")
+        .map(|l| {
+            (
+                l["iterations"].as_u64().unwrap(),
+                l["failures"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let show = support::stdout(&support::run(&["--db", db_arg, "task", "show", "last"]));
+    assert_eq!(finished, support::workload_counts(&show));
+    assert_eq!(finished, vec![(400, 10), (300, 0)]);
+}
