@@ -404,14 +404,14 @@ impl TaskEngine {
                     () = self.abandon.cancelled() => Ok(()),
                 }
             };
-            let consume = async {
-                tokio::select! {
-                    () = consumer.consume(rx, live_rx, &workload_stop, self.recorder.as_ref(), |e| {
-                        self.publish(e)
-                    }) => {}
-                    () = self.abandon.cancelled() => {}
-                }
-            };
+            let consume = consumer.consume(
+                rx,
+                live_rx,
+                &workload_stop,
+                &self.abandon,
+                self.recorder.as_ref(),
+                |e| self.publish(e),
+            );
             let (run_result, ()) = tokio::join!(run, consume);
             if let Err(e) = run_result {
                 failure = Some(e.to_string());
@@ -443,6 +443,9 @@ impl TaskEngine {
 
 /// How often the merged agents' SLA state is checked while reports come in.
 const SLA_CHECK: Duration = Duration::from_millis(20);
+
+/// How often, at most, agents' state changes are published between intervals.
+const AGENTS_AT_ONCE: Duration = Duration::from_millis(100);
 
 /// How often the iteration count is published between intervals (SPEC §14: progress
 /// redraws at least 4 times a second).
@@ -544,6 +547,7 @@ impl Consumer {
         mut rx: mpsc::Receiver<Chunk>,
         mut live: mpsc::UnboundedReceiver<Vec<InstanceStatus>>,
         stop: &CancellationToken,
+        abandon: &CancellationToken,
         recorder: Option<&mpsc::Sender<Record>>,
         publish: impl Fn(Event),
     ) {
@@ -558,16 +562,16 @@ impl Consumer {
         let mut count_tick = tokio::time::interval(COUNT_INTERVAL);
         count_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut counted = (u64::MAX, u64::MAX);
+        // Agents' state changes, published at most every AGENTS_AT_ONCE: with a thousand
+        // agents starting, one snapshot per status would be a million rows.
+        let mut agents_changed = false;
+        let mut agents_tick = tokio::time::interval(AGENTS_AT_ONCE);
+        agents_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 update = live.recv(), if live_open => match update {
                     Some(instances) => {
-                        if self.upsert(instances) {
-                            publish(Event::Agents(AgentsSnapshot {
-                                workload: self.index,
-                                agents: self.instances.iter().map(AgentRow::from_instance).collect(),
-                            }));
-                        }
+                        agents_changed |= self.upsert(instances);
                         sla_dirty = true;
                     }
                     None => live_open = false,
@@ -597,6 +601,24 @@ impl Consumer {
                     }
                     None => break,
                 },
+                _ = agents_tick.tick(), if agents_changed => {
+                    agents_changed = false;
+                    publish(Event::Agents(AgentsSnapshot {
+                        workload: self.index,
+                        agents: self.instances.iter().map(AgentRow::from_instance).collect(),
+                    }));
+                }
+                // Leaving now: what already arrived is counted and stored; the rest is not
+                // waited for.
+                () = abandon.cancelled() => {
+                    while let Ok(chunk) = rx.try_recv() {
+                        self.ingest(&chunk);
+                        if let Some(r) = recorder {
+                            let _ = r.send(Record::Chunk { index: self.index, chunk }).await;
+                        }
+                    }
+                    break;
+                }
                 _ = count_tick.tick() => {
                     let (iterations, failures) = self.count();
                     if (iterations, failures) != counted {

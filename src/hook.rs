@@ -281,9 +281,10 @@ pub struct HookExecutor {
     hooks: Arc<Vec<HookSpec>>,
     fire_tx: mpsc::UnboundedSender<Firing>,
     worker: tokio::task::JoinHandle<Vec<(usize, HookRun)>>,
-    /// Cancelled when the load is over: the time clock fires its next whole second, then
-    /// stops.
+    /// Cancelled when the load is over (at `ended`): the time clock fires up to the first
+    /// whole second at or after that, then stops.
     load_over: CancellationToken,
+    ended: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl HookExecutor {
@@ -292,23 +293,28 @@ impl HookExecutor {
         let hooks = Arc::new(hooks);
         let (fire_tx, mut fire_rx) = mpsc::unbounded_channel::<Firing>();
         let load_over = CancellationToken::new();
+        // The clock's origin: now, when the load starts, not when its task first runs.
+        let start = tokio::time::Instant::now();
+        let ended: Arc<std::sync::Mutex<Option<tokio::time::Instant>>> = Default::default();
         // Cancelled once no more firings come: the clock's last tick, or at once without it.
         let closed = CancellationToken::new();
         if hooks.iter().any(|h| h.trigger.unit() == Unit::Time) {
-            let (hooks, tx, over, done) = (
+            let (hooks, tx, over, done, ended) = (
                 hooks.clone(),
                 fire_tx.clone(),
                 load_over.clone(),
                 closed.clone(),
+                ended.clone(),
             );
             tokio::spawn(async move {
                 // As Rally's hook executor: its clock runs until the workload's results are
                 // collected, so the first whole second at or after the load's end still
                 // fires (a 2.5 s load fires at 0, 1, 2 and 3).
                 let _done = done.drop_guard();
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut tick = tokio::time::interval_at(start, Duration::from_secs(1));
                 for second in 0u64.. {
                     tick.tick().await;
+                    let due = start + Duration::from_secs(second);
                     for (i, h) in hooks.iter().enumerate() {
                         if h.trigger.unit() == Unit::Time && h.trigger.fires(second) {
                             let _ = tx.send(Firing {
@@ -318,7 +324,10 @@ impl HookExecutor {
                             });
                         }
                     }
-                    if over.is_cancelled() {
+                    // Judged by the tick's own time, not by when this task got to run: a
+                    // load that ended before the clock's first tick still gets its second.
+                    let end = *ended.lock().unwrap_or_else(|p| p.into_inner());
+                    if over.is_cancelled() && end.is_none_or(|end| due >= end) {
                         break;
                     }
                 }
@@ -368,6 +377,7 @@ impl HookExecutor {
             fire_tx,
             worker,
             load_over,
+            ended,
         }
     }
 
@@ -397,6 +407,7 @@ impl HookExecutor {
     /// Say the load is over (the clock fires its next whole second, then stops), wait for
     /// running actions, and return each hook's results.
     pub async fn finish(self) -> Vec<HookResult> {
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
         self.load_over.cancel();
         let mut runs = self.worker.await.unwrap_or_default();
         runs.sort_by(|a, b| a.1.started_at.total_cmp(&b.1.started_at));
@@ -657,5 +668,22 @@ mod tests {
             fired(2.5, "{periodic: {unit: time, step: 1}}").await,
             vec![0, 1, 2, 3]
         );
+    }
+
+    /// A load over before the clock's task first ran still gets the first whole second
+    /// after it (the clock's origin is the executor's start, not the task's first poll).
+    #[tokio::test(start_paused = true)]
+    async fn a_load_over_before_the_clock_ran_still_gets_its_second() {
+        let hook =
+            v2("{action: {sys_call: 'true'}, trigger: {event: {unit: time, at: [1, 2]}}}").unwrap();
+        let exec = HookExecutor::start(vec![hook]);
+        tokio::time::advance(Duration::from_millis(50)).await;
+        let results = exec.finish().await;
+        let fired: Vec<u64> = results[0]
+            .results
+            .iter()
+            .map(|r| r.triggered_by["value"].as_u64().unwrap())
+            .collect();
+        assert_eq!(fired, vec![1]);
     }
 }

@@ -298,16 +298,29 @@ impl WorkloadStats {
     /// added to the row of its name and count.
     fn add_actions(&mut self, r: &IterationRecord, actions: &[ActionSpan]) {
         self.pending.clear();
-        let mut at_depth = [0usize; TABLE_DEPTH as usize];
+        // The group open at each depth, for this iteration's spans so far.
+        let mut at_depth = [None::<usize>; TABLE_DEPTH as usize];
         let mut any_failed = false;
         let mut top_sum = 0.0;
         for span in actions {
             if span.depth >= TABLE_DEPTH {
                 continue;
             }
-            let parent = (span.depth > 0).then(|| at_depth[span.depth as usize - 1]);
+            let parent = match span.depth {
+                0 => None,
+                // A span deeper than any open parent (a damaged or foreign chunk) has no
+                // row to go under: skipped, never a panic.
+                d => match at_depth[d as usize - 1] {
+                    Some(p) => Some(p),
+                    None => continue,
+                },
+            };
             at_depth[span.depth as usize] =
-                self.pend(parent, Some(span.name), span.duration(), span.failed);
+                Some(self.pend(parent, Some(span.name), span.duration(), span.failed));
+            // A new span at this depth closes the deeper ones.
+            for deeper in at_depth.iter_mut().skip(span.depth as usize + 1) {
+                *deeper = None;
+            }
             any_failed |= span.failed;
             if span.depth == 0 {
                 top_sum += span.duration();
@@ -524,5 +537,23 @@ mod tests {
             Some(2.0),
             "summed over the iteration's runs"
         );
+    }
+
+    /// A span deeper than any open parent (only a damaged or foreign chunk has one) is
+    /// skipped instead of indexing a row that does not exist.
+    #[test]
+    fn orphan_spans_are_skipped() {
+        let names: std::sync::Arc<[String]> = vec!["foo".to_string(), "bar".to_string()].into();
+        let mut s = WorkloadStats::new(names);
+        let mut chunk = Chunk::new("local".into());
+        chunk
+            .actions
+            .extend([span(1, 1, 0.0, 0.5), span(0, 0, 0.0, 1.0)]);
+        chunk.records.push(record(1.0, false, 0..2));
+        s.add_chunk(&chunk);
+        let t = s.table();
+        assert_eq!(t.atomics.len(), 1);
+        assert_eq!(t.atomics[0].name, "foo");
+        assert!(t.atomics[0].children.is_empty());
     }
 }

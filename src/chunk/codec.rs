@@ -11,8 +11,12 @@ use std::sync::Arc;
 use super::{ActionSpan, Chunk, Dials, IterationError, IterationRecord, Output};
 
 const MAGIC: &[u8; 4] = b"RTCK";
-/// Bumped whenever the payload layout changes.
-pub const VERSION: u8 = 1;
+/// Bumped whenever the payload layout changes: 2 added the connection counts
+/// ([`HAS_DIALS`]). Version 1 blobs (stored before) are read too; a binary that only knows
+/// version 1 refuses version 2 with a clear error instead of misreading it.
+pub const VERSION: u8 = 2;
+/// The oldest layout this build reads.
+const OLDEST: u8 = 1;
 const HEADER: usize = 4 + 1 + 3 + 4 + 4;
 /// The smallest encoded record and action, to bound counts read from the payload.
 const MIN_RECORD: usize = 8 + 4 * 8 + 4 + 4 + 1;
@@ -28,7 +32,9 @@ const HAS_DIALS: u8 = 4;
 pub enum CodecError {
     #[error("not a chunk (bad magic)")]
     BadMagic,
-    #[error("chunk format version {0} is not supported (this build reads version {VERSION})")]
+    #[error(
+        "chunk format version {0} is not supported (this build reads versions {OLDEST} to {VERSION})"
+    )]
     Version(u8),
     #[error("chunk is truncated: {0}")]
     Truncated(&'static str),
@@ -156,7 +162,7 @@ fn framed_payload(bytes: &[u8]) -> Result<&[u8], CodecError> {
         return Err(CodecError::BadMagic);
     }
     let version = r.u8("version")?;
-    if version != VERSION {
+    if !(OLDEST..=VERSION).contains(&version) {
         return Err(CodecError::Version(version));
     }
     r.take(3, "header")?;

@@ -217,9 +217,13 @@ pub async fn dial_with(
         Some(proxy) => {
             let mut stream = proxy.connect().await?;
             if tls.is_some() || tunnel {
-                proxy
-                    .tunnel(&mut stream, &format!("{}:{}", target.host, target.port))
-                    .await?;
+                // An IPv6 address goes in brackets (`[::1]:443`), as in a URL.
+                let authority = if target.host.contains(':') {
+                    format!("[{}]:{}", target.host, target.port)
+                } else {
+                    format!("{}:{}", target.host, target.port)
+                };
+                proxy.tunnel(&mut stream, &authority).await?;
             }
             stream
         }

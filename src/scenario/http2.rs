@@ -12,10 +12,12 @@
 //!
 //! A slot keeps its own clone of its line's `SendRequest` and touches the line's lock only
 //! when the connection fails: then the first slot to notice dials the replacement (the line
-//! counts generations, so the others pick it up instead of dialing again). A GOAWAY, or a
-//! stream the server refused, means the server did not process the request: it is sent again
-//! on the new connection (up to [`UNPROCESSED_ATTEMPTS`] times in all), so a server that rotates its connections (nginx's
-//! `keepalive_requests`) costs no failed iterations.
+//! counts generations, so the others pick it up instead of dialing again). A request that
+//! never left (the connection was closing), a stream the server refused, or one its GOAWAY
+//! left out, was not processed: it is sent again on the new connection (up to
+//! [`UNPROCESSED_ATTEMPTS`] times in all), so a server that rotates its connections (nginx's
+//! `keepalive_requests`) costs no failed iterations. Once the server may have worked on a
+//! request, a failure is the iteration's: nothing is sent twice.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -87,11 +89,13 @@ fn describe(e: &h2::Error) -> String {
 }
 
 impl H2Failure {
-    /// The server did not process the request (RFC 9113 §8.7): safe to send again.
+    /// After the request was sent: did the server say it did not process it (RFC 9113
+    /// §8.7: a stream it refused, or one its GOAWAY left out)? Only then is it sent again;
+    /// a connection that broke while the server may have been working on it is an error.
     fn unprocessed(&self) -> bool {
         match self {
             H2Failure::Protocol(e) => {
-                e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM) || e.is_io()
+                (e.is_go_away() && e.is_remote()) || e.reason() == Some(h2::Reason::REFUSED_STREAM)
             }
             _ => false,
         }
@@ -115,15 +119,20 @@ impl H2Failure {
     }
 }
 
+/// A failed request, and whether it may be sent again (the server cannot have processed it).
+struct Attempt {
+    failure: H2Failure,
+    retry: bool,
+}
+
 /// One connection of the pool, replaced whole when it fails.
 #[derive(Default)]
 struct Line {
     current: Mutex<Option<(u64, SendRequest<Bytes>)>>,
 }
 
-/// A slot's hold on its line: the line, the connection's generation, and its own handle.
+/// A slot's hold on its line's connection: the generation, and its own handle.
 struct Bound {
-    line: Arc<Line>,
     generation: u64,
     send: SendRequest<Bytes>,
 }
@@ -131,6 +140,9 @@ struct Bound {
 /// What a slot keeps for HTTP/2 between its iterations.
 #[derive(Default)]
 pub struct Slot {
+    /// Its line, taken on its first request and kept (also while the server is down, so
+    /// failed connects do not spread slots over ever new lines).
+    line: Option<Arc<Line>>,
     bound: Option<Bound>,
     /// The request's deadline, one timer per slot moved for each request (see
     /// [`super::wire::Wire`] for why not a `timeout()` per request).
@@ -270,9 +282,13 @@ impl Pool {
             }
             None => Box::pin(tokio::time::sleep_until(deadline)),
         };
+        let line = slot
+            .line
+            .get_or_insert_with(|| self.line_for_new_slot())
+            .clone();
         let sent = tokio::select! {
             biased;
-            r = self.exchange(&mut slot.bound, &mut slot.dials) => Ok(r),
+            r = self.exchange(&line, &mut slot.bound, &mut slot.dials) => Ok(r),
             _ = timer.as_mut() => Err(()),
         };
         slot.deadline = Some(timer);
@@ -297,60 +313,77 @@ impl Pool {
     /// did not process it. Returns the status.
     async fn exchange(
         &self,
+        line: &Line,
         slot: &mut Option<Bound>,
         dials: &mut Dials,
     ) -> Result<u16, H2Failure> {
         let bound = match slot {
             Some(bound) => bound,
             None => {
-                let line = self.line_for_new_slot();
-                let (generation, send) = self.handle(&line, None, dials).await?;
-                slot.insert(Bound {
-                    line,
-                    generation,
-                    send,
-                })
+                let (generation, send) = self.handle(line, None, dials).await?;
+                slot.insert(Bound { generation, send })
             }
         };
         let mut attempts = 1;
         loop {
             match self.round_trip(&mut bound.send).await {
-                // A connection that a server rotates quickly may be going away again by the
-                // time a stream reaches it: each attempt takes a newer connection, a few times.
-                Err(e) if e.unprocessed() && attempts < UNPROCESSED_ATTEMPTS => {
+                // Not processed by the server: sent again on a newer connection. A server
+                // that rotates connections quickly may be sending the next GOAWAY by the
+                // time the stream reaches it, so a few times.
+                Err(Attempt {
+                    failure,
+                    retry: true,
+                }) if attempts < UNPROCESSED_ATTEMPTS => {
+                    tracing::trace!("HTTP/2 request not processed, sending it again: {failure}");
                     attempts += 1;
-                    let (generation, send) = self
-                        .handle(&bound.line, Some(bound.generation), dials)
-                        .await?;
+                    let (generation, send) =
+                        self.handle(line, Some(bound.generation), dials).await?;
                     bound.generation = generation;
                     bound.send = send;
                 }
-                other => return other,
+                Err(Attempt { failure, .. }) => return Err(failure),
+                Ok(status) => return Ok(status),
             }
         }
     }
 
-    async fn round_trip(&self, send: &mut SendRequest<Bytes>) -> Result<u16, H2Failure> {
+    async fn round_trip(&self, send: &mut SendRequest<Bytes>) -> Result<u16, Attempt> {
+        // Nothing has reached the server before the stream is open: any failure up to
+        // there can be retried (the connection was closing or closed).
+        let before_send = |e| Attempt {
+            failure: H2Failure::Protocol(e),
+            retry: true,
+        };
         std::future::poll_fn(|cx| send.poll_ready(cx))
             .await
-            .map_err(H2Failure::Protocol)?;
+            .map_err(before_send)?;
         let mut request = Request::new(());
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
         let (response, mut stream) = send
             .send_request(request, self.body.is_empty())
-            .map_err(H2Failure::Protocol)?;
+            .map_err(before_send)?;
+        let sent = |e| {
+            let failure = H2Failure::Protocol(e);
+            Attempt {
+                retry: failure.unprocessed(),
+                failure,
+            }
+        };
         if !self.body.is_empty() {
-            stream
-                .send_data(self.body.clone(), true)
-                .map_err(H2Failure::Protocol)?;
+            stream.send_data(self.body.clone(), true).map_err(sent)?;
         }
-        let response = response.await.map_err(H2Failure::Protocol)?;
+        let response = response.await.map_err(sent)?;
+        // The server answered: whatever happens to the body now, it processed the request.
+        let answered = |e| Attempt {
+            failure: H2Failure::Protocol(e),
+            retry: false,
+        };
         let status = response.status().as_u16();
         let mut body = response.into_body();
         while let Some(data) = body.data().await {
-            let data = data.map_err(H2Failure::Protocol)?;
+            let data = data.map_err(answered)?;
             let _ = body.flow_control().release_capacity(data.len());
         }
         Ok(status)

@@ -98,11 +98,39 @@ fn operand_end(b: &[u8], start: usize) -> Option<usize> {
     } else {
         return None;
     }
-    // Calls and subscripts after a name.
-    while i < b.len() && (b[i] == b'(' || b[i] == b'[') {
-        i = bracket_end(b, i)?;
+    // What binds tighter than `%` in Jinja2: attributes, calls, subscripts and filters.
+    loop {
+        match b.get(i) {
+            Some(b'(' | b'[') => i = bracket_end(b, i)?,
+            Some(b'.') => i = ident_end(b, i + 1),
+            Some(b'|') if b.get(i + 1) != Some(&b'|') => {
+                let j = skip_space(b, i + 1);
+                let end = ident_end(b, j);
+                if end == j {
+                    break;
+                }
+                i = end;
+            }
+            Some(c) if c.is_ascii_whitespace() => {
+                // A filter may follow after spaces (`x | upper`); anything else ends it.
+                let j = skip_space(b, i);
+                if b.get(j) == Some(&b'|') && b.get(j + 1) != Some(&b'|') {
+                    i = j;
+                } else {
+                    break;
+                }
+            }
+            _ => break,
+        }
     }
     Some(i)
+}
+
+fn ident_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+        i += 1;
+    }
+    i
 }
 
 /// The index after the bracket that closes the one at `start`, skipping strings.
@@ -219,7 +247,14 @@ pub fn pyformat(format: &str, args: Value) -> Result<String, Error> {
                     a.log10().floor() as i32
                 };
                 if exp < -4 || exp >= p as i32 {
-                    exponent(a, p - 1)
+                    // %g drops the mantissa's trailing zeros (`1e+10`, not `1.00000e+10`).
+                    let text = exponent(a, p - 1);
+                    match text.split_once('e') {
+                        Some((m, e)) if m.contains('.') => {
+                            format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+                        }
+                        _ => text,
+                    }
                 } else {
                     let text = format!("{a:.*}", (p as i32 - 1 - exp).max(0) as usize);
                     if text.contains('.') {
@@ -320,6 +355,18 @@ mod tests {
         );
         // Outside tags, and a `%` that ends a tag, are left alone.
         assert_eq!(rewrite("'%d' % 3 {{ x }}"), "'%d' % 3 {{ x }}");
+        // Attributes after subscripts, and filters, bind tighter than `%`.
+        assert_eq!(
+            rewrite("{{ '%s' % x[0].y }}"),
+            "{{ '%s' | pyformat(x[0].y) }}"
+        );
+        assert_eq!(
+            rewrite("{{ '%s' % x | upper }}"),
+            "{{ '%s' | pyformat(x | upper) }}"
+        );
+        // Non-ASCII text and unterminated strings do not trouble it.
+        assert_eq!(rewrite("{{ 'é%s' % n }} ü"), "{{ 'é%s' | pyformat(n) }} ü");
+        assert_eq!(rewrite("{{ 'abc"), "{{ 'abc");
         assert_eq!(
             rewrite("{% if x == 'a' %}y{% endif %}"),
             "{% if x == 'a' %}y{% endif %}"
@@ -343,6 +390,7 @@ mod tests {
         assert_eq!(f("%e", Value::from(2.5)), "2.500000e+00");
         assert_eq!(f("%g", Value::from(0.0001)), "0.0001");
         assert_eq!(f("%g", Value::from(1234567.0)), "1.23457e+06");
+        assert_eq!(f("%g", Value::from(1e10)), "1e+10");
         assert_eq!(f("%d", Value::from(-3.7)), "-3");
         assert!(pyformat("%d %d", Value::from(1)).is_err());
         assert!(pyformat("%d", Value::from(vec![Value::from(1), Value::from(2)])).is_err());

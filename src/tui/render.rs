@@ -389,7 +389,7 @@ struct Panel<'a> {
 /// the aggregate, so its place goes to more views of the aggregate.
 fn chart_panels(s: &TuiState, grid: bool) -> Vec<Vec<Panel<'_>>> {
     let (history, sla, until) = s.shown_charts();
-    let who = match s.inspected {
+    let who = match s.inspected_charts() {
         Some(i) => format!("workload {}/{} (final)", i + 1, s.workloads.len()),
         None => aggregate_name(s).to_owned(),
     };
@@ -401,7 +401,7 @@ fn chart_panels(s: &TuiState, grid: bool) -> Vec<Vec<Panel<'_>>> {
         until,
     };
     // A finished workload's agents are gone from the table: its aggregate only.
-    let per_agent = s.inspected.is_none() && (s.distributed || s.sources.len() > 1);
+    let per_agent = s.inspected_charts().is_none() && (s.distributed || s.sources.len() > 1);
     let one = |view| match s.selected_source() {
         Some(src) => Panel {
             who: agent_label(src),
@@ -646,7 +646,7 @@ fn draw_sla(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
             Style::new().fg(c.fail).bold(),
         )),
     }
-    let which = match (s.inspected, &s.workload) {
+    let which = match (s.inspected_charts(), &s.workload) {
         (Some(i), _) => format!("#{}/{} ", i + 1, s.workloads.len()),
         (None, Some(w)) => format!("#{}/{} ", w.index + 1, w.count),
         (None, None) => String::new(),
@@ -655,7 +655,7 @@ fn draw_sla(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
     let outer = block(Line::from(title), c);
     // The selected agent's own values, where there is room and it has any.
     let agent = s.selected_source().filter(|src| {
-        s.inspected.is_none()
+        s.inspected_charts().is_none()
             && s.distributed
             && !src.sla.is_empty()
             && area.width >= SLA_WIDE_WIDTH
@@ -1055,6 +1055,8 @@ fn draw_log_lines(
     back: usize,
 ) {
     let height = outer.inner(area).height as usize;
+    // Scrolled back at most to a full first page.
+    let back = back.min(s.logs.len().saturating_sub(height));
     let end = s.logs.len().saturating_sub(back);
     let lines: Vec<Line> = s
         .logs

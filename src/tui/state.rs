@@ -983,6 +983,12 @@ impl TuiState {
 
     /// What the charts and the SLA panel show: the inspected finished workload's final
     /// ones, else the current workload's.
+    /// The finished workload whose final charts are on screen, if its charts are kept.
+    pub fn inspected_charts(&self) -> Option<usize> {
+        self.inspected
+            .filter(|i| self.histories.iter().any(|(j, _, _)| j == i))
+    }
+
     pub fn shown_charts(&self) -> (&History, &[CriterionStatus], f64) {
         let inspected = self.inspected.and_then(|i| {
             let report = self.finished_report(i)?;
