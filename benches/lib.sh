@@ -54,6 +54,18 @@ cargo_() {
     read -ra c <<<"${CARGO:-cargo}"
     "${c[@]}" "$@"
 }
+
+# `bench_exe NAME`: build the `cargo bench` target NAME (in $profile) and print its
+# executable, so that it runs without cargo (no build lock held while timing).
+bench_exe() {
+    cargo_ bench --profile "$profile" --bench "$1" --no-run --message-format=json 2>/dev/null |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1"
+}
 # Build the binary once per benches/all.sh run (release; the debug one in QUICK mode).
 build() {
     if [[ "${BENCH_BUILT:-}" != 1 ]]; then

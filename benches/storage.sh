@@ -17,12 +17,7 @@ if [[ $quick == 1 ]]; then times=20000; fi
 need_time
 build
 # Build the bench binary with cargo, then run it without cargo (no build lock held while timing).
-storage_bench=$(cargo_ bench --profile "$profile" --bench storage --no-run --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "storage" and m.get("executable"):
-        print(m["executable"])')
+storage_bench=$(bench_exe storage)
 
 machine
 echo

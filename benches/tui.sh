@@ -10,12 +10,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-tui_bench=$(cargo_ bench --profile "$profile" --bench tui --no-run --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "tui" and m.get("executable"):
-        print(m["executable"])')
+tui_bench=$(bench_exe tui)
 
 machine
 echo

@@ -296,9 +296,15 @@ impl HookExecutor {
         // The clock's origin: now, when the load starts, not when its task first runs.
         let start = tokio::time::Instant::now();
         let ended: Arc<std::sync::Mutex<Option<tokio::time::Instant>>> = Default::default();
-        // Cancelled once no more firings come: the clock's last tick, or at once without it.
-        let closed = CancellationToken::new();
-        if hooks.iter().any(|h| h.trigger.unit() == Unit::Time) {
+        // Cancelled once no more firings come: the clock's last tick, or, without a clock,
+        // the load's end itself.
+        let has_clock = hooks.iter().any(|h| h.trigger.unit() == Unit::Time);
+        let closed = if has_clock {
+            CancellationToken::new()
+        } else {
+            load_over.clone()
+        };
+        if has_clock {
             let (hooks, tx, over, done, ended) = (
                 hooks.clone(),
                 fire_tx.clone(),
@@ -331,13 +337,6 @@ impl HookExecutor {
                         break;
                     }
                 }
-            });
-        } else {
-            // No clock: the firings end with the load.
-            let (over, done) = (load_over.clone(), closed.clone());
-            tokio::spawn(async move {
-                over.cancelled().await;
-                done.cancel();
             });
         }
         let runner_hooks = hooks.clone();

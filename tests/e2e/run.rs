@@ -407,10 +407,19 @@ fn a_second_sigint_leaves_at_once_and_stores_the_task_as_aborted() {
         assert!(ok);
     };
     int();
-    std::thread::sleep(Duration::from_millis(300));
+    // The second signal once the first has been taken: the engine says it is stopping.
+    let mut rest: Vec<String> = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let stopping = line.starts_with("Stopping:");
+        rest.push(line);
+        if stopping {
+            break;
+        }
+    }
     let second = Instant::now();
     int();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    rest.extend(lines.map_while(Result::ok));
     let status = child.0.wait().unwrap();
     let text = rest.join("\n");
     assert_eq!(status.code(), Some(3), "{text}");
