@@ -1191,7 +1191,7 @@ fn draw_workloads(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
     ])
     .style(Style::new().fg(c.dim));
     let table = Table::new(rows, widths).header(header).block(block(
-        " workloads · ↑↓ select · Enter statistics · w closes ",
+        " workloads · ↑↓ select · Enter shows a finished one · w closes ",
         c,
     ));
     frame.render_widget(table, area);
