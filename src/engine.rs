@@ -923,6 +923,7 @@ impl Consumer {
                 duplicates: d.duplicates,
                 missing: d.missing,
                 returned: d.returned,
+                reshares: d.reshares,
             }),
         }
     }

@@ -126,6 +126,10 @@ pub struct DistributedSummary {
     /// 4.3 s" (seconds into the workload).
     #[serde(default)]
     pub returned: Vec<String>,
+    /// Shares of the concurrency (or `max_concurrency`) moved between agents as they were
+    /// lost and came back (SPEC §6 lost shares).
+    #[serde(default)]
+    pub reshares: Vec<crate::distributed::shares::Reshare>,
 }
 
 /// One agent's row in the agent table.

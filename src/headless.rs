@@ -287,6 +287,9 @@ fn agents_table(r: &WorkloadReport, d: &crate::events::DistributedSummary) -> St
     for back in &d.returned {
         out.push_str(&format!("Back after being lost: {back}\n"));
     }
+    for moved in &d.reshares {
+        out.push_str(&format!("Shares moved: {moved}\n"));
+    }
     if d.duplicates > 0 {
         out.push_str(&format!(
             "{} duplicate results (iterations already stored) were dropped\n",

@@ -484,6 +484,19 @@ impl<'a> Session<'a> {
                     r.asked = None;
                 }
             }
+            ToAgent::Share {
+                workload,
+                share,
+                low_water,
+            } => {
+                if let Some(r) = &mut self.running
+                    && r.workload == workload
+                {
+                    r.feed.set_share(share.max(1));
+                    r.low_water = low_water.max(1);
+                    r.feed.set_low_water(r.low_water);
+                }
+            }
             ToAgent::Stop { workload } => {
                 if let Some(r) = &self.running
                     && r.workload == workload
@@ -559,6 +572,15 @@ impl<'a> Session<'a> {
         };
         let feed = Arc::new(Feed::new(start));
         feed.set_low_water(order.low_water.max(1));
+        if let RunnerSpec::Constant { concurrency, .. }
+        | RunnerSpec::ConstantForDuration { concurrency, .. }
+        | RunnerSpec::Rps {
+            max_concurrency: concurrency,
+            ..
+        } = &spec
+        {
+            feed.set_share(*concurrency);
+        }
         // The order was just heard: the lifeline starts now.
         feed.heard(self.liveness);
         if let RunnerSpec::ConstantForDuration { duration, .. } = &spec {

@@ -23,10 +23,11 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{AgentId, Lease, LeasePlan, Workload, split_concurrency};
+use super::plan::{AgentId, Lease, LeasePlan, Workload};
 use super::protocol::{
     AgentReport, Delivery, Pull, Register, ToAgent, ToController, WorkloadOrder,
 };
+use super::shares::{Reshare, ReshareCause, ShareMove, ShareOf, Shares, split_concurrency};
 use crate::chunk::cache::ChunkMeta;
 use crate::chunk::merge::{ChunkMerger, IterationSet, SourceId, retain_new, shift_clock};
 use crate::chunk::{Chunk, codec};
@@ -151,6 +152,8 @@ pub struct WorkloadOutcome {
     pub error: Option<String>,
     /// Lost agents that came back: "NAME lost at 2.1 s, back at 4.3 s".
     pub returned: Vec<String>,
+    /// Shares of the concurrency moved between agents as they were lost and came back.
+    pub reshares: Vec<Reshare>,
 }
 
 enum Command {
@@ -445,10 +448,12 @@ struct Active {
     delivered: HashSet<(String, u64)>,
     /// The highest number handed out: anything above is not ours (a corrupt or foreign chunk).
     max_number: u64,
-    /// When the workload began, and each member's share (runner and low-water mark) by name:
-    /// a member that comes back after being lost takes its share again.
+    /// When the workload began, and who took part (by name): a member that comes back after
+    /// being lost takes a share again.
     begun: Instant,
-    shares: HashMap<String, (Value, u64)>,
+    enlisted: HashSet<String>,
+    /// The live members' shares of the concurrency (`None` for `serial`).
+    portion: Option<Shares>,
     /// Members lost and not back, with when (seconds into the workload).
     lost_at: HashMap<String, f64>,
 }
@@ -691,7 +696,7 @@ impl State {
             !a.stop_sent
                 && !a.end_sent
                 && a.lost_at.contains_key(&agent.name)
-                && a.shares.contains_key(&agent.name)
+                && a.enlisted.contains(&agent.name)
         });
         // Cached chunks of the workload now running can still be stored.
         if let Some(active) = &mut self.active {
@@ -736,37 +741,111 @@ impl State {
         self.check_waiters();
     }
 
-    /// A lost member came back: it gets its share of the running workload again, on the
-    /// workload's own clock (its schedule and duration end with the others').
+    /// A lost member came back: it gets a share of the running workload again, on the
+    /// workload's own clock (its schedule and duration end with the others'), and the others
+    /// give up what it takes.
     fn rejoin(&mut self, i: usize) {
         let Some(active) = &mut self.active else {
             return;
         };
-        let a = &self.agents[i];
-        let (Some((runner, low_water)), Some(lost_at)) = (
-            active.shares.get(&a.name).cloned(),
-            active.lost_at.remove(&a.name),
-        ) else {
+        let name = self.agents[i].name.clone();
+        let Some(lost_at) = active.lost_at.remove(&name) else {
             return;
         };
         let back_at = active.begun.elapsed().as_secs_f64();
-        active.plan.join(a.id);
+        let inner = active.request.assignment.inner.clone();
+        let (share, moves) = match &mut active.portion {
+            None => (1, Vec::new()),
+            Some(portion) => match portion.join(&name) {
+                Some(joined) => joined,
+                None => {
+                    let message = format!(
+                        "agent {name} is back (lost at {lost_at:.1} s), but every slot of the \
+                         workload's concurrency is taken: it stays idle until the next workload"
+                    );
+                    self.notice("info", message);
+                    return;
+                }
+            },
+        };
+        active.plan.join(self.agents[i].id);
         active.members.push(i);
-        active.outcome.lost.retain(|n| n != &a.name);
+        active.outcome.lost.retain(|n| n != &name);
         active.outcome.returned.push(format!(
-            "{} lost at {lost_at:.1} s, back at {back_at:.1} s",
-            a.name
+            "{name} lost at {lost_at:.1} s, back at {back_at:.1} s"
         ));
-        let order = active
-            .request
-            .assignment
-            .order(runner, low_water, START_DELAY - back_at);
-        self.hub.send(a.conn, &ToAgent::Workload(Box::new(order)));
-        let message = format!(
-            "agent {} is back (lost at {lost_at:.1} s): it takes its share of the workload again",
-            a.name
+        let of = active.portion.as_ref().map(|p| p.of);
+        let live = active
+            .members
+            .iter()
+            .filter(|&&m| self.agents[m].alive())
+            .count();
+        let order = active.request.assignment.order(
+            runner_for(&inner, of, share),
+            low_water(&inner, share, live),
+            START_DELAY - back_at,
         );
+        self.hub
+            .send(self.agents[i].conn, &ToAgent::Workload(Box::new(order)));
+        let mut message =
+            format!("agent {name} is back (lost at {lost_at:.1} s): it takes a share again");
+        if let Some(of) = of {
+            let reshare = Reshare {
+                at: back_at,
+                agent: name,
+                cause: ReshareCause::Back,
+                of,
+                share,
+                moves,
+                rate_agents: is_rps(&inner).then_some(live),
+            };
+            message = format!(
+                "agent {} is back (lost at {lost_at:.1} s): {}",
+                reshare.agent,
+                reshare.change()
+            );
+            self.send_shares(&reshare.moves);
+            if let Some(active) = &mut self.active {
+                active.outcome.reshares.push(reshare);
+            }
+        }
         self.notice("info", message);
+    }
+
+    /// Tells each live member its share now (and, for `rps`, how much to hold queued: its
+    /// part of the rate changed with the number of agents, even where its share did not).
+    fn send_shares(&mut self, moves: &[ShareMove]) {
+        let Some(active) = &self.active else {
+            return;
+        };
+        let inner = &active.request.assignment.inner;
+        let Some(portion) = &active.portion else {
+            return;
+        };
+        let live: Vec<usize> = active
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| self.agents[m].alive())
+            .collect();
+        for &m in &live {
+            let a = &self.agents[m];
+            let moved = moves.iter().any(|mv| mv.agent == a.name);
+            if !(moved || is_rps(inner)) {
+                continue;
+            }
+            let Some(share) = portion.get(&a.name) else {
+                continue;
+            };
+            self.hub.send(
+                a.conn,
+                &ToAgent::Share {
+                    workload: active.request.assignment.workload,
+                    share,
+                    low_water: low_water(inner, share, live.len()),
+                },
+            );
+        }
     }
 
     fn on_control(&mut self, i: usize, message: ToController) {
@@ -1128,6 +1207,7 @@ impl State {
         let name = agent.name.clone();
         let (id, source) = (agent.id, agent.source);
         let mut message = format!("agent {name} lost: {why}");
+        let mut reshared = None;
         if let Some(active) = &mut self.active
             && active.members.contains(&i)
         {
@@ -1139,26 +1219,45 @@ impl State {
             };
             active.outcome.reissued += reissued;
             active.outcome.lost.push(name.clone());
-            active
-                .lost_at
-                .insert(name.clone(), active.begun.elapsed().as_secs_f64());
+            let at = active.begun.elapsed().as_secs_f64();
+            active.lost_at.insert(name.clone(), at);
             if let Some(s) = source {
                 active.merger.remove_source(s);
             }
+            let inner = &active.request.assignment.inner;
             // Where its share went, in the runner's terms.
-            let share = match &active.request.assignment.inner {
-                crate::runner::RunnerSpec::ConstantForDuration { .. } => format!(
-                    "; its concurrency slots are not taken over: the other agents keep their \
-                     own for the rest of the duration ({reissued} of its leased iterations \
-                     handed to them)"
-                ),
-                crate::runner::RunnerSpec::Rps { .. } => format!(
+            match inner.inner() {
+                RunnerSpec::ConstantForDuration { .. } => {}
+                RunnerSpec::Rps { .. } => message.push_str(&format!(
                     "; {reissued} of its scheduled iterations handed to the other agents, \
-                     which run them at their due times"
-                ),
-                _ => format!("; {reissued} unfinished iterations handed to the other agents"),
-            };
-            message.push_str(&share);
+                     which run them at once"
+                )),
+                _ => message.push_str(&format!(
+                    "; {reissued} unfinished iterations handed to the other agents"
+                )),
+            }
+            if !active.stop_sent
+                && let Some(portion) = &mut active.portion
+                && let Some((share, moves)) = portion.lose(&name)
+            {
+                let reshare = Reshare {
+                    at,
+                    agent: name.clone(),
+                    cause: ReshareCause::Lost,
+                    of: portion.of,
+                    share,
+                    moves,
+                    rate_agents: is_rps(inner).then_some(portion.holders()),
+                };
+                message.push_str(&format!("; {}", reshare.change()));
+                reshared = Some(reshare);
+            }
+        }
+        if let Some(reshare) = reshared {
+            self.send_shares(&reshare.moves);
+            if let Some(active) = &mut self.active {
+                active.outcome.reshares.push(reshare);
+            }
         }
         let _ = self.registered.send(self.live_count());
         self.notice("warning", message);
@@ -1177,7 +1276,7 @@ impl State {
             return;
         }
         let assignment = &request.assignment;
-        let mut members: Vec<usize> = live.into_iter().take(assignment.agents.max(1)).collect();
+        let members: Vec<usize> = live.into_iter().take(assignment.agents.max(1)).collect();
         if members.len() < assignment.agents {
             self.notice(
                 "warning",
@@ -1189,28 +1288,41 @@ impl State {
                 ),
             );
         }
-        let (workload, shares) = share(&assignment.inner, members.len());
+        let (workload, figure) = plan_of(&assignment.inner);
+        let split = match figure {
+            Some((ShareOf::Concurrency, total)) => split_concurrency(total, members.len()),
+            // Every `rps` agent carries part of the rate, so it needs a slot at least.
+            Some((ShareOf::MaxConcurrency, total)) => split_concurrency(total, members.len())
+                .into_iter()
+                .map(|c| c.max(1))
+                .collect(),
+            None => vec![1; members.len()],
+        };
         // An agent with no share of the concurrency would hold leases it never runs.
-        let mut runners = Vec::new();
-        let mut kept = Vec::new();
-        for (m, (runner, low_water)) in members.iter().zip(shares) {
-            if let Some(runner) = runner {
-                runners.push((runner, low_water));
-                kept.push(*m);
-            }
-        }
-        members = kept;
+        let (members, split): (Vec<usize>, Vec<u64>) = members
+            .into_iter()
+            .zip(split)
+            .filter(|(_, share)| *share > 0)
+            .unzip();
         let ids: Vec<AgentId> = members.iter().map(|&i| self.agents[i].id).collect();
         let plan = LeasePlan::new(workload, &ids);
         let mut merger = ChunkMerger::new(MERGE_BUFFER);
-        let mut shares = HashMap::new();
-        for (&i, (runner, low_water)) in members.iter().zip(runners) {
+        let mut enlisted = HashSet::new();
+        let mut held = Vec::new();
+        let of = figure.map(|(of, _)| of);
+        for (&i, &share) in members.iter().zip(&split) {
             let a = &mut self.agents[i];
             a.enlist(merger.add_source(a.name.as_str()));
-            shares.insert(a.name.clone(), (runner.clone(), low_water));
-            let order = assignment.order(runner, low_water, START_DELAY);
+            enlisted.insert(a.name.clone());
+            held.push((a.name.clone(), share));
+            let order = assignment.order(
+                runner_for(&assignment.inner, of, share),
+                low_water(&assignment.inner, share, members.len()),
+                START_DELAY,
+            );
             self.hub.send(a.conn, &ToAgent::Workload(Box::new(order)));
         }
+        let portion = of.map(|of| Shares::new(of, split.iter().sum(), held));
         let names = members
             .iter()
             .map(|&i| self.agents[i].name.clone())
@@ -1236,7 +1348,8 @@ impl State {
             delivered: HashSet::new(),
             max_number: 0,
             begun: Instant::now(),
-            shares,
+            enlisted,
+            portion,
             lost_at: HashMap::new(),
         });
         self.publish_live();
@@ -1348,67 +1461,67 @@ impl State {
     }
 }
 
-/// The inner runner's config as in a task file, with this agent's share of `key`.
-fn with_share(inner: &RunnerSpec, key: &str, share: u64) -> Value {
-    let mut body = inner.config_json();
-    body[key] = json!(share);
-    json!({ inner.name(): body })
-}
+/// Numbers an agent holds queued per slot of its share (closed runners).
+const PER_SLOT: u64 = 32;
 
-/// The lease plan for the inner runner, and each agent's runner config (as in a task file,
-/// with its share of the concurrency) and low-water mark. `None`: that agent gets no share.
-fn share(inner: &RunnerSpec, agents: usize) -> (Workload, Vec<(Option<Value>, u64)>) {
-    let per_slot = 32;
+/// What is shared of the inner runner: the lease plan's workload, and which figure of the
+/// config is split among the agents, with its total (none for `serial`, which runs on one
+/// agent at a time).
+fn plan_of(inner: &RunnerSpec) -> (Workload, Option<(ShareOf, u64)>) {
     match inner {
-        RunnerSpec::Constant { concurrency, .. }
-        | RunnerSpec::ConstantForDuration { concurrency, .. } => (
-            match inner {
-                RunnerSpec::Constant { times, .. } => Workload::Times { total: *times },
-                _ => Workload::Duration,
-            },
-            split_concurrency(*concurrency, agents)
-                .into_iter()
-                .map(|c| {
-                    let runner = (c > 0).then(|| with_share(inner, "concurrency", c));
-                    (runner, c * per_slot)
-                })
-                .collect(),
+        RunnerSpec::Constant {
+            times, concurrency, ..
+        } => (
+            Workload::Times { total: *times },
+            Some((ShareOf::Concurrency, *concurrency)),
         ),
-        RunnerSpec::Serial { times } => (
-            Workload::Serial { total: *times },
-            (0..agents)
-                .map(|_| (Some(json!({"serial": inner.config_json()})), per_slot))
-                .collect(),
+        RunnerSpec::ConstantForDuration { concurrency, .. } => (
+            Workload::Duration,
+            Some((ShareOf::Concurrency, *concurrency)),
         ),
+        RunnerSpec::Serial { times } => (Workload::Serial { total: *times }, None),
         RunnerSpec::Rps {
             times,
             rate,
             max_concurrency,
             ..
-        } => {
+        } => (
+            Workload::Rate {
+                total: *times,
+                rate: rate.clone(),
+                window: RATE_WINDOW,
+            },
+            Some((ShareOf::MaxConcurrency, *max_concurrency)),
+        ),
+        RunnerSpec::Distributed { inner, .. } => plan_of(inner),
+    }
+}
+
+fn is_rps(inner: &RunnerSpec) -> bool {
+    matches!(inner.inner(), RunnerSpec::Rps { .. })
+}
+
+/// The inner runner's config as in a task file, with this agent's share.
+fn runner_for(inner: &RunnerSpec, of: Option<ShareOf>, share: u64) -> Value {
+    let mut body = inner.config_json();
+    if let Some(of) = of {
+        body[of.key()] = json!(share);
+    }
+    json!({ inner.name(): body })
+}
+
+/// How many numbers an agent with `share` holds queued before asking for more, when `agents`
+/// share the workload: about half a second of its part of an `rps` schedule, or a few per
+/// slot.
+fn low_water(inner: &RunnerSpec, share: u64, agents: usize) -> u64 {
+    match inner.inner() {
+        RunnerSpec::Rps { rate, .. } => {
             let peak = match rate {
                 crate::runner::Rate::Fixed(r) => *r,
                 crate::runner::Rate::Ramp { start, end, .. } => start.max(*end),
             };
-            // Hold about half a second of this agent's share of the schedule.
-            let low_water = ((peak / agents as f64) * 0.5).ceil().max(1.0) as u64;
-            (
-                Workload::Rate {
-                    total: *times,
-                    rate: rate.clone(),
-                    window: RATE_WINDOW,
-                },
-                split_concurrency(*max_concurrency, agents)
-                    .into_iter()
-                    .map(|c| {
-                        (
-                            Some(with_share(inner, "max_concurrency", c.max(1))),
-                            low_water,
-                        )
-                    })
-                    .collect(),
-            )
+            ((peak / agents.max(1) as f64) * 0.5).ceil().max(1.0) as u64
         }
-        RunnerSpec::Distributed { inner, .. } => share(inner, agents),
+        _ => share.max(1) * PER_SLOT,
     }
 }

@@ -9,4 +9,5 @@ pub mod controller;
 pub mod plan;
 pub mod pool;
 pub mod protocol;
+pub mod shares;
 pub mod spawn;

@@ -108,19 +108,6 @@ pub enum Workload {
     Duration,
 }
 
-/// Splits a closed runner's `concurrency` (or `rps`'s `max_concurrency`) among `agents`
-/// exactly: the shares sum to `concurrency`, differ by at most one, and earlier agents get the
-/// extra. With `concurrency < agents` the last agents get 0: for `constant` such an agent runs
-/// nothing (leases it asked for would never be run), so the caller should not give it work.
-pub fn split_concurrency(concurrency: u64, agents: usize) -> Vec<u64> {
-    let n = agents as u64;
-    if n == 0 {
-        return Vec::new();
-    }
-    let (base, extra) = (concurrency / n, concurrency % n);
-    (0..n).map(|i| base + u64::from(i < extra)).collect()
-}
-
 /// A lease without an id: pending shares and re-issued numbers before they are handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
@@ -885,18 +872,6 @@ mod tests {
                 model.apply(op);
             }
             prop_assert!(!model.plan.finished());
-        }
-
-        #[test]
-        fn split_concurrency_is_exact(concurrency in 0u64..10_000, agents in 0usize..50) {
-            let shares = split_concurrency(concurrency, agents);
-            prop_assert_eq!(shares.len(), agents);
-            if agents > 0 {
-                prop_assert_eq!(shares.iter().sum::<u64>(), concurrency);
-                let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
-                prop_assert!(hi - lo <= 1);
-                prop_assert!(shares.windows(2).all(|w| w[0] >= w[1]));
-            }
         }
 
         #[test]

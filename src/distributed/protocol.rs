@@ -125,6 +125,14 @@ pub enum ToAgent {
         workload: u32,
         lease: Lease,
     },
+    /// This agent's share of the workload's concurrency (`max_concurrency` for `rps`) is
+    /// now `share`, and it should hold `low_water` numbers queued: another agent was lost or
+    /// came back (SPEC §6 lost shares).
+    Share {
+        workload: u32,
+        share: u64,
+        low_water: u64,
+    },
     /// Stop starting iterations of this workload now.
     Stop {
         workload: u32,

@@ -4,6 +4,7 @@
 //! Like Rally's `constant`, faster slots simply run more iterations; there is no static split.
 //! On an agent the numbers come from the controller's leases instead of a counter.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,8 +31,6 @@ pub async fn run(
     concurrency: u64,
     timeout: Option<f64>,
 ) -> Result<(), RunnerError> {
-    let next = Arc::new(AtomicU64::new(1));
-    let started = Instant::now();
     let timeout = timeout
         .map(|t| Duration::from_secs_f64(t.max(0.0)))
         .filter(|limit| limit.is_zero() || job.scenario.kind().needs_timeout(*limit));
@@ -48,15 +47,121 @@ pub async fn run(
             stopping.store(true, Ordering::Release);
         }
     });
+    // On an agent the controller may change this agent's share of the concurrency while the
+    // workload runs (another agent was lost, or came back): slots are added, or the highest
+    // ones retire after their iteration.
+    let mut share = job.feed.as_ref().map(|f| f.watch_share());
+    let target = job
+        .feed
+        .as_ref()
+        .map_or(concurrency, |f| f.share_or(concurrency));
+    let crew = Crew {
+        job,
+        plan,
+        timeout,
+        started: Instant::now(),
+        next: Arc::new(AtomicU64::new(1)),
+        stopping,
+        target: Arc::new(AtomicU64::new(target)),
+    };
     let mut slots = tokio::task::JoinSet::new();
-    for index in 0..concurrency {
-        let job = job.clone();
-        let next = next.clone();
-        let stopping = stopping.clone();
+    let mut running = BTreeSet::new();
+    for index in 0..target {
+        running.insert(index);
+        crew.spawn(&mut slots, index, true);
+    }
+    let mut result = Ok(());
+    // Once a slot has found the workload over (or failed), no slot is added any more.
+    let mut over = false;
+    loop {
+        tokio::select! {
+            joined = slots.join_next() => match joined {
+                None => break,
+                Some(Ok(Ok(SlotExit { index, retired }))) => {
+                    running.remove(&index);
+                    if !retired {
+                        over = true;
+                    } else if !over && index < crew.target.load(Ordering::Acquire) {
+                        // The share grew again while it was retiring.
+                        running.insert(index);
+                        crew.spawn(&mut slots, index, false);
+                    }
+                }
+                Some(Ok(Err(e))) => {
+                    result = Err(e);
+                    over = true;
+                }
+                Some(Err(_)) => over = true,
+            },
+            changed = async {
+                match &mut share {
+                    Some(rx) => rx.changed().await.map(|()| *rx.borrow_and_update()),
+                    None => std::future::pending().await,
+                }
+            }, if !over => match changed {
+                Ok(0) => {}
+                Ok(n) => {
+                    crew.target.store(n, Ordering::Release);
+                    for index in 0..n {
+                        if running.insert(index) {
+                            crew.spawn(&mut slots, index, false);
+                        }
+                    }
+                }
+                Err(_) => share = None,
+            },
+        }
+    }
+    result
+}
+
+/// What every slot of one run shares.
+struct Crew {
+    job: RunJob,
+    plan: Plan,
+    timeout: Option<Duration>,
+    started: Instant,
+    /// The next number, when the runner counts them itself.
+    next: Arc<AtomicU64>,
+    stopping: Arc<AtomicBool>,
+    /// Slots whose index is at or above this retire after their iteration.
+    target: Arc<AtomicU64>,
+}
+
+/// Why a slot ended: `retired` when its index went above the share, otherwise the workload
+/// is over for it (done, stopped, out of time).
+struct SlotExit {
+    index: u64,
+    retired: bool,
+}
+
+impl Crew {
+    /// Starts slot `index`. A slot added while the workload runs (`initial` false) starts
+    /// nothing once a `constant_for_duration` is past its duration.
+    fn spawn(
+        &self,
+        slots: &mut tokio::task::JoinSet<Result<SlotExit, RunnerError>>,
+        index: u64,
+        initial: bool,
+    ) {
+        let job = self.job.clone();
+        let (plan, timeout, started) = (self.plan, self.timeout, self.started);
+        let mut numbers = Numbers::new(
+            &job,
+            plan,
+            self.next.clone(),
+            self.stopping.clone(),
+            (index, self.target.clone()),
+        );
+        if !initial
+            && let Plan::Duration(seconds) = plan
+            && started.elapsed().as_secs_f64() >= seconds
+        {
+            numbers.out_of_time = true;
+        }
         slots.spawn(async move {
             let mut state = SlotState::new(seed(index));
             let mut batch = SlotBatch::new(&job);
-            let mut numbers = Numbers::new(&job, plan, next, stopping);
             while let Some(number) = numbers.next(started, &job, &mut batch).await? {
                 if let Some(listener) = &job.on_iteration {
                     listener(number);
@@ -69,16 +174,13 @@ pub async fn run(
                 }
             }
             numbers.finish();
-            batch.flush(&job).await
+            batch.flush(&job).await?;
+            Ok(SlotExit {
+                index,
+                retired: numbers.retired,
+            })
         });
     }
-    let mut result = Ok(());
-    while let Some(joined) = slots.join_next().await {
-        if let Ok(Err(e)) = joined {
-            result = Err(e);
-        }
-    }
-    result
 }
 
 /// How many numbers a slot takes from a feed at once: one lock per block, and small enough
@@ -93,10 +195,23 @@ struct Numbers {
     feed: Option<Arc<Feed>>,
     block: Option<(Block, u64)>,
     ran_any: bool,
+    /// This slot's index and the share it must stay below.
+    index: u64,
+    target: Arc<AtomicU64>,
+    /// Set when `next` ended because the share went below this slot.
+    retired: bool,
+    /// Added after a `constant_for_duration` ran out: runs nothing.
+    out_of_time: bool,
 }
 
 impl Numbers {
-    fn new(job: &RunJob, plan: Plan, next: Arc<AtomicU64>, stopping: Arc<AtomicBool>) -> Numbers {
+    fn new(
+        job: &RunJob,
+        plan: Plan,
+        next: Arc<AtomicU64>,
+        stopping: Arc<AtomicBool>,
+        (index, target): (u64, Arc<AtomicU64>),
+    ) -> Numbers {
         Numbers {
             plan,
             next,
@@ -104,6 +219,10 @@ impl Numbers {
             feed: job.feed.clone(),
             block: None,
             ran_any: false,
+            index,
+            target,
+            retired: false,
+            out_of_time: false,
         }
     }
 
@@ -114,7 +233,11 @@ impl Numbers {
         job: &RunJob,
         batch: &mut SlotBatch,
     ) -> Result<Option<u64>, RunnerError> {
-        if self.stopping.load(Ordering::Acquire) {
+        if self.stopping.load(Ordering::Acquire) || self.out_of_time {
+            return Ok(None);
+        }
+        if self.index >= self.target.load(Ordering::Acquire) {
+            self.retired = true;
             return Ok(None);
         }
         // Judged from when the last iteration ended rather than by reading the clock again.
@@ -182,10 +305,16 @@ impl Numbers {
         }
     }
 
-    /// Account for the numbers run from the current block (a stop can leave some unrun).
+    /// Account for the numbers run from the current block (a stop can leave some unrun). A
+    /// retiring slot gives the rest of its block back: the workload goes on without it, and
+    /// another slot must run them.
     fn finish(&mut self) {
-        if let (Some(feed), Some((block, used))) = (&self.feed, self.block.take()) {
+        if let (Some(feed), Some((mut block, used))) = (&self.feed, self.block.take()) {
             feed.ran(block.lease, used);
+            if self.retired {
+                block.split_front(used);
+                feed.put_back(block);
+            }
         }
     }
 }

@@ -6,13 +6,17 @@
 //! block, not per iteration) and say when they have run them, so the agent can tell the
 //! controller which leases are done. When the queue runs low the agent is woken to ask for
 //! more before the slots go idle.
+//!
+//! The feed also carries the agent's **share** of the workload's concurrency (closed runners)
+//! or `max_concurrency` (`rps`): the controller changes it while the workload runs when
+//! another agent is lost or comes back (SPEC §6 lost shares), and the runner follows it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// Consecutive numbers of one lease: `first, first + step, ...`, `count` of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +33,7 @@ impl Block {
     }
 
     /// Split off the first `n` numbers (all of them if fewer).
-    fn split_front(&mut self, n: u64) -> Block {
+    pub fn split_front(&mut self, n: u64) -> Block {
         let n = n.min(self.count);
         let front = Block { count: n, ..*self };
         self.first += n * self.step;
@@ -63,6 +67,9 @@ pub struct Feed {
     /// any of its tasks can start an iteration from a lease the controller has given away.
     deadline: AtomicU64,
     born: Instant,
+    /// This agent's share of the concurrency (or `max_concurrency`); 0 until the agent sets
+    /// it from its order, which a runner reads as "what the runner config says".
+    share: watch::Sender<u64>,
 }
 
 impl Feed {
@@ -74,7 +81,26 @@ impl Feed {
             start,
             deadline: AtomicU64::new(u64::MAX),
             born: Instant::now(),
+            share: watch::Sender::new(0),
         }
+    }
+
+    /// Set this agent's share of the concurrency (or `max_concurrency`).
+    pub fn set_share(&self, share: u64) {
+        self.share.send_replace(share);
+    }
+
+    /// This agent's share now, or `configured` when none was set.
+    pub fn share_or(&self, configured: u64) -> u64 {
+        match *self.share.borrow() {
+            0 => configured,
+            share => share,
+        }
+    }
+
+    /// Follows changes of the share (a closed runner adds or retires slots).
+    pub fn watch_share(&self) -> watch::Receiver<u64> {
+        self.share.subscribe()
     }
 
     /// The controller was heard now: numbers may be handed out for `liveness` more.
@@ -116,6 +142,19 @@ impl Feed {
         });
         s.queued += count;
         *s.unrun.entry(lease).or_default() += count;
+        drop(s);
+        self.more.notify_waiters();
+    }
+
+    /// A slot that retires gives back the numbers of a block it took and did not run; they
+    /// are handed out first.
+    pub fn put_back(&self, block: Block) {
+        if block.count == 0 {
+            return;
+        }
+        let mut s = self.lock();
+        s.queued += block.count;
+        s.queue.push_front(block);
         drop(s);
         self.more.notify_waiters();
     }

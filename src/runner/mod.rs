@@ -264,6 +264,14 @@ impl RunnerSpec {
         }
     }
 
+    /// The runner that does the work: this one, or the one a distributed runner shares.
+    pub fn inner(&self) -> &RunnerSpec {
+        match self {
+            RunnerSpec::Distributed { inner, .. } => inner.inner(),
+            other => other,
+        }
+    }
+
     /// Agents this runner needs (0: it runs in this process).
     pub fn agents(&self) -> u64 {
         match self {
@@ -540,6 +548,7 @@ mod tests {
     use super::*;
     use crate::chunk::IterationRecord;
     use crate::scenario::{ScenarioKind, ScenarioSpec};
+    use std::time::Duration;
 
     fn scenario(name: &str, args: &str) -> Arc<Scenario> {
         let spec = ScenarioSpec::from_config(name, &Node::parse(args).unwrap()).unwrap();
@@ -585,6 +594,76 @@ mod tests {
         let (result, records) = tokio::join!(runner.run(job), collect);
         result.unwrap();
         records
+    }
+
+    /// Iterations running at `t` (wall seconds).
+    fn running_at(records: &[IterationRecord], t: f64) -> usize {
+        records
+            .iter()
+            .filter(|r| r.timestamp <= t && t < r.timestamp + r.duration)
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_runner_on_an_agent_follows_its_share() {
+        // An agent's share of the concurrency grows (another agent was lost) and shrinks
+        // (it came back) while the workload runs: slots are added and retire, and a retiring
+        // slot's unrun numbers are run by the others, each exactly once.
+        let feed = Arc::new(feed::Feed::new(std::time::Instant::now()));
+        feed.set_share(2);
+        // Slots take 32 numbers at a time: enough are queued for the added ones.
+        feed.push(1, 1, 1, 300);
+        feed.end();
+        let (tx, mut rx) = mpsc::channel(16);
+        let job = RunJob {
+            scenario: scenario("Dummy.dummy", "{sleep: 0.01}"),
+            source: Arc::from("agent"),
+            chunks: tx,
+            stop: CancellationToken::new(),
+            on_iteration: None,
+            limits: ChunkLimits::default(),
+            clock: Clock::new(),
+            feed: Some(feed.clone()),
+            live: None,
+            committed: None,
+            in_flight: Default::default(),
+        };
+        let runner = LocalRunner {
+            spec: RunnerSpec::Constant {
+                times: 300,
+                concurrency: 2,
+                timeout: None,
+            },
+        };
+        let started = crate::clock::unix_now();
+        let reshare = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            feed.set_share(4);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            feed.set_share(1);
+        };
+        let collect = async move {
+            let mut all = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                all.extend(chunk.records);
+            }
+            all
+        };
+        let (result, (), records) = tokio::join!(runner.run(job), reshare, collect);
+        result.unwrap();
+        assert_eq!(numbers(&records), (1..=300).collect::<Vec<_>>());
+        let most = records
+            .iter()
+            .map(|r| running_at(&records, r.timestamp))
+            .max();
+        assert_eq!(most, Some(4), "the share grew to 4");
+        // Well after the share went down to 1 (a retiring slot ends its iteration first).
+        let late: Vec<usize> = records
+            .iter()
+            .filter(|r| r.timestamp > started + 0.7)
+            .map(|r| running_at(&records, r.timestamp))
+            .collect();
+        assert!(!late.is_empty() && late.iter().all(|&n| n == 1), "{late:?}");
     }
 
     fn numbers(records: &[IterationRecord]) -> Vec<u64> {

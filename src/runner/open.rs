@@ -54,6 +54,17 @@ pub async fn run(
         while let Ok(slot) = idle_rx.try_recv() {
             idle.push(slot);
         }
+        // On an agent the controller may change this agent's share of `max_concurrency`
+        // while the workload runs (another agent was lost, or came back).
+        let max_concurrency = job
+            .feed
+            .as_ref()
+            .map_or(max_concurrency, |f| f.share_or(max_concurrency));
+        // Above a lowered share, idle slots are let go (their results were sent already).
+        while created > max_concurrency && !idle.is_empty() {
+            idle.remove(0);
+            created -= 1;
+        }
         let slot = match idle.pop() {
             Some(slot) => slot,
             None if created < max_concurrency => {

@@ -322,6 +322,7 @@ fn report(s: &TuiState, aborted: bool) -> WorkloadReport {
             duplicates: 0,
             missing: Vec::new(),
             returned: Vec::new(),
+            reshares: Vec::new(),
         }),
     }
 }

@@ -1409,6 +1409,7 @@ mod tests {
                 duplicates: 0,
                 missing: vec!["3 chunks of agent b".into()],
                 returned: vec!["c lost at 1.0 s, back at 2.5 s".into()],
+                reshares: Vec::new(),
             }),
         };
         s.apply(&Event::WorkloadFinished(Box::new(report)));

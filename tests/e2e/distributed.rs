@@ -35,6 +35,7 @@ fn unix_now() -> f64 {
 struct Iteration {
     number: u64,
     timestamp: f64,
+    duration: f64,
     agent: String,
     failed: bool,
 }
@@ -54,6 +55,7 @@ fn stored(db: &Path) -> (StoredTask, Vec<Vec<Iteration>>) {
                     its.push(Iteration {
                         number: r.iteration,
                         timestamp: r.timestamp,
+                        duration: r.duration,
                         agent: chunk.source.to_string(),
                         failed: r.error.is_some(),
                     });
@@ -447,6 +449,117 @@ fn a_killed_agent_is_reported_lost_and_its_share_is_rerun() {
     assert!(
         html.contains("agent-2") && html.contains("lost"),
         "the HTML report does not show agent-2 as lost"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 3b. A killed agent's share of the concurrency and of the rate goes to the others
+
+/// Iterations running at `t` (wall seconds), by the stored records.
+fn running_at(its: &[Iteration], t: f64) -> usize {
+    its.iter()
+        .filter(|i| i.timestamp <= t && t < i.timestamp + i.duration)
+        .count()
+}
+
+/// Starts a run on 3 hand-started agents (liveness 2 s), kills agent-2 `after` seconds into
+/// the workload, and returns the controller's output, the stored iterations and when the
+/// kill was (wall seconds).
+fn kill_one_of_three(s: &Scratch, body: &str, after: f64) -> (String, Vec<Iteration>, f64) {
+    let (mut c, port) = s.listen(body, 3, &["--liveness", "2"]);
+    let mut agents: Vec<Proc> = (1..=3)
+        .map(|i| s.agent(port, &format!("agent-{i}"), TOKEN))
+        .collect();
+    assert!(
+        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
+        "{}",
+        c.text()
+    );
+    std::thread::sleep(Duration::from_secs_f64(after));
+    agents[1].kill9();
+    let killed = unix_now();
+    let status = c.wait();
+    let text = c.text();
+    assert_eq!(status.code(), Some(0), "{text}");
+    let (_, its) = stored(&s.db());
+    (text, its.into_iter().next().expect("one workload"), killed)
+}
+
+#[test]
+fn a_killed_agents_concurrency_goes_to_the_survivors() {
+    let s = Scratch::new();
+    let body = "version: 2\ntitle: lose concurrency\nsubtasks:\n\
+- title: c\n  scenario: {Dummy.dummy: {sleep: 0.05}}\n  runner: {constant_for_duration: {duration: 9, concurrency: 6}}\n";
+    let (text, its, killed) = kill_one_of_three(&s, body, 2.5);
+    assert!(
+        text.contains("its concurrency 2 went to agent-1 (+1) and agent-3 (+1)"),
+        "{text}"
+    );
+    assert!(text.contains("Shares moved: agent-2 lost at"), "{text}");
+    // From one liveness period (2 s) after the kill to shortly before the end, the two
+    // survivors run all 6 slots (without the takeover: 4).
+    let end = its.iter().map(|i| i.timestamp).fold(0.0, f64::max);
+    let samples: Vec<usize> = (0..)
+        .map(|k| killed + 2.5 + f64::from(k) * 0.05)
+        .take_while(|t| *t < end - 0.3)
+        .map(|t| running_at(&its, t))
+        .collect();
+    assert!(samples.len() > 40, "too little of the run after the kill");
+    let mean = samples.iter().sum::<usize>() as f64 / samples.len() as f64;
+    let most = samples.iter().copied().max().unwrap_or(0);
+    eprintln!("concurrency after the loss: mean {mean:.2}, max {most}");
+    assert!(most <= 6, "more than the configured concurrency: {most}");
+    assert!(
+        mean > 5.5,
+        "concurrency after the loss {mean:.2}, configured 6"
+    );
+    // Stored with the workload, and in `task show` and the HTML report.
+    let (task, _) = stored(&s.db());
+    let report = task.workloads[0].report.as_ref().expect("report");
+    let d = report.distributed.as_ref().expect("a distributed summary");
+    assert_eq!(d.reshares.len(), 1, "{d:?}");
+    assert_eq!(d.reshares[0].agent, "agent-2");
+    let show = support::stdout(&s.task_command(&["show", "last"]));
+    assert!(show.contains("Shares moved: agent-2 lost at"), "{show}");
+    let html = s.path().join("report.html");
+    let out = s.task_command(&["report", "last", "--out", html.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let html = std::fs::read_to_string(&html).expect("the report");
+    assert!(
+        html.contains("Shares moved: agent-2 lost at"),
+        "the HTML report"
+    );
+}
+
+#[test]
+fn a_killed_agents_part_of_the_rate_goes_to_the_survivors() {
+    let s = Scratch::new();
+    let body = "version: 2\ntitle: lose rate\nsubtasks:\n\
+- title: r\n  scenario: {Dummy.dummy: {sleep: 0.02}}\n  runner: {rps: {times: 900, rps: 100, max_concurrency: 30}}\n";
+    let (text, its, killed) = kill_one_of_three(&s, body, 2.5);
+    assert!(
+        text.contains("its part of the rate went to the 2 others (1/2 each)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("its max_concurrency 10 went to agent-1 (+5) and agent-3 (+5)"),
+        "{text}"
+    );
+    assert_exactly(&its, 900, "after losing agent-2");
+    // The schedule's time zero is the first start; it ends 9 s later. After the lost
+    // agent's late numbers (run at once when it is found lost), the survivors keep 100/s.
+    let t0 = its.iter().map(|i| i.timestamp).fold(f64::MAX, f64::min);
+    let (from, to) = (killed + 3.0, t0 + 8.5);
+    assert!(to - from > 2.0, "too little of the schedule after the kill");
+    let started = its
+        .iter()
+        .filter(|i| (from..to).contains(&i.timestamp))
+        .count();
+    let rate = started as f64 / (to - from);
+    eprintln!("rate after the loss: {rate:.1}/s");
+    assert!(
+        (95.0..=105.0).contains(&rate),
+        "rate after the loss {rate:.1}/s, scheduled 100/s"
     );
 }
 

@@ -374,6 +374,17 @@ fn a_frozen_agent_back_in_a_duration_workload_ends_with_the_others() {
     let text = c.text();
     assert_eq!(status.code(), Some(0), "{text}");
     assert!(text.contains("agent frozen is back"), "{text}");
+    // Its half of the concurrency went to the other agent while it was away, and came back
+    // with it (SPEC §6 lost shares).
+    assert!(
+        text.contains("its concurrency 2 went to steady (+2)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("it takes concurrency 2 from steady (-2)"),
+        "{text}"
+    );
+    assert!(text.contains("Shares moved: frozen back at"), "{text}");
     let its = stored(&s);
     let mut numbers: Vec<u64> = its.iter().map(|(n, _)| *n).collect();
     numbers.dedup();

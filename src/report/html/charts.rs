@@ -201,6 +201,9 @@ pub(super) fn agents(out: &mut String, w: &ReportWorkload) {
         for back in &d.returned {
             let _ = write!(out, "<p>Back after being lost: {}.</p>", esc(back));
         }
+        for moved in &d.reshares {
+            let _ = write!(out, "<p>Shares moved: {}.</p>", esc(&moved.to_string()));
+        }
         if d.duplicates > 0 {
             let _ = write!(
                 out,

@@ -413,6 +413,7 @@ mod tests {
                 duplicates: 0,
                 missing: Vec::new(),
                 returned: Vec::new(),
+                reshares: Vec::new(),
             }),
             series: b.finish(),
         }
