@@ -102,6 +102,7 @@ fn interval(agents: u64, i: u64) -> Vec<Event> {
             table: rally_tui::stats::WorkloadStats::new(Vec::new().into()).table(),
             errors: Vec::new(),
             by_source: Vec::new(),
+            detail: None,
         })),
     ]
 }

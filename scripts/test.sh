@@ -16,6 +16,9 @@
 #   mount          an agent's cache on a small tmpfs that fills  Debian: mount
 #   openssl        certificates for the HTTPS tests             Debian: openssl
 #   tinyproxy      `proxies` through a real HTTP proxy          Debian: tinyproxy-bin
+#   prometheus     scraping a real run's --metrics-listen       Debian: prometheus
+#   prometheus_client  parsing /metrics as Prometheus's own     Debian: python3-prometheus-client
+#                  Python client does (for /usr/bin/python3)
 #   rally          interoperability with OpenStack Rally 5.1.1  pip: target/rally-venv
 #
 # When everything is there it installs nothing and prints nothing before cargo's own output.
@@ -35,6 +38,9 @@ needs=(
     "mount mount"
     "openssl openssl"
     "tinyproxy tinyproxy-bin"
+    "/usr/bin/prometheus prometheus"
+    # A directory: present when searchable (-x), i.e. installed.
+    "/usr/lib/python3/dist-packages/prometheus_client python3-prometheus-client"
 )
 
 present() {

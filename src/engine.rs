@@ -11,8 +11,9 @@ use crate::chunk::{Chunk, ChunkLimits};
 use crate::clock::Clock;
 use crate::distributed::controller::{Assignment, Controller, DistributedRunner, WorkloadOutcome};
 use crate::events::{
-    AgentRow, AgentsSnapshot, DistributedSummary, Event, Figures, LiveStatistics, Progress,
-    SlaSnapshot, SourceFigures, TaskStatus, WorkloadInfo, WorkloadReport,
+    AgentRow, AgentsSnapshot, DistributedSummary, DurationBuckets, Event, Figures, LiveStatistics,
+    Progress, SlaSnapshot, SourceDetail, SourceFigures, StatisticsDetail, TaskStatus, WorkloadInfo,
+    WorkloadReport,
 };
 use crate::hook::HookExecutor;
 use crate::runner::{InstanceStatus, LocalRunner, RunJob, Runner, RunnerSpec};
@@ -29,6 +30,10 @@ pub struct EngineOptions {
     pub limits: ChunkLimits,
     /// How often progress and SLA snapshots are published.
     pub interval: Duration,
+    /// Publish [`crate::events::StatisticsDetail`] (histogram buckets per workload, action
+    /// and agent; failures by type) with each `Statistics` event, for `--metrics-listen`.
+    /// Off by default: it costs a pass over every agent's histogram each interval.
+    pub detail: bool,
 }
 
 impl Default for EngineOptions {
@@ -37,6 +42,7 @@ impl Default for EngineOptions {
             abort_on_sla_failure: false,
             limits: ChunkLimits::default(),
             interval: Duration::from_secs(1),
+            detail: false,
         }
     }
 }
@@ -491,7 +497,27 @@ struct SourceStats {
     failures: u64,
     /// Its most common errors, as the workload's are counted.
     errors: Vec<ErrorCount>,
+    /// Its failures by error type, for `--metrics-listen`: bounded like `errors`.
+    by_type: Vec<(String, u64)>,
 }
+
+/// Counts a failure of type `etype`: the first [`crate::stats::ERROR_KINDS`] types by
+/// name, later new ones under `other`, so that a scenario raising ever new types cannot
+/// grow the list (or the metrics' label values) without bound.
+fn count_type(by_type: &mut Vec<(String, u64)>, etype: &str) {
+    if let Some((_, n)) = by_type.iter_mut().find(|(t, _)| t == etype) {
+        *n += 1;
+    } else if by_type.len() < crate::stats::ERROR_KINDS {
+        by_type.push((etype.to_string(), 1));
+    } else if let Some((_, n)) = by_type.iter_mut().find(|(t, _)| t == OTHER_TYPE) {
+        *n += 1;
+    } else {
+        by_type.push((OTHER_TYPE.to_string(), 1));
+    }
+}
+
+/// The error type that [`count_type`] counts new types under once it has enough.
+pub const OTHER_TYPE: &str = "other";
 
 /// Consumes a workload's chunks: statistics, SLA, and what the front ends see.
 struct Consumer {
@@ -514,6 +540,8 @@ struct Consumer {
     committed: Option<watch::Sender<u64>>,
     /// The local `rps` runner's count of iterations running now.
     in_flight: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// [`EngineOptions::detail`].
+    detail: bool,
 }
 
 impl Consumer {
@@ -539,6 +567,7 @@ impl Consumer {
             distributed: None,
             committed: None,
             in_flight: None,
+            detail: options.detail,
         }
     }
 
@@ -708,6 +737,7 @@ impl Consumer {
                     metric: Metric::default(),
                     failures: 0,
                     errors: Vec::new(),
+                    by_type: Vec::new(),
                 });
                 self.per_source.len() - 1
             }
@@ -724,6 +754,7 @@ impl Consumer {
             if let Some(e) = &record.error {
                 s.failures += 1;
                 crate::stats::count_error(&mut s.errors, &e.etype, &e.message);
+                count_type(&mut s.by_type, &e.etype);
             }
         }
         let mut tops: Vec<(&str, f64)> = Vec::with_capacity(8);
@@ -786,12 +817,53 @@ impl Consumer {
                 (s.name.to_string(), errors)
             })
             .collect();
+        let detail = self.detail.then(|| Box::new(self.detail()));
         publish(Event::Statistics(Box::new(LiveStatistics {
             workload: self.index,
             table: self.stats.table(),
             errors,
             by_source,
+            detail,
         })));
+    }
+
+    /// Histogram buckets and failures by type from the stored results, with the agents'
+    /// in-flight counts where the runner keeps them (`rps`).
+    fn detail(&self) -> StatisticsDetail {
+        use std::collections::HashMap;
+        let reported: HashMap<&str, u64> = self
+            .instances
+            .iter()
+            .map(|i| (i.name.as_str(), i.in_flight))
+            .collect();
+        let local_in_flight = self
+            .in_flight
+            .as_ref()
+            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed));
+        StatisticsDetail {
+            duration: DurationBuckets::from_metric(&self.stats.duration),
+            actions: self
+                .stats
+                .top_level_actions()
+                .map(|(name, m)| (name, DurationBuckets::from_metric(m)))
+                .collect(),
+            sources: self
+                .per_source
+                .iter()
+                .map(|s| SourceDetail {
+                    name: s.name.to_string(),
+                    duration: DurationBuckets::from_metric(&s.metric),
+                    failures_by_type: s.by_type.clone(),
+                    in_flight: local_in_flight.and_then(|local| {
+                        if self.instances.is_empty() {
+                            Some(local)
+                        } else {
+                            reported.get(&*s.name).copied()
+                        }
+                    }),
+                })
+                .collect(),
+        }
     }
 
     fn publish_figures(&mut self, seconds: f64, elapsed: f64, publish: &impl Fn(Event)) {

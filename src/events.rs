@@ -72,6 +72,91 @@ pub struct LiveStatistics {
     pub errors: Vec<ErrorCount>,
     /// The same per runner instance (agent) that had any, most frequent first.
     pub by_source: Vec<(String, Vec<ErrorCount>)>,
+    /// Cumulative histogram buckets and failures by error type, for `--metrics-listen`;
+    /// only when the engine is asked for them ([`crate::engine::EngineOptions::detail`]),
+    /// since they cost a pass over every agent's histogram each interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Box<StatisticsDetail>>,
+}
+
+/// Upper bounds (seconds) of the duration histograms' buckets that `--metrics-listen`
+/// exports: latencies from a millisecond to five minutes, roughly 1-2.5-5 per decade (the
+/// Prometheus clients' defaults stop at 10 s, too short for cloud API calls).
+pub const DURATION_BUCKETS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+];
+
+/// A cumulative histogram of durations, as Prometheus keeps one: for each bound of
+/// [`DURATION_BUCKETS`], how many durations were at most that long.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DurationBuckets {
+    pub count: u64,
+    /// Seconds, exact (not from the histogram).
+    pub sum: f64,
+    /// `(upper bound in seconds, durations <= bound)` for each of [`DURATION_BUCKETS`];
+    /// the `+Inf` bucket is `count`.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl DurationBuckets {
+    /// From a metric's HDR histogram, in one pass over its recorded values. A value counts
+    /// under a bound when its HDR bucket's lowest value does, so a duration exactly on a
+    /// bound counts under it, and one within 0.1% above may too (the histogram's own
+    /// precision).
+    pub fn from_metric(m: &crate::stats::Metric) -> DurationBuckets {
+        let tops: Vec<u64> = DURATION_BUCKETS
+            .iter()
+            .map(|b| crate::stats::micros(*b))
+            .collect();
+        let mut counts = vec![0u64; tops.len()];
+        for v in m.hist.iter_recorded() {
+            let at = m.hist.lowest_equivalent(v.value_iterated_to());
+            // The first bound this value fits under; every later bound counts it too
+            // (cumulated below).
+            if let Some(i) = tops.iter().position(|&t| at <= t) {
+                counts[i] += v.count_at_value();
+            }
+        }
+        let mut running = 0;
+        let buckets = DURATION_BUCKETS
+            .iter()
+            .zip(counts)
+            .map(|(&b, c)| {
+                running += c;
+                (b, running)
+            })
+            .collect();
+        DurationBuckets {
+            count: m.count,
+            sum: if m.count > 0 { m.sum } else { 0.0 },
+            buckets,
+        }
+    }
+}
+
+/// What `--metrics-listen` needs beyond the statistics table, from the stored results.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatisticsDetail {
+    /// Iteration durations.
+    pub duration: DurationBuckets,
+    /// Each top-level atomic action's durations, by its row name in the table.
+    pub actions: Vec<(String, DurationBuckets)>,
+    /// Per runner instance ("local", or agent names).
+    pub sources: Vec<SourceDetail>,
+}
+
+/// One runner instance's share of [`StatisticsDetail`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourceDetail {
+    pub name: String,
+    pub duration: DurationBuckets,
+    /// Failures by error type (`HTTPError`, `Timeout`, …; never the message), first
+    /// [`crate::stats::ERROR_KINDS`] types seen, later new ones counted under `other`.
+    pub failures_by_type: Vec<(String, u64)>,
+    /// Iterations running now, where known (an `rps` runner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u64>,
 }
 
 /// Each criterion's current state on the merged data, in total and per runner instance.

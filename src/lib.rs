@@ -16,6 +16,7 @@ pub mod event_log;
 pub mod events;
 pub mod headless;
 pub mod hook;
+pub mod metrics;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -94,6 +94,14 @@ struct RunArgs {
     /// `-` is standard output, with --no-tui.
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Serve the run's live figures at http://ADDR/metrics for Prometheus (HOST:PORT, e.g.
+    /// 127.0.0.1:9464; Prometheus text or OpenMetrics, see the README). Served by this
+    /// process (the controller of a distributed run), never by agents.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Seconds /metrics stays up after the run ends, so that the last scrape sees the end.
+    #[arg(long, value_name = "SECONDS", default_value_t = rally_tui::metrics::DEFAULT_LINGER)]
+    metrics_linger: f64,
     /// Print progress lines and tables instead of the terminal UI (for CI).
     #[arg(long)]
     no_tui: bool,
@@ -314,6 +322,27 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         },
     };
     let events_to_stdout = args.events.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    // `--metrics-listen`: bound before anything runs, so a bad address or a port in use is
+    // an argument error, not a run without its metrics.
+    if !(args.metrics_linger.is_finite() && (0.0..1e6).contains(&args.metrics_linger)) {
+        init_tracing(std::io::stderr);
+        eprintln!(
+            "error: --metrics-linger must be a number of seconds >= 0, got {}",
+            args.metrics_linger
+        );
+        return Ok(exit::USAGE);
+    }
+    let metrics_listener = match &args.metrics_listen {
+        None => None,
+        Some(addr) => match rally_tui::metrics::bind(addr) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                init_tracing(std::io::stderr);
+                eprintln!("error: {e}");
+                return Ok(exit::USAGE);
+            }
+        },
+    };
     let db = db_path(db);
     // The TUI logs to a file, never onto its screen; the guard flushes it on the way out.
     let _log_guard = if tui {
@@ -413,7 +442,22 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         let options = EngineOptions {
             abort_on_sla_failure: args.abort_on_sla_failure,
             interval: Duration::from_secs_f64(args.sla_interval),
+            detail: metrics_listener.is_some(),
             ..EngineOptions::default()
+        };
+        // Up from here, while the agents come (the run's state says `starting`).
+        let metrics = match metrics_listener.map(rally_tui::metrics::Exporter::start) {
+            None => None,
+            Some(Ok(exporter)) => {
+                if !tui {
+                    eprintln!("Metrics: http://{}/metrics", exporter.addr);
+                }
+                Some(exporter)
+            }
+            Some(Err(e)) => {
+                eprintln!("error: --metrics-listen: {e}");
+                return Ok(exit::USAGE);
+            }
         };
         let (notices, mut notice_rx) = tokio::sync::mpsc::unbounded_channel();
         // What the headless mode printed while the agents came, for the start of `--events`.
@@ -511,6 +555,7 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
                 out,
             ))
         });
+        let metrics_follower = metrics.as_ref().map(|m| m.follow(engine.subscribe()));
         let stopper = engine.stopper();
         let abandoner = engine.abandoner();
         let stop_reason = engine.stop_reason();
@@ -578,6 +623,7 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             }
         });
         let outcome = engine.run().await;
+        let ended = tokio::time::Instant::now();
         if let Some(pool) = pool {
             let killed = pool.end().await;
             if !killed.is_empty() {
@@ -594,6 +640,9 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         if let Some(log) = event_log {
             // It ends with the task's last event (or when the engine's stream closed).
             let _ = log.await;
+        }
+        if let Some(follower) = metrics_follower {
+            let _ = follower.await;
         }
         match front {
             Ok(Ok(())) => {}
@@ -619,57 +668,78 @@ fn run(args: RunArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
             ));
             let _ = std::io::stdout().write_all(summary.as_bytes());
         }
-        let stored = tokio::task::spawn_blocking(move || writer.join()).await;
-        match stored {
-            Ok(Ok(Ok(()))) => {
-                let db_arg = if db == rally_tui::store::default_path() {
-                    String::new()
-                } else {
-                    format!(" --db {}", db.display())
-                };
-                let text = format!(
-                    "Stored as task {id} in {}\nSee it again: rally-tui{db_arg} task show {id}\n\
-                     A report:    rally-tui{db_arg} task report {id} --out report.html",
-                    db.display(),
-                    id = outcome.uuid,
+        // The storing and the verdict, whose early returns must not skip the linger below.
+        let code = async move {
+            let stored = tokio::task::spawn_blocking(move || writer.join()).await;
+            match stored {
+                Ok(Ok(Ok(()))) => {
+                    let db_arg = if db == rally_tui::store::default_path() {
+                        String::new()
+                    } else {
+                        format!(" --db {}", db.display())
+                    };
+                    let text = format!(
+                        "Stored as task {id} in {}\nSee it again: rally-tui{db_arg} task show {id}\n\
+                         A report:    rally-tui{db_arg} task report {id} --out report.html",
+                        db.display(),
+                        id = outcome.uuid,
+                    );
+                    // With `--events -` standard output is the event lines' alone.
+                    let _ = if events_to_stdout {
+                        writeln!(std::io::stderr(), "{text}")
+                    } else {
+                        writeln!(std::io::stdout(), "{text}")
+                    };
+                }
+                Ok(Ok(Err(e))) => {
+                    let _ = writeln!(std::io::stderr(), "error: results were not all stored: {e}");
+                    return Ok(exit::FAILURE);
+                }
+                _ => {
+                    let _ = writeln!(std::io::stderr(), "error: the storage thread failed");
+                    return Ok(exit::FAILURE);
+                }
+            }
+            // Results that ran and could not be fetched (their agent died with them and nobody
+            // could run them again) make the run a failure, whatever the SLA says of the rest.
+            let missing: usize = outcome
+                .workloads
+                .iter()
+                .filter_map(|w| w.distributed.as_ref())
+                .map(|d| d.missing.len())
+                .sum();
+            if missing > 0 && outcome.abort != Some(Abort::User) {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "error: results are missing ({missing} report line{} above: `Missing results`)",
+                    if missing == 1 { "" } else { "s" }
                 );
-                // With `--events -` standard output is the event lines' alone.
-                let _ = if events_to_stdout {
-                    writeln!(std::io::stderr(), "{text}")
-                } else {
-                    writeln!(std::io::stdout(), "{text}")
-                };
-            }
-            Ok(Ok(Err(e))) => {
-                let _ = writeln!(std::io::stderr(), "error: results were not all stored: {e}");
                 return Ok(exit::FAILURE);
             }
-            _ => {
-                let _ = writeln!(std::io::stderr(), "error: the storage thread failed");
-                return Ok(exit::FAILURE);
+            Ok(match outcome.abort {
+                Some(Abort::User) => exit::STOPPED,
+                _ if !outcome.pass_sla => exit::SLA_FAILED,
+                _ => exit::OK,
+            })
+        }
+        .await;
+        if let Some(metrics) = metrics {
+            // The last scrapes see the end; a signal cuts the wait short.
+            let linger = Duration::from_secs_f64(args.metrics_linger);
+            let left = linger.saturating_sub(ended.elapsed());
+            if !tui && !left.is_zero() {
+                eprintln!(
+                    "Metrics: serving /metrics {:.0} s more (--metrics-linger)",
+                    left.as_secs_f64()
+                );
             }
+            metrics
+                .linger(left, async {
+                    wait_for_signal().await;
+                })
+                .await;
         }
-        // Results that ran and could not be fetched (their agent died with them and nobody
-        // could run them again) make the run a failure, whatever the SLA says of the rest.
-        let missing: usize = outcome
-            .workloads
-            .iter()
-            .filter_map(|w| w.distributed.as_ref())
-            .map(|d| d.missing.len())
-            .sum();
-        if missing > 0 && outcome.abort != Some(Abort::User) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: results are missing ({missing} report line{} above: `Missing results`)",
-                if missing == 1 { "" } else { "s" }
-            );
-            return Ok(exit::FAILURE);
-        }
-        Ok(match outcome.abort {
-            Some(Abort::User) => exit::STOPPED,
-            _ if !outcome.pass_sla => exit::SLA_FAILED,
-            _ => exit::OK,
-        })
+        code
     })
 }
 

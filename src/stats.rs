@@ -397,16 +397,29 @@ impl WorkloadStats {
         }
     }
 
-    fn action_row(&self, i: usize) -> StatsRow {
+    /// The top-level atomic actions' rows, by the names the table gives them.
+    pub fn top_level_actions(&self) -> impl Iterator<Item = (String, &Metric)> {
+        self.roots
+            .iter()
+            .map(|&i| (self.row_name(i), &self.rows[i].metric))
+    }
+
+    fn row_name(&self, i: usize) -> String {
         let row = &self.rows[i];
-        let mut name = match row.name {
+        let name = match row.name {
             Some(id) => self.names.get(id as usize).cloned().unwrap_or_default(),
             None => NO_NAME_ACTION.to_string(),
         };
         if row.per_iteration > 1 {
-            name = format!("{name} (x{})", row.per_iteration);
+            format!("{name} (x{})", row.per_iteration)
+        } else {
+            name
         }
-        let mut out = row.metric.row(name);
+    }
+
+    fn action_row(&self, i: usize) -> StatsRow {
+        let row = &self.rows[i];
+        let mut out = row.metric.row(self.row_name(i));
         out.children = row.children.iter().map(|&c| self.action_row(c)).collect();
         out
     }

@@ -512,6 +512,7 @@ fn live_statistics(s: &mut TuiState) {
             table: stats.table(),
             by_source: vec![("local".into(), errors.clone())],
             errors,
+            detail: None,
         },
     )));
 }
@@ -667,6 +668,7 @@ fn errors_of_the_selected_agent_beside_everyones() {
                 ("local-1".into(), vec![error("ValueError", 7)]),
                 ("local-2".into(), vec![error("KeyError", 2)]),
             ],
+            detail: None,
         },
     )));
     s.on_key(KeyCode::Char('e'));

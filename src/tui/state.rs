@@ -686,6 +686,7 @@ impl TuiState {
             table: report.stats.clone(),
             errors: report.errors.clone(),
             by_source,
+            detail: None,
         });
         self.finished.retain(|r| r.info.index != report.info.index);
         self.finished.push(report.clone());

@@ -7,6 +7,7 @@ mod faults;
 mod http2;
 mod https;
 mod invalid;
+mod metrics;
 mod partition;
 mod proxy;
 mod rally_interop;

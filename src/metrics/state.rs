@@ -1,0 +1,669 @@
+//! What `/metrics` shows, kept as plain values and updated from the engine's events by
+//! [`RunMetrics::apply`], a pure function: no clock, no I/O, so the unit tests below feed it
+//! events and read the values back.
+//!
+//! Counters are absolute values taken from the events (which carry running totals), never
+//! increments: a missed event (a lagging subscriber) loses nothing but time. Each counter only
+//! ever rises ([`raise`]), since the engine's live counts (agents' reports) and stored counts
+//! (chunks) can briefly disagree.
+
+use std::collections::BTreeMap;
+
+use crate::events::{
+    AgentRow, DurationBuckets, Event, Figures, SlaSnapshot, SourceDetail, WorkloadInfo,
+};
+use crate::runner::InstanceState;
+use crate::sla::CriterionStatus;
+
+/// Agents that get series of their own, per workload: the first this many by name (among
+/// those in the workload's first snapshot, then in the order they appear); the rest are
+/// summed under `agent="other"`, so a run with 1,000 agents exports at most 51 series per
+/// per-agent family and workload.
+pub const AGENT_SERIES: usize = 50;
+
+/// The `agent` label of the agents beyond [`AGENT_SERIES`].
+pub const OTHER_AGENT: &str = "other";
+
+/// The run's state, as `rally_tui_run_state{state=…}` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Before the engine's first event: agents are registering.
+    Starting,
+    Running,
+    /// No new iterations start (user stop or SLA abort); in-flight ones finish.
+    Stopping,
+    Finished,
+    Aborted,
+    Crashed,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 6] = [
+        RunState::Starting,
+        RunState::Running,
+        RunState::Stopping,
+        RunState::Finished,
+        RunState::Aborted,
+        RunState::Crashed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Starting => "starting",
+            RunState::Running => "running",
+            RunState::Stopping => "stopping",
+            RunState::Finished => "finished",
+            RunState::Aborted => "aborted",
+            RunState::Crashed => "crashed",
+        }
+    }
+}
+
+/// One SLA criterion's (or one part's, for `max_percentile`) current state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaGauge {
+    pub criterion: String,
+    /// The part's name (`p99`) for a criterion with several limits, else empty.
+    pub part: String,
+    pub value: f64,
+    pub limit: f64,
+    pub success: bool,
+}
+
+/// One runner instance's ("local", or an agent's) values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentValues {
+    pub started: u64,
+    pub finished: u64,
+    pub failed: u64,
+    pub in_flight: u64,
+    pub rate: f64,
+    pub duration: DurationBuckets,
+    pub failures_by_type: BTreeMap<String, u64>,
+    pub state: Option<InstanceState>,
+}
+
+impl AgentValues {
+    /// Adds `other`'s values into these (for `agent="other"`).
+    fn add(&mut self, other: &AgentValues) {
+        self.started += other.started;
+        self.finished += other.finished;
+        self.failed += other.failed;
+        self.in_flight += other.in_flight;
+        self.rate += other.rate;
+        add_buckets(&mut self.duration, &other.duration);
+        for (t, n) in &other.failures_by_type {
+            *self.failures_by_type.entry(t.clone()).or_default() += n;
+        }
+    }
+
+    fn figures(&mut self, f: &Figures) {
+        raise(&mut self.finished, f.iterations);
+        raise(&mut self.failed, f.failures);
+        raise(&mut self.started, self.finished + self.in_flight);
+        self.rate = f.rate;
+    }
+}
+
+/// Sums two cumulative histograms with the same bounds (an empty one takes the other's).
+fn add_buckets(into: &mut DurationBuckets, b: &DurationBuckets) {
+    if into.buckets.is_empty() {
+        into.buckets = b.buckets.clone();
+    } else {
+        for (mine, theirs) in into.buckets.iter_mut().zip(&b.buckets) {
+            mine.1 += theirs.1;
+        }
+    }
+    into.count += b.count;
+    into.sum += b.sum;
+}
+
+/// Where a workload sits, as its labels say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadId {
+    /// 0-based over the whole task, in run order.
+    pub index: usize,
+    pub subtask: String,
+    pub scenario: String,
+    /// Its type (`constant`, `rps`, …), without the parameters.
+    pub runner: String,
+}
+
+impl WorkloadId {
+    fn of(info: &WorkloadInfo) -> WorkloadId {
+        WorkloadId {
+            index: info.index,
+            subtask: info.subtask.clone(),
+            scenario: info.scenario.clone(),
+            runner: info
+                .runner
+                .split(" (")
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+/// One workload's values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadMetrics {
+    pub info: WorkloadId,
+    pub started: u64,
+    pub finished: u64,
+    pub failed: u64,
+    /// Iterations per second over the last interval.
+    pub rate: f64,
+    /// Iterations running now, where the runner keeps count (`rps`).
+    pub in_flight: Option<u64>,
+    pub duration: DurationBuckets,
+    /// Top-level atomic actions, by name.
+    pub actions: BTreeMap<String, DurationBuckets>,
+    pub sla: Vec<SlaGauge>,
+    /// Agents by state, once the workload had any agents.
+    pub agent_states: Option<BTreeMap<&'static str, u64>>,
+    /// Every runner instance, by name.
+    pub agents: BTreeMap<String, AgentValues>,
+    /// The agents with series of their own, at most [`AGENT_SERIES`].
+    pub named: Vec<String>,
+}
+
+impl WorkloadMetrics {
+    fn new(info: &WorkloadInfo) -> WorkloadMetrics {
+        WorkloadMetrics {
+            info: WorkloadId::of(info),
+            started: 0,
+            finished: 0,
+            failed: 0,
+            rate: 0.0,
+            in_flight: None,
+            duration: DurationBuckets::default(),
+            actions: BTreeMap::new(),
+            sla: Vec::new(),
+            agent_states: None,
+            agents: BTreeMap::new(),
+            named: Vec::new(),
+        }
+    }
+
+    /// The runner instance `name`'s values; newly seen names get their own series while
+    /// there is room. Callers pass a snapshot's names sorted, so "first" is "first by name".
+    fn agent(&mut self, name: &str) -> &mut AgentValues {
+        if !self.agents.contains_key(name) {
+            if self.named.len() < AGENT_SERIES {
+                self.named.push(name.to_string());
+            }
+            self.agents.insert(name.to_string(), AgentValues::default());
+        }
+        self.agents.entry(name.to_string()).or_default()
+    }
+
+    /// Failures by type over all runner instances.
+    pub fn failures_by_type(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for a in self.agents.values() {
+            for (t, n) in &a.failures_by_type {
+                *out.entry(t.clone()).or_default() += n;
+            }
+        }
+        out
+    }
+
+    /// The series of the per-agent families: each named agent's values, then the rest summed
+    /// as `other` (when there are any).
+    pub fn agent_series(&self) -> Vec<(&str, AgentValues)> {
+        let mut out: Vec<(&str, AgentValues)> = self
+            .named
+            .iter()
+            .filter_map(|n| self.agents.get(n).map(|v| (n.as_str(), v.clone())))
+            .collect();
+        let mut rest = AgentValues::default();
+        let mut any = false;
+        for (name, v) in &self.agents {
+            if !self.named.contains(name) {
+                rest.add(v);
+                any = true;
+            }
+        }
+        if any {
+            out.push((OTHER_AGENT, rest));
+        }
+        out
+    }
+
+    fn agent_rows(&mut self, rows: &[AgentRow]) {
+        let mut sorted: Vec<&AgentRow> = rows.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut states: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for row in sorted {
+            *states.entry(row.state.as_str()).or_default() += 1;
+            let a = self.agent(&row.name);
+            raise(&mut a.finished, row.iterations);
+            raise(&mut a.failed, row.failures);
+            raise(&mut a.started, a.finished + a.in_flight);
+            a.rate = row.rate;
+            a.state = Some(row.state);
+        }
+        self.agent_states = Some(states);
+    }
+
+    fn sources(&mut self, sources: &[SourceDetail]) {
+        let mut sorted: Vec<&SourceDetail> = sources.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        for s in sorted {
+            let a = self.agent(&s.name);
+            a.duration = s.duration.clone();
+            a.failures_by_type = s.failures_by_type.iter().cloned().collect();
+            if let Some(n) = s.in_flight {
+                a.in_flight = n;
+            }
+            raise(&mut a.started, a.finished + a.in_flight);
+        }
+    }
+
+    fn sla(&mut self, snapshot: &SlaSnapshot) {
+        self.sla = snapshot.total.iter().flat_map(gauges).collect();
+    }
+}
+
+/// A criterion's gauges: one, or one per part.
+fn gauges(c: &CriterionStatus) -> Vec<SlaGauge> {
+    if c.parts.is_empty() {
+        vec![SlaGauge {
+            criterion: c.criterion.clone(),
+            part: String::new(),
+            value: c.value,
+            limit: c.limit,
+            success: c.success,
+        }]
+    } else {
+        c.parts
+            .iter()
+            .map(|p| SlaGauge {
+                criterion: c.criterion.clone(),
+                part: p.name.clone(),
+                value: p.value,
+                limit: p.limit,
+                success: p.success,
+            })
+            .collect()
+    }
+}
+
+/// A counter's new value: never lower than what was already shown.
+fn raise(counter: &mut u64, value: u64) {
+    *counter = (*counter).max(value);
+}
+
+/// Everything `/metrics` shows of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunMetrics {
+    /// The task's uuid, once the engine has started.
+    pub task: String,
+    pub title: String,
+    pub state: RunState,
+    /// By [`WorkloadInfo::index`].
+    pub workloads: Vec<WorkloadMetrics>,
+}
+
+impl Default for RunMetrics {
+    fn default() -> Self {
+        RunMetrics {
+            task: String::new(),
+            title: String::new(),
+            state: RunState::Starting,
+            workloads: Vec::new(),
+        }
+    }
+}
+
+impl RunMetrics {
+    /// Takes in one engine event.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::TaskStarted {
+                uuid,
+                title,
+                workloads,
+            } => {
+                self.task = uuid.clone();
+                self.title = title.clone();
+                self.state = RunState::Running;
+                for info in workloads {
+                    self.workload_info(info);
+                }
+            }
+            Event::WorkloadStarted(info) => self.workload_info(info),
+            Event::Count {
+                workload,
+                iterations,
+                failures,
+                ..
+            } => {
+                if let Some(w) = self.workload(*workload) {
+                    raise(&mut w.finished, *iterations);
+                    raise(&mut w.failed, *failures);
+                    raise(&mut w.started, w.finished + w.in_flight.unwrap_or(0));
+                }
+            }
+            Event::Progress(p) => {
+                if let Some(w) = self.workload(p.workload) {
+                    raise(&mut w.finished, p.all.iterations);
+                    raise(&mut w.failed, p.all.failures);
+                    w.rate = p.all.rate;
+                    w.in_flight = p.in_flight;
+                    raise(&mut w.started, w.finished + w.in_flight.unwrap_or(0));
+                    let mut sources: Vec<&(String, Figures)> = p.sources.iter().collect();
+                    sources.sort_by(|a, b| a.0.cmp(&b.0));
+                    for (name, f) in sources {
+                        w.agent(name).figures(f);
+                    }
+                }
+            }
+            Event::Agents(a) => {
+                if let Some(w) = self.workload(a.workload) {
+                    w.agent_rows(&a.agents);
+                }
+            }
+            Event::Sla(s) => {
+                if let Some(w) = self.workload(s.workload) {
+                    w.sla(s);
+                }
+            }
+            Event::Statistics(s) => {
+                if let (Some(w), Some(d)) = (self.workload(s.workload), &s.detail) {
+                    w.duration = d.duration.clone();
+                    w.actions = d.actions.iter().cloned().collect();
+                    w.sources(&d.sources);
+                }
+            }
+            Event::WorkloadFinished(report) => {
+                if let Some(w) = self.workload(report.info.index) {
+                    // The stored totals are the last word; nothing runs any more.
+                    raise(&mut w.finished, report.iterations);
+                    raise(&mut w.failed, report.failures);
+                    raise(&mut w.started, w.finished);
+                    w.rate = 0.0;
+                    w.in_flight = w.in_flight.map(|_| 0);
+                    w.sla = report.sla.iter().flat_map(gauges).collect();
+                    for a in w.agents.values_mut() {
+                        a.rate = 0.0;
+                        a.in_flight = 0;
+                    }
+                }
+            }
+            Event::Stopping { .. } => self.state = RunState::Stopping,
+            Event::TaskFinished { status, .. } => {
+                self.state = match status {
+                    crate::events::TaskStatus::Running => RunState::Running,
+                    crate::events::TaskStatus::Finished => RunState::Finished,
+                    crate::events::TaskStatus::Aborted => RunState::Aborted,
+                    crate::events::TaskStatus::Crashed => RunState::Crashed,
+                };
+            }
+            Event::Log { .. } => {}
+        }
+    }
+
+    fn workload_info(&mut self, info: &WorkloadInfo) {
+        match self
+            .workloads
+            .iter_mut()
+            .find(|w| w.info.index == info.index)
+        {
+            Some(w) => w.info = WorkloadId::of(info),
+            None => {
+                self.workloads.push(WorkloadMetrics::new(info));
+                self.workloads.sort_by_key(|w| w.info.index);
+            }
+        }
+    }
+
+    fn workload(&mut self, index: usize) -> Option<&mut WorkloadMetrics> {
+        self.workloads.iter_mut().find(|w| w.info.index == index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{AgentsSnapshot, LiveStatistics, Progress, StatisticsDetail, TaskStatus};
+
+    fn info(index: usize) -> WorkloadInfo {
+        WorkloadInfo {
+            index,
+            count: 2,
+            subtask: "sub".into(),
+            position: index,
+            scenario: "Dummy.dummy".into(),
+            runner: "constant (times 10, concurrency 2)".into(),
+            total: Some(10),
+            expected_duration: None,
+            target_rate: None,
+            max_concurrency: None,
+        }
+    }
+
+    fn started() -> RunMetrics {
+        let mut m = RunMetrics::default();
+        m.apply(&Event::TaskStarted {
+            uuid: "u".into(),
+            title: "t".into(),
+            workloads: vec![info(0), info(1)],
+        });
+        m
+    }
+
+    fn figures(iterations: u64, failures: u64, rate: f64) -> Figures {
+        Figures {
+            iterations,
+            failures,
+            rate,
+            ..Figures::default()
+        }
+    }
+
+    fn row(name: &str, iterations: u64, state: InstanceState) -> AgentRow {
+        AgentRow {
+            name: name.into(),
+            host: "h".into(),
+            state,
+            iterations,
+            failures: 1,
+            rate: 2.0,
+            p95: None,
+            heartbeat_age: None,
+            clock_offset: None,
+        }
+    }
+
+    fn buckets(values: &[f64]) -> DurationBuckets {
+        let mut m = crate::stats::Metric::default();
+        for v in values {
+            m.add(*v, true);
+        }
+        DurationBuckets::from_metric(&m)
+    }
+
+    #[test]
+    fn run_state_follows_the_task() {
+        let mut m = RunMetrics::default();
+        assert_eq!(m.state, RunState::Starting);
+        m = started();
+        assert_eq!((m.state, m.task.as_str()), (RunState::Running, "u"));
+        m.apply(&Event::Stopping {
+            reason: "SLA failure".into(),
+        });
+        assert_eq!(m.state, RunState::Stopping);
+        m.apply(&Event::TaskFinished {
+            uuid: "u".into(),
+            status: TaskStatus::Aborted,
+            pass_sla: false,
+        });
+        assert_eq!(m.state, RunState::Aborted);
+    }
+
+    #[test]
+    fn counters_take_totals_and_never_go_down() {
+        let mut m = started();
+        m.apply(&Event::Count {
+            workload: 1,
+            elapsed: 1.0,
+            iterations: 7,
+            failures: 2,
+        });
+        // An older, lower figure (the stored count lagging the agents' reports).
+        m.apply(&Event::Progress(Progress {
+            workload: 1,
+            elapsed: 1.0,
+            total: Some(10),
+            all: figures(5, 1, 3.5),
+            sources: vec![("local".into(), figures(5, 1, 3.5))],
+            in_flight: Some(3),
+        }));
+        let w = &m.workloads[1];
+        assert_eq!((w.finished, w.failed, w.started), (7, 2, 10));
+        assert_eq!((w.rate, w.in_flight), (3.5, Some(3)));
+        assert_eq!(m.workloads[0].finished, 0);
+        // Events for a workload nobody announced are ignored, not a panic.
+        m.apply(&Event::Count {
+            workload: 9,
+            elapsed: 1.0,
+            iterations: 1,
+            failures: 0,
+        });
+    }
+
+    #[test]
+    fn agents_beyond_the_cap_are_summed_as_other() {
+        let mut m = started();
+        let rows: Vec<AgentRow> = (0..AGENT_SERIES + 3)
+            .rev()
+            .map(|i| {
+                let state = if i == 0 {
+                    InstanceState::Lost
+                } else {
+                    InstanceState::Running
+                };
+                row(&format!("agent-{i:04}"), 10, state)
+            })
+            .collect();
+        m.apply(&Event::Agents(AgentsSnapshot {
+            workload: 0,
+            agents: rows,
+        }));
+        let w = &m.workloads[0];
+        let series = w.agent_series();
+        assert_eq!(series.len(), AGENT_SERIES + 1);
+        // The first by name get their own series, whatever order they came in.
+        assert_eq!(series[0].0, "agent-0000");
+        assert_eq!(
+            series[AGENT_SERIES - 1].0,
+            format!("agent-{:04}", AGENT_SERIES - 1)
+        );
+        let (name, other) = &series[AGENT_SERIES];
+        assert_eq!(*name, OTHER_AGENT);
+        assert_eq!((other.finished, other.failed, other.rate), (30, 3, 6.0));
+        let states = w.agent_states.as_ref().unwrap();
+        assert_eq!(states.get("running"), Some(&(AGENT_SERIES as u64 + 2)));
+        assert_eq!(states.get("lost"), Some(&1));
+    }
+
+    #[test]
+    fn statistics_detail_fills_histograms_and_failure_types() {
+        let mut m = started();
+        let detail = StatisticsDetail {
+            duration: buckets(&[0.002, 0.2, 3.0]),
+            actions: vec![("a".into(), buckets(&[0.2]))],
+            sources: vec![
+                SourceDetail {
+                    name: "b".into(),
+                    duration: buckets(&[0.002]),
+                    failures_by_type: vec![("HTTPError".into(), 2)],
+                    in_flight: Some(4),
+                },
+                SourceDetail {
+                    name: "a".into(),
+                    duration: buckets(&[0.2, 3.0]),
+                    failures_by_type: vec![("HTTPError".into(), 1), ("Timeout".into(), 5)],
+                    in_flight: None,
+                },
+            ],
+        };
+        m.apply(&Event::Statistics(Box::new(LiveStatistics {
+            workload: 0,
+            table: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
+            errors: Vec::new(),
+            by_source: Vec::new(),
+            detail: Some(Box::new(detail)),
+        })));
+        let w = &m.workloads[0];
+        assert_eq!(w.duration.count, 3);
+        assert_eq!(w.actions["a"].count, 1);
+        let types = w.failures_by_type();
+        assert_eq!((types["HTTPError"], types["Timeout"]), (3, 5));
+        assert_eq!(w.named, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!((w.agents["b"].in_flight, w.agents["b"].started), (4, 4));
+        // Statistics without detail (no --metrics-listen) change nothing.
+        let before = m.clone();
+        m.apply(&Event::Statistics(Box::new(LiveStatistics {
+            workload: 0,
+            table: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
+            errors: Vec::new(),
+            by_source: Vec::new(),
+            detail: None,
+        })));
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn buckets_are_cumulative_with_bounds_inclusive() {
+        let b = buckets(&[0.001, 0.0011, 0.3, 400.0]);
+        assert_eq!(b.count, 4);
+        let at = |bound: f64| b.buckets.iter().find(|(le, _)| *le == bound).unwrap().1;
+        assert_eq!(at(0.001), 1);
+        assert_eq!(at(0.0025), 2);
+        assert_eq!(at(0.25), 2);
+        assert_eq!(at(0.5), 3);
+        // Longer than the last bound: only in +Inf (the count).
+        assert_eq!(at(300.0), 3);
+        assert!((b.sum - 400.3021).abs() < 1e-9);
+    }
+
+    #[test]
+    fn sla_parts_become_one_gauge_each() {
+        let mut m = started();
+        let part = |name: &str, value: f64, success: bool| crate::sla::CriterionPart {
+            name: name.into(),
+            value,
+            limit: 1.0,
+            success,
+        };
+        m.apply(&Event::Sla(SlaSnapshot {
+            workload: 0,
+            total: vec![
+                CriterionStatus {
+                    criterion: "failure_rate".into(),
+                    success: true,
+                    detail: String::new(),
+                    value: 2.0,
+                    limit: 10.0,
+                    parts: Vec::new(),
+                },
+                CriterionStatus {
+                    criterion: "max_percentile".into(),
+                    success: false,
+                    detail: String::new(),
+                    value: 1.5,
+                    limit: 1.0,
+                    parts: vec![part("p50", 0.5, true), part("p99", 1.5, false)],
+                },
+            ],
+            sources: Vec::new(),
+        }));
+        let sla = &m.workloads[0].sla;
+        assert_eq!(sla.len(), 3);
+        assert_eq!((sla[0].part.as_str(), sla[0].value), ("", 2.0));
+        assert_eq!((sla[2].part.as_str(), sla[2].success), ("p99", false));
+    }
+}
