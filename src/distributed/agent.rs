@@ -512,12 +512,17 @@ impl<'a> Session<'a> {
                 }
             }
             ToAgent::Stored { ids } => {
-                let mut cache = lock(&self.cache);
-                for id in ids {
-                    if let Err(e) = cache.remove(id) {
-                        tracing::warn!("{e}");
+                // On a blocking thread (see `on_disk`), and not awaited: nothing here waits
+                // for the files to go.
+                let cache = self.cache.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut cache = lock(&cache);
+                    for id in ids {
+                        if let Err(e) = cache.remove(id) {
+                            tracing::warn!("{e}");
+                        }
                     }
-                }
+                });
             }
             ToAgent::Ping { sent } => {
                 let _ = sender
@@ -693,11 +698,11 @@ async fn sink(
         // no more results (the slots then wait on this channel: the load pauses) until the
         // disk writes again or the controller has stored enough.
         loop {
-            let (held, why) = {
-                let mut c = lock(&cache);
+            let (held, why) = on_disk(&cache, |c| {
                 let held = c.retry_writes();
                 (held, c.write_error().unwrap_or("").to_string())
-            };
+            })
+            .await;
             let over = held > MEMORY_HELD;
             {
                 let mut acc = lock(&account);
@@ -722,7 +727,10 @@ async fn sink(
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let put = lock(&cache).put(&key, &chunk);
+        let (put, chunk) = {
+            let key = key.clone();
+            on_disk(&cache, move |c| (c.put(&key, &chunk), chunk)).await
+        };
         let mut acc = lock(&account);
         acc.add(&chunk);
         match put {
@@ -737,6 +745,24 @@ async fn sink(
     }
 }
 
+/// Runs `work` on the chunk cache on tokio's blocking threads. Cache calls write, fsync, read
+/// and delete files: on the runtime's own threads they would stall the load (with one CPU the
+/// runtime has a single thread, and a slow disk would hold every slot).
+async fn on_disk<T: Send + 'static>(
+    cache: &Arc<Mutex<ChunkCache>>,
+    work: impl FnOnce(&mut ChunkCache) -> T + Send + 'static,
+) -> T {
+    let cache = cache.clone();
+    let blocking = tokio::task::spawn_blocking(move || work(&mut lock(&cache)));
+    match blocking.await {
+        Ok(out) => out,
+        // The work panicked: carry the panic here, where it would have happened inline.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: only when the runtime shuts down, and then this task goes too.
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// Serves the controller's pulls, one chunk at a time, on the results channel.
 async fn serve_pulls(
     sender: Arc<LinkSender>,
@@ -745,7 +771,7 @@ async fn serve_pulls(
 ) {
     while let Some(ids) = pulls.recv().await {
         for id in ids {
-            let delivery = match lock(&cache).read(id) {
+            let delivery = match on_disk(&cache, move |c| c.read(id)).await {
                 Ok(bytes) => Delivery::Chunk { id, bytes },
                 Err(e) => {
                     tracing::error!("{e}");
