@@ -278,11 +278,13 @@ fn agents_table(r: &WorkloadReport, d: &crate::events::DistributedSummary) -> St
         &rows,
     );
     if !d.lost.is_empty() {
-        out.push_str(&format!(
-            "Lost agents: {}; {} of their unfinished iterations were run by the others\n",
-            d.lost.join(", "),
-            d.reissued
-        ));
+        // A duration workload re-runs nothing (the others carry its concurrency instead):
+        // "0 … were run by the others" would read as work left undone.
+        let rerun = match d.reissued {
+            0 => String::new(),
+            n => format!("; {n} of their unfinished iterations were run by the others"),
+        };
+        out.push_str(&format!("Lost agents: {}{rerun}\n", d.lost.join(", ")));
     }
     for back in &d.returned {
         out.push_str(&format!("Back after being lost: {back}\n"));

@@ -190,12 +190,14 @@ pub(super) fn agents(out: &mut String, w: &ReportWorkload) {
     }
     if let Some(d) = &w.distributed {
         if !d.lost.is_empty() {
+            let rerun = match d.reissued {
+                0 => String::new(),
+                n => format!(" {n} of their unfinished iterations were run by the other agents."),
+            };
             let _ = write!(
                 out,
-                "<p class=\"fail\">Lost during the workload: {}. {} of their unfinished \
-                 iterations were run by the other agents.</p>",
+                "<p class=\"fail\">Lost during the workload: {}.{rerun}</p>",
                 esc(&d.lost.join(", ")),
-                d.reissued
             );
         }
         for back in &d.returned {
