@@ -18,11 +18,17 @@
 //! [`UNPROCESSED_ATTEMPTS`] times in all), so a server that rotates its connections (nginx's
 //! `keepalive_requests`) costs no failed iterations. Once the server may have worked on a
 //! request, a failure is the iteration's: nothing is sent twice.
+//!
+//! A connection can also go silent (a peer or a middlebox that drops everything without a
+//! reset): its requests time out, and nothing else would tell. So a timeout sends a PING on
+//! the connection it happened on; a connection that does not answer within
+//! [`PROBE_WITHIN`] is retired, and every slot on it rebinds to a new one at its next
+//! request. One slow request alone does not cut a connection that 100 slots share.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -36,6 +42,10 @@ use crate::chunk::{Dials, IterationError};
 /// How many times a request the server did not process (GOAWAY, refused stream) is sent,
 /// each time on a newer connection.
 const UNPROCESSED_ATTEMPTS: u32 = 4;
+
+/// How long a connection suspected dead (a request on it timed out) has to answer a PING,
+/// at most: the scenario's timeout, but within these bounds.
+const PROBE_WITHIN: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
 
 /// Streams per connection when `connections` is not given.
 pub const STREAMS_PER_CONNECTION: usize = 100;
@@ -128,7 +138,59 @@ struct Attempt {
 /// One connection of the pool, replaced whole when it fails.
 #[derive(Default)]
 struct Line {
-    current: Mutex<Option<(u64, SendRequest<Bytes>)>>,
+    current: Mutex<Option<Current>>,
+    /// Generations below this went silent (they did not answer a PING): slots that hold one
+    /// rebind before their next request.
+    live_from: AtomicU64,
+}
+
+/// A line's connection now.
+struct Current {
+    generation: u64,
+    send: SendRequest<Bytes>,
+    /// The connection's PING handle, taken while a probe is out.
+    ping: Option<h2::PingPong>,
+}
+
+impl Line {
+    /// A request on connection `generation` timed out: ask the connection whether it is
+    /// still there (in the background; one probe at a time), and retire it if it says
+    /// nothing within `within`.
+    fn probe(self: &Arc<Line>, generation: u64, within: Duration) {
+        let line = self.clone();
+        tokio::spawn(async move {
+            let pinger = match line.current.lock().await.as_mut() {
+                Some(c) if c.generation == generation => c.ping.take(),
+                _ => None,
+            };
+            // Another probe is out, or the connection was replaced already.
+            let Some(mut pinger) = pinger else {
+                return;
+            };
+            let answered = matches!(
+                tokio::time::timeout(within, pinger.ping(h2::Ping::opaque())).await,
+                Ok(Ok(_))
+            );
+            let mut current = line.current.lock().await;
+            match current.as_mut() {
+                Some(c) if c.generation == generation && answered => c.ping = Some(pinger),
+                Some(c) if c.generation == generation => {
+                    tracing::debug!(
+                        "HTTP/2 connection {generation} did not answer a PING within {within:?}: \
+                         replaced"
+                    );
+                    line.live_from.fetch_max(generation + 1, Ordering::Release);
+                    *current = None;
+                }
+                _ => {}
+            }
+        });
+    }
+
+    /// Whether connection `generation` was found silent.
+    fn retired(&self, generation: u64) -> bool {
+        generation < self.live_from.load(Ordering::Acquire)
+    }
 }
 
 /// A slot's hold on its line's connection: the generation, and its own handle.
@@ -221,18 +283,27 @@ impl Pool {
         dials: &mut Dials,
     ) -> Result<(u64, SendRequest<Bytes>), H2Failure> {
         let mut current = line.current.lock().await;
-        if let Some((generation, send)) = current.as_ref()
-            && Some(*generation) != failed
+        if let Some(c) = current.as_ref()
+            && Some(c.generation) != failed
         {
-            return Ok((*generation, send.clone()));
+            return Ok((c.generation, c.send.clone()));
         }
-        let generation = current.as_ref().map_or(0, |(g, _)| g + 1);
-        let send = self.connect(dials).await?;
-        *current = Some((generation, send.clone()));
+        let generation = current
+            .as_ref()
+            .map_or(line.live_from.load(Ordering::Acquire), |c| c.generation + 1);
+        let (send, ping) = self.connect(dials).await?;
+        *current = Some(Current {
+            generation,
+            send: send.clone(),
+            ping,
+        });
         Ok((generation, send))
     }
 
-    async fn connect(&self, dials: &mut Dials) -> Result<SendRequest<Bytes>, H2Failure> {
+    async fn connect(
+        &self,
+        dials: &mut Dials,
+    ) -> Result<(SendRequest<Bytes>, Option<h2::PingPong>), H2Failure> {
         let (conn, dial) = super::http::dial_with(&self.target, self.tls.as_ref(), true)
             .await
             .map_err(|error| H2Failure::Connect {
@@ -249,7 +320,7 @@ impl Pool {
             }
         }
         dials.add(dial);
-        let (send, connection) = h2::client::Builder::new()
+        let (send, mut connection) = h2::client::Builder::new()
             // Bodies are counted and dropped: let the server send without waiting for
             // window updates (h2's defaults, 64 KiB, stall a large response per round trip).
             .initial_window_size(1 << 20)
@@ -257,6 +328,7 @@ impl Pool {
             .handshake::<_, Bytes>(conn)
             .await
             .map_err(H2Failure::Protocol)?;
+        let ping = connection.ping_pong();
         tokio::spawn(async move {
             // Ends when the server closes, or when every handle is dropped; errors reach
             // the streams in flight.
@@ -264,7 +336,7 @@ impl Pool {
                 tracing::debug!("HTTP/2 connection ended: {e}");
             }
         });
-        Ok(send)
+        Ok((send, ping))
     }
 
     /// One request of `scenario`, answered before `started + timeout`.
@@ -292,6 +364,10 @@ impl Pool {
             _ = timer.as_mut() => Err(()),
         };
         slot.deadline = Some(timer);
+        if let (Err(()), Some(bound)) = (&sent, &slot.bound) {
+            let within = scenario.timeout.clamp(PROBE_WITHIN.0, PROBE_WITHIN.1);
+            line.probe(bound.generation, within);
+        }
         match sent {
             Err(()) => Err(IterationError::new(
                 "Timeout",
@@ -317,6 +393,9 @@ impl Pool {
         slot: &mut Option<Bound>,
         dials: &mut Dials,
     ) -> Result<u16, H2Failure> {
+        if slot.as_ref().is_some_and(|b| line.retired(b.generation)) {
+            *slot = None;
+        }
         let bound = match slot {
             Some(bound) => bound,
             None => {
@@ -406,6 +485,8 @@ mod tests {
         Reset(h2::Reason),
         /// Headers, then no body ever.
         Stall,
+        /// Nothing after the handshake: no response, no PING answer (a peer gone silent).
+        Silent,
     }
 
     async fn server(by_connection: Vec<Behaviour>) -> u16 {
@@ -423,6 +504,11 @@ mod tests {
                     let Ok(mut conn) = h2::server::handshake(socket).await else {
                         return;
                     };
+                    if let Behaviour::Silent = behaviour {
+                        // Holds the socket open and never reads it again.
+                        let _held = conn;
+                        return std::future::pending().await;
+                    }
                     while let Some(Ok((_, mut respond))) = conn.accept().await {
                         match behaviour {
                             Behaviour::Ok => {
@@ -431,6 +517,7 @@ mod tests {
                                 body.send_data(Bytes::from_static(b"hello"), true).unwrap();
                             }
                             Behaviour::Reset(reason) => respond.send_reset(reason),
+                            Behaviour::Silent => {}
                             Behaviour::Stall => {
                                 let response = http::Response::new(());
                                 let body = respond.send_response(response, false).unwrap();
@@ -499,6 +586,45 @@ mod tests {
         let port = server(vec![Behaviour::Stall]).await;
         let (r, _) = one(port).await;
         assert_eq!(r.unwrap_err().etype, "Timeout");
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_replaced_after_it_misses_a_ping() {
+        let port = server(vec![Behaviour::Silent, Behaviour::Ok]).await;
+        let scenario = scenario(port);
+        let pool = Pool::new(&scenario);
+        let mut slot = Slot::default();
+        let first = pool.run(&scenario, &mut slot, Instant::now()).await;
+        assert_eq!(first.unwrap_err().etype, "Timeout");
+        // The PING goes unanswered for PROBE_WITHIN's floor (1 s); meanwhile the slot's
+        // requests time out on the old connection, then one goes out on a new one.
+        let mut outcomes = Vec::new();
+        for _ in 0..8 {
+            let r = pool.run(&scenario, &mut slot, Instant::now()).await;
+            outcomes.push(r.as_ref().map_err(|e| e.etype.clone()).err());
+            if r.is_ok() {
+                break;
+            }
+        }
+        assert_eq!(outcomes.last(), Some(&None), "{outcomes:?}");
+        assert_eq!(
+            slot.dials.plain, 2,
+            "the silent connection and its replacement"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_on_a_live_connection_does_not_replace_it() {
+        // The stalled body times out, but the connection answers its PING: it stays.
+        let port = server(vec![Behaviour::Stall, Behaviour::Ok]).await;
+        let scenario = scenario(port);
+        let pool = Pool::new(&scenario);
+        let mut slot = Slot::default();
+        for _ in 0..4 {
+            let r = pool.run(&scenario, &mut slot, Instant::now()).await;
+            assert_eq!(r.unwrap_err().etype, "Timeout");
+        }
+        assert_eq!(slot.dials.plain, 1);
     }
 
     #[tokio::test]
