@@ -19,7 +19,7 @@ use crate::cluster::ClusterFile;
 use crate::distributed::controller::{ControllerOptions, Notice};
 use crate::distributed::pool::{Pool, Source};
 use crate::engine::{Abort, EngineOptions, TaskEngine, TaskOutcome};
-use crate::events::Event;
+use crate::events::{Event, Level, StopCause};
 use crate::headless;
 use crate::store::StoreError;
 use crate::task::TaskSpec;
@@ -103,10 +103,7 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
         let event_log = outputs.events.map(|out| {
             let early = early_notices
                 .iter()
-                .map(|n| Event::Log {
-                    level: n.level.into(),
-                    message: n.message.clone(),
-                })
+                .map(|n| Event::from(n.clone()))
                 .collect();
             tokio::spawn(crate::event_log::write_events(
                 early,
@@ -448,16 +445,13 @@ async fn forward_notices(
 ) {
     while let Some(n) = notices.recv().await {
         if tui {
-            match n.level {
-                "error" => tracing::error!("{}", n.message),
-                "warning" => tracing::warn!("{}", n.message),
-                _ => tracing::info!("{}", n.message),
+            match n.level() {
+                Level::Error => tracing::error!("{}", n.message),
+                Level::Warning => tracing::warn!("{}", n.message),
+                Level::Info => tracing::info!("{}", n.message),
             }
         }
-        let _ = events.send(Event::Log {
-            level: n.level.into(),
-            message: n.message,
-        });
+        let _ = events.send(n.into());
     }
 }
 
@@ -474,7 +468,7 @@ fn stop_on_signals(engine: &TaskEngine, tui: bool) -> impl Future<Output = ()> +
             let signal = wait_for_signal().await;
             signals += 1;
             if signals == 1 {
-                stop_reason.set(format!("stopped by {signal}"));
+                stop_reason.set(StopCause::Signal(signal));
                 if !tui {
                     eprintln!(
                         "Stopping: no new iterations start; in-flight ones finish. Press Ctrl-C again to quit now."

@@ -3,6 +3,7 @@
 
 use super::history::History;
 use super::{PSEUDO_ROWS, Phase, TuiState};
+use crate::events::Level;
 use crate::events::{LiveStatistics, TaskStatus, WorkloadReport};
 use crate::runner::InstanceState;
 use crate::sla::{ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionStatus, SOMETHING_WENT_WRONG};
@@ -67,7 +68,11 @@ impl TuiState {
     /// The workload's outcome in the log pane, so it stays readable after the next
     /// workload replaced the charts and the SLA panel.
     pub(super) fn log_report(&mut self, r: &WorkloadReport) {
-        let level = if r.pass_sla { "info" } else { "error" };
+        let level = if r.pass_sla {
+            Level::Info
+        } else {
+            Level::Error
+        };
         let verdict = verdict(&r.sla);
         let message = format!(
             "workload {}/{} {}: {} iterations, {} failed, {verdict}",
@@ -87,19 +92,19 @@ impl TuiState {
                 d.lost.join(", "),
                 d.reissued
             );
-            self.log("warn", &message);
+            self.log(Level::Warning, &message);
         }
         for back in &d.returned {
             let message = format!("agent back: {back}");
-            self.log("info", &message);
+            self.log(Level::Info, &message);
         }
         if d.duplicates > 0 {
             let message = format!("{} duplicate records dropped", d.duplicates);
-            self.log("info", &message);
+            self.log(Level::Info, &message);
         }
         for m in &d.missing {
             let message = format!("missing results: {m}");
-            self.log("warn", &message);
+            self.log(Level::Warning, &message);
         }
     }
 
@@ -115,9 +120,9 @@ impl TuiState {
         self.notice = Some("task over: q quits".into());
         // A user's stop fails Rally's SLA (its `aborted_manually` row) but is no alarm.
         let level = match self.phase {
-            Phase::Finished { pass_sla: true } => "info",
-            Phase::Aborted => "warn",
-            _ => "error",
+            Phase::Finished { pass_sla: true } => Level::Info,
+            Phase::Aborted => Level::Warning,
+            _ => Level::Error,
         };
         let message = format!("task {uuid} {}", self.phase.label());
         self.log(level, &message);

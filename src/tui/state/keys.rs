@@ -1,6 +1,7 @@
 //! What each key does. Popups (the stop and leave confirmations, help, the overlays)
 //! take the keys first, so a stray key never stops a run.
 
+use crate::events::Level;
 use crossterm::event::KeyCode;
 
 use super::{Action, Overlay, Phase, TuiState};
@@ -153,7 +154,10 @@ impl TuiState {
         }
         if !self.stop_requested {
             self.stop_requested = true;
-            self.log("warn", "stop requested: agents stop starting iterations");
+            self.log(
+                Level::Warning,
+                "stop requested: agents stop starting iterations",
+            );
         }
         if !matches!(self.phase, Phase::Stopping { .. }) {
             self.phase = Phase::Stopping {

@@ -13,7 +13,9 @@
 
 use std::collections::VecDeque;
 
-use crate::events::{Event, Figures, LiveStatistics, Progress, WorkloadInfo, WorkloadReport};
+use crate::events::{
+    Event, Figures, Level, LiveStatistics, Progress, StopCause, WorkloadInfo, WorkloadReport,
+};
 use crate::sla::{ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionStatus, SOMETHING_WENT_WRONG};
 
 mod finished;
@@ -319,11 +321,11 @@ impl TuiState {
                 }
             }
             Event::Stopping { reason } => {
-                if reason.to_ascii_lowercase().contains("sla") {
+                if *reason == StopCause::SlaFailure {
                     self.sla_abort_seen = true;
                 }
                 self.phase = Phase::Stopping {
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                 };
                 self.confirm_stop = false;
             }
@@ -332,7 +334,7 @@ impl TuiState {
                 status,
                 pass_sla,
             } => self.task_finished(uuid, *status, *pass_sla),
-            Event::Log { level, message } => self.log(level, message),
+            Event::Log { level, message } => self.log(*level, message),
         }
     }
 
@@ -398,14 +400,14 @@ impl TuiState {
         for (success, detail) in changes {
             // The verdict first: Rally's detail (`0.10s <= 0.10s - Failed`) reads like a pass.
             if success {
-                self.log("info", &format!("PASS again: {detail}"));
+                self.log(Level::Info, &format!("PASS again: {detail}"));
             } else {
-                self.log("warn", &format!("FAIL: {detail}"));
+                self.log(Level::Warning, &format!("FAIL: {detail}"));
             }
         }
     }
 
-    fn log(&mut self, level: &str, message: &str) {
+    fn log(&mut self, level: Level, message: &str) {
         if self.logs.len() == LOG_LINES {
             self.logs.pop_front();
         }
@@ -413,13 +415,11 @@ impl TuiState {
             Some((cut, _)) => format!("{}…", &message[..cut]),
             None => message.to_owned(),
         };
-        // One spelling per level, so the pane's columns line up whoever logged.
-        let level = match level.to_ascii_lowercase().as_str() {
-            "warning" | "warn" => "warn",
-            "error" | "err" => "error",
-            "debug" => "debug",
-            "trace" => "trace",
-            _ => "info",
+        // Short words of one width at most, so the pane's columns line up.
+        let level = match level {
+            Level::Warning => "warn",
+            Level::Error => "error",
+            Level::Info => "info",
         };
         self.logs.push_back(LogLine {
             level: level.to_owned(),

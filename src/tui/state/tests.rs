@@ -74,7 +74,7 @@ fn sla_abort_is_told_apart_from_user_abort() {
     let mut s = TuiState::new();
     s.apply(&started());
     s.apply(&Event::Stopping {
-        reason: "SLA failure".into(),
+        reason: crate::events::StopCause::SlaFailure,
     });
     assert!(matches!(s.phase, Phase::Stopping { .. }));
     s.apply(&finish);
@@ -82,7 +82,7 @@ fn sla_abort_is_told_apart_from_user_abort() {
     let mut s = TuiState::new();
     s.apply(&started());
     s.apply(&Event::Stopping {
-        reason: "user".into(),
+        reason: crate::events::StopCause::User,
     });
     s.apply(&finish);
     assert_eq!(s.phase, Phase::Aborted);
@@ -504,14 +504,14 @@ fn sla_changes_are_logged() {
 fn the_enlarged_log_scrolls_back_and_stays_put() {
     let mut s = TuiState::new();
     for i in 0..30 {
-        s.log("info", &format!("line {i}"));
+        s.log(Level::Info, &format!("line {i}"));
     }
     s.on_key(KeyCode::Char('l'));
     assert_eq!(s.overlay, Overlay::Log);
     s.on_key(KeyCode::PageUp);
     s.on_key(KeyCode::Up);
     assert_eq!(s.log_scroll, PAGE + 1);
-    s.log("info", "new");
+    s.log(Level::Info, "new");
     assert_eq!(s.log_scroll, PAGE + 2, "the view stays on the same lines");
     s.on_key(KeyCode::Home);
     assert_eq!(s.log_scroll, 30);
