@@ -155,14 +155,13 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
         if let Some(follower) = metrics_follower {
             let _ = follower.await;
         }
-        match front {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let _ = writeln!(std::io::stderr(), "error: the terminal UI failed: {e}");
-            }
-            Err(e) => {
-                let _ = writeln!(std::io::stderr(), "error: the terminal UI failed: {e}");
-            }
+        let failed = match front {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failed {
+            let _ = writeln!(std::io::stderr(), "error: the terminal UI failed: {e}");
         }
         if tui {
             print_summary(&outcome);

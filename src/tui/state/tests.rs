@@ -18,6 +18,14 @@ fn row(name: &str, success: bool, value: f64, limit: f64) -> CriterionStatus {
     }
 }
 
+/// The log pane's lines as `level message`.
+fn log_lines(s: &TuiState) -> Vec<String> {
+    s.logs
+        .iter()
+        .map(|l| format!("{} {}", l.level, l.message))
+        .collect()
+}
+
 #[test]
 fn folds_a_run() {
     let mut s = TuiState::new();
@@ -289,11 +297,7 @@ fn workload_end_settles_agent_states() {
     s.apply(&Event::WorkloadFinished(Box::new(report)));
     assert_eq!(s.sources[0].state, Some(InstanceState::Done));
     assert_eq!(s.sources[1].state, Some(InstanceState::Lost));
-    let log: Vec<String> = s
-        .logs
-        .iter()
-        .map(|l| format!("{} {}", l.level, l.message))
-        .collect();
+    let log = log_lines(&s);
     assert_eq!(
         log,
         [
@@ -487,11 +491,7 @@ fn sla_changes_are_logged() {
     s.apply(&sla(false));
     s.apply(&sla(false));
     s.apply(&sla(true));
-    let log: Vec<String> = s
-        .logs
-        .iter()
-        .map(|l| format!("{} {}", l.level, l.message))
-        .collect();
+    let log = log_lines(&s);
     assert_eq!(
         log,
         ["warn FAIL: detail false", "info PASS again: detail true"]
