@@ -1,12 +1,16 @@
 //! What the `rally-tui` binary needs beyond its clap definitions: the exit codes, the
 //! tracing and runtime set-up every command shares, signals, and the `run` command's
-//! validated [`run_config::RunConfig`] and its wiring ([`run`]).
+//! validated [`run_config::RunConfig`] and its wiring ([`run`]), and the `agent` command
+//! ([`agent`]).
 //!
 //! The binary (`src/main.rs`) parses the command line and dispatches; everything here is
 //! library code, so the argument checks are unit-tested without starting a process.
 
+pub mod agent;
 pub mod run;
 pub mod run_config;
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -76,4 +80,9 @@ pub async fn wait_for_signal() -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "Ctrl-C"
     }
+}
+
+/// The task database: `--db`, else the default ($RALLY_TUI_DB, else under $XDG_DATA_HOME).
+pub fn db_path(db: Option<PathBuf>) -> PathBuf {
+    db.unwrap_or_else(crate::store::default_path)
 }
