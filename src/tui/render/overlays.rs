@@ -293,59 +293,73 @@ pub(super) fn draw_help(frame: &mut Frame, area: Rect, c: &Palette) {
 
 /// `q` while stopping: leave without waiting for in-flight iterations?
 pub(super) fn draw_confirm_leave(frame: &mut Frame, area: Rect, c: &Palette) {
-    let popup = centred(area, 56, 6);
-    frame.render_widget(Clear, popup);
-    let key = Style::new().fg(c.accent).bold();
-    let text = vec![
-        Line::styled("Leave now?", Style::new().fg(c.warn).bold()),
-        Line::from("In-flight iterations are abandoned; the rest is stored."),
-        Line::from(vec![
-            Span::styled("y", key),
-            " leave now    ".into(),
-            Span::styled("n", key),
-            " / ".into(),
-            Span::styled("Esc", key),
-            " wait for them".into(),
-        ]),
-    ];
-    frame.render_widget(
-        Paragraph::new(text)
-            .alignment(Alignment::Center)
-            .wrap(Wrap { trim: true })
-            .style(Style::new().fg(c.text))
-            .block(block(" leave ", c).border_style(Style::new().fg(c.warn))),
-        popup,
-    );
+    let question = Question {
+        title: " leave ",
+        width: 56,
+        question: "Leave now?".to_owned(),
+        consequence: "In-flight iterations are abandoned; the rest is stored.",
+        answers: &[
+            ("y", " leave now    "),
+            ("n", " / "),
+            ("Esc", " wait for them"),
+        ],
+    };
+    question.draw(frame, area, c);
 }
 
+/// `s`: stop the run?
 pub(super) fn draw_confirm(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palette) {
-    let popup = centred(area, 50, 6);
-    frame.render_widget(Clear, popup);
-    let key = Style::new().fg(c.accent).bold();
-    let whom = match s.agents_alive() {
-        Some((alive, _)) => format!("Stop the run on {alive} agents?"),
-        None => "Stop the run?".to_owned(),
+    let question = Question {
+        title: " stop ",
+        width: 50,
+        question: match s.agents_alive() {
+            Some((alive, _)) => format!("Stop the run on {alive} agents?"),
+            None => "Stop the run?".to_owned(),
+        },
+        consequence: "In-flight iterations finish; results are kept.",
+        answers: &[
+            ("y", " / "),
+            ("s", " stop    "),
+            ("n", " / "),
+            ("Esc", " keep running"),
+        ],
     };
-    let text = vec![
-        Line::styled(whom, Style::new().fg(c.warn).bold()),
-        Line::from("In-flight iterations finish; results are kept."),
-        Line::from(vec![
-            Span::styled("y", key),
-            " / ".into(),
-            Span::styled("s", key),
-            " stop    ".into(),
-            Span::styled("n", key),
-            " / ".into(),
-            Span::styled("Esc", key),
-            " keep running".into(),
-        ]),
-    ];
-    frame.render_widget(
-        Paragraph::new(text)
-            .alignment(Alignment::Center)
-            .wrap(Wrap { trim: true })
-            .style(Style::new().fg(c.text))
-            .block(block(" stop ", c).border_style(Style::new().fg(c.warn))),
-        popup,
-    );
+    question.draw(frame, area, c);
+}
+
+/// A yes/no question over the whole screen, in the warning colour.
+struct Question<'a> {
+    title: &'a str,
+    width: u16,
+    question: String,
+    /// What answering yes does.
+    consequence: &'a str,
+    /// Each key, then the words after it.
+    answers: &'a [(&'a str, &'a str)],
+}
+
+impl Question<'_> {
+    fn draw(self, frame: &mut Frame, area: Rect, c: &Palette) {
+        let popup = centred(area, self.width, 6);
+        frame.render_widget(Clear, popup);
+        let key = Style::new().fg(c.accent).bold();
+        let answers: Vec<Span> = self
+            .answers
+            .iter()
+            .flat_map(|(k, words)| [Span::styled(*k, key), (*words).into()])
+            .collect();
+        let text = vec![
+            Line::styled(self.question, Style::new().fg(c.warn).bold()),
+            Line::from(self.consequence),
+            Line::from(answers),
+        ];
+        frame.render_widget(
+            Paragraph::new(text)
+                .alignment(Alignment::Center)
+                .wrap(Wrap { trim: true })
+                .style(Style::new().fg(c.text))
+                .block(block(self.title, c).border_style(Style::new().fg(c.warn))),
+            popup,
+        );
+    }
 }
