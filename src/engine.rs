@@ -12,8 +12,8 @@ use crate::clock::Clock;
 use crate::distributed::controller::{Assignment, Controller, DistributedRunner, WorkloadOutcome};
 use crate::events::{
     AgentRow, AgentsSnapshot, DistributedSummary, DurationBuckets, Event, Figures, LiveStatistics,
-    Progress, SlaSnapshot, SourceDetail, SourceFigures, StatisticsDetail, TaskStatus, WorkloadInfo,
-    WorkloadReport,
+    Progress, SlaSnapshot, SourceDetail, SourceFigures, StatisticsDetail, StopCause, TaskStatus,
+    WorkloadInfo, WorkloadReport,
 };
 use crate::hook::HookExecutor;
 use crate::runner::{InstanceStatus, LocalRunner, RunJob, Runner, RunnerSpec};
@@ -21,6 +21,7 @@ use crate::scenario::Scenario;
 use crate::sla::{self, CriterionStatus, IterationSample, SlaChecker};
 use crate::stats::ErrorCount;
 use crate::stats::{Metric, WorkloadStats};
+pub use crate::store::Record;
 use crate::task::{SubtaskSpec, TaskSpec, WorkloadSpec};
 
 #[derive(Debug, Clone)]
@@ -54,39 +55,6 @@ pub enum Abort {
     User,
 }
 
-/// What the engine hands to storage, in order: everything needed to record the task as it
-/// runs (the store consumes these; the engine knows nothing of SQLite).
-#[derive(Debug)]
-pub enum Record {
-    TaskStarted {
-        uuid: String,
-        spec: Box<TaskSpec>,
-    },
-    WorkloadStarted {
-        info: WorkloadInfo,
-        subtask_index: usize,
-        subtask: Box<SubtaskSpec>,
-        workload: Box<WorkloadSpec>,
-        action_names: Arc<[String]>,
-        /// Told how many of the workload's chunks are committed to storage, so that agents
-        /// delete their cached copies only then.
-        committed: Option<watch::Sender<u64>>,
-    },
-    Chunk {
-        index: usize,
-        chunk: Chunk,
-    },
-    WorkloadFinished(Box<WorkloadReport>),
-    /// The task is stopping: Rally's `soft_aborting` (SLA abort) or `aborting` (user).
-    Stopping {
-        status: &'static str,
-    },
-    TaskFinished {
-        status: TaskStatus,
-        pass_sla: bool,
-    },
-}
-
 /// How the whole task ended.
 #[derive(Debug, Clone)]
 pub struct TaskOutcome {
@@ -98,18 +66,18 @@ pub struct TaskOutcome {
 }
 
 /// Why a stop was asked for, said by whoever cancels the engine's stopper before it does
-/// (`stopped by SIGTERM`); the first to say wins, and nobody saying means the user.
+/// (a signal, the user); the first to say wins, and nobody saying means the user.
 #[derive(Debug, Clone, Default)]
-pub struct StopReason(Arc<std::sync::Mutex<Option<String>>>);
+pub struct StopReason(Arc<std::sync::Mutex<Option<StopCause>>>);
 
 impl StopReason {
-    pub fn set(&self, reason: impl Into<String>) {
+    pub fn set(&self, cause: StopCause) {
         let mut r = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        r.get_or_insert_with(|| reason.into());
+        r.get_or_insert(cause);
     }
 
-    pub fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    pub fn get(&self) -> Option<StopCause> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -248,7 +216,7 @@ impl TaskEngine {
             tokio::spawn(async move {
                 stop.cancelled().await;
                 let _ = events.send(Event::Stopping {
-                    reason: reason.get().unwrap_or_else(|| "stopped by the user".into()),
+                    reason: reason.get().unwrap_or(StopCause::User),
                 });
                 if let Some(r) = recorder {
                     let _ = r.send(Record::Stopping { status: "aborting" }).await;
@@ -684,7 +652,7 @@ impl Consumer {
         self.aborted_on_sla = true;
         stop.cancel();
         publish(Event::Stopping {
-            reason: "SLA failure".into(),
+            reason: StopCause::SlaFailure,
         });
         if let Some(r) = recorder {
             let _ = r

@@ -1,12 +1,108 @@
 //! The one stream of events the engine publishes, and that every front end (the headless
 //! printer, the TUI) renders. Front ends own no engine state: what they show is in here.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::hook::HookResult;
 use crate::runner::{InstanceState, InstanceStatus};
 use crate::sla::CriterionStatus;
 use crate::stats::{ErrorCount, StatsTable};
+
+/// How much a log line matters: the headless printer prints it before the message, the TUI
+/// colours its log pane by it, `--events` writes it as a lowercase word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Error,
+    Warning,
+    Info,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The spellings producers use (`warn` and `warning`, `err` and `error`); anything else is
+/// information.
+impl From<&str> for Level {
+    fn from(level: &str) -> Level {
+        match level.to_ascii_lowercase().as_str() {
+            "warning" | "warn" => Level::Warning,
+            "error" | "err" => Level::Error,
+            _ => Level::Info,
+        }
+    }
+}
+
+/// A log line for the front ends from the distributed side (agent joined, lost, refused
+/// frames, ssh sessions...), before it becomes an [`Event::Log`].
+///
+/// `level` is a producer's word (`"info"`, `"warning"`, `"error"`), read with
+/// [`Level::from`]; it becomes a [`Level`] once the controller, which makes most notices,
+/// changes with it.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub level: &'static str,
+    pub message: String,
+}
+
+impl Notice {
+    pub fn level(&self) -> Level {
+        Level::from(self.level)
+    }
+}
+
+impl From<Notice> for Event {
+    fn from(n: Notice) -> Event {
+        Event::Log {
+            level: n.level(),
+            message: n.message,
+        }
+    }
+}
+
+/// Why the engine stopped starting iterations: said in the `Stopping` event, shown by the
+/// front ends (`Stopping: stopped by SIGTERM; …`), and telling an SLA abort from a user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// The user confirmed a stop (also what a stop nobody explained counts as).
+    User,
+    /// A signal to the process, by name (`SIGINT`, `SIGTERM`, `SIGHUP`).
+    Signal(&'static str),
+    /// A criterion failed under `--abort-on-sla-failure`.
+    SlaFailure,
+}
+
+impl fmt::Display for StopCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopCause::User => f.write_str("stopped by the user"),
+            StopCause::Signal(name) => write!(f, "stopped by {name}"),
+            StopCause::SlaFailure => f.write_str("SLA failure"),
+        }
+    }
+}
+
+/// Written as the words the front ends show.
+impl Serialize for StopCause {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// Where a workload sits in the task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -382,7 +478,7 @@ pub enum Event {
     Statistics(Box<LiveStatistics>),
     /// The engine stopped starting iterations (user stop or SLA abort); in-flight ones finish.
     Stopping {
-        reason: String,
+        reason: StopCause,
     },
     TaskFinished {
         uuid: String,
@@ -390,7 +486,7 @@ pub enum Event {
         pass_sla: bool,
     },
     Log {
-        level: String,
+        level: Level,
         message: String,
     },
 }

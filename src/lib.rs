@@ -7,6 +7,7 @@
 //! ([`headless`]).
 
 pub mod chunk;
+pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod context;

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::file::{Binary, ClusterFile, HostSpec};
 use super::ssh::{self, LocalBinary, SSH_FAILED, path_word, quote};
-use crate::distributed::controller::{Controller, Notice};
+use crate::events::Notice;
 use crate::transport::token::Token;
 
 /// What the remote script prints once the binary is found, just before it becomes the agent.
@@ -178,18 +178,18 @@ impl ClusterAgents {
         })
     }
 
-    /// Waits until `min_agents` agents are registered with the controller. Fails as soon as
-    /// too many have failed for that to happen, or after `wait`, with each failed agent's
-    /// reason in ssh's (or the agent's) own words.
+    /// Waits until `min_agents` agents are registered with the controller (`registered`
+    /// says how many are). Fails as soon as too many have failed for that to happen, or
+    /// after `wait`, with each failed agent's reason in ssh's (or the agent's) own words.
     pub async fn wait_ready(
         &self,
-        controller: &Controller,
+        registered: impl Fn() -> usize,
         wait: Duration,
     ) -> Result<(), ClusterError> {
         let deadline = tokio::time::Instant::now() + wait;
         let total = self.slots.len();
         loop {
-            let registered = controller.registered();
+            let registered = registered();
             if registered >= self.min_agents {
                 if registered < total {
                     say(

@@ -171,12 +171,7 @@ enum Command {
     },
 }
 
-/// A log line for the front ends (agent joined, lost, refused frames...).
-#[derive(Debug, Clone)]
-pub struct Notice {
-    pub level: &'static str,
-    pub message: String,
-}
+pub use crate::events::Notice;
 
 /// Handle to the controller task.
 pub struct Controller {

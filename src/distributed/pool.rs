@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::controller::{Controller, ControllerError, ControllerOptions, Notice};
+use super::controller::{Controller, ControllerError, ControllerOptions};
 use super::spawn::LocalAgents;
 use crate::cluster::{ClusterAgents, ClusterError, ClusterFile};
+use crate::events::Notice;
 use crate::transport::token::Token;
 
 /// Where the agents come from.
@@ -72,7 +73,7 @@ impl Pool {
         };
         let ready = match &pool.cluster {
             Some(c) => c
-                .wait_ready(&pool.controller, wait)
+                .wait_ready(|| pool.controller.registered(), wait)
                 .await
                 .map_err(Into::into),
             None => pool

@@ -492,7 +492,7 @@ mod tests {
         m = started();
         assert_eq!((m.state, m.task.as_str()), (RunState::Running, "u"));
         m.apply(&Event::Stopping {
-            reason: "SLA failure".into(),
+            reason: crate::events::StopCause::SlaFailure,
         });
         assert_eq!(m.state, RunState::Stopping);
         m.apply(&Event::TaskFinished {

@@ -6,8 +6,11 @@
 //! second; readers stream them back one chunk at a time, so no command ever holds a whole
 //! task's iterations in memory.
 
+mod record;
 mod schema;
 pub mod writer;
+
+pub use record::Record;
 
 use std::path::{Path, PathBuf};
 

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 
-use super::{Store, StoreError};
-use crate::engine::Record;
+use super::{Record, Store, StoreError};
 
 /// Chunks per transaction at most; under load, fewer and larger transactions.
 const BATCH: usize = 64;

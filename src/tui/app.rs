@@ -17,6 +17,7 @@ use super::state::{Action, TuiState};
 use super::theme::Theme;
 use crate::engine::StopReason;
 use crate::events::Event;
+use crate::events::StopCause;
 
 /// Redraw period: 10 frames per second at least (SPEC §7).
 const FRAME: Duration = Duration::from_millis(100);
@@ -213,7 +214,7 @@ pub async fn run_tui(
                         }
                         Action::Quit => break,
                         Action::LeaveNow => {
-                            stop_reason.set("stopped by the user");
+                            stop_reason.set(StopCause::User);
                             stop.cancel();
                             abandon.cancel();
                             break;
@@ -234,7 +235,7 @@ pub async fn run_tui(
                 None => lost = Some(io::Error::other("the terminal input thread ended")),
             },
             signal = signalled(&mut signals), if !signals.is_empty() => {
-                stop_reason.set(format!("stopped by {signal}"));
+                stop_reason.set(StopCause::Signal(signal));
                 state.request_stop();
                 stop.cancel();
                 leave_when_over = true;

@@ -361,7 +361,7 @@ fn aborted_on_sla() {
     }
     .run();
     s.apply(&Event::Stopping {
-        reason: "SLA failure".into(),
+        reason: crate::events::StopCause::SlaFailure,
     });
     s.apply(&Event::TaskFinished {
         uuid: s.uuid.clone(),

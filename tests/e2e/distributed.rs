@@ -341,13 +341,14 @@ fn a_stop_is_broadcast_and_no_iteration_starts_after_it() {
         "{}",
         c.text()
     );
-    let started = Instant::now();
+    // Well into the workload: the 3 agents' reports have counted more iterations than the
+    // store must hold at the end.
     assert!(
         c.wait_for_stdout(|o| o.contains("agents 3/3 alive")),
         "{}",
         c.text()
     );
-    std::thread::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed()));
+    assert!(c.wait_for_iterations(60), "{}", c.text());
     let stopped_at = unix_now();
     c.signal("-INT");
     let status = c.wait();
@@ -402,9 +403,9 @@ fn a_killed_agent_is_reported_lost_and_its_share_is_rerun() {
         "{}",
         c.text()
     );
-    // 3000 iterations of 5 ms on 6 slots take at least 2.5 s: at 1.5 s it is mid-run, and
-    // agent-2 has usually had some of its chunks stored already (reports go every second).
-    std::thread::sleep(Duration::from_millis(1500));
+    // 3000 iterations of 5 ms on 6 slots take at least 2.5 s: once the reports (every
+    // second) count 300 it is mid-run, and agent-2 has usually had some of its chunks stored.
+    assert!(c.wait_for_iterations(300), "{}", c.text());
     assert!(
         !c.stdout().contains("iterations, 0 failed"),
         "the workload ended before the kill: {}",
@@ -604,9 +605,9 @@ fn a_restarted_agent_delivers_the_chunks_in_its_cache() {
         "{}",
         c.text()
     );
-    // Freeze the controller, so that what the agents make stays in their caches, then kill
-    // agent-2 and let the controller go on.
-    std::thread::sleep(Duration::from_millis(800));
+    // Once the agents run, freeze the controller, so that what they make stays in their
+    // caches, then kill agent-2 once its cache holds chunks, and let the controller go on.
+    assert!(c.wait_for_iterations(1), "{}", c.text());
     let controller = c.pid().to_string();
     let signal = |sig: &str| {
         let ok = Command::new("kill")
@@ -617,10 +618,13 @@ fn a_restarted_agent_delivers_the_chunks_in_its_cache() {
         assert!(ok, "kill {sig}");
     };
     signal("-STOP");
-    std::thread::sleep(Duration::from_millis(500));
+    let cache = s.path().join("cache").join("agent-2");
+    let deadline = Instant::now() + HANG;
+    while cached_chunks(&cache) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     second.kill9();
     signal("-CONT");
-    let cache = s.path().join("cache").join("agent-2");
     let left = cached_chunks(&cache);
     assert!(left > 0, "agent-2 held no chunks when it was killed");
     let mut again = s.agent(port, "agent-2", TOKEN);

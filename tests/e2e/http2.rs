@@ -11,18 +11,6 @@ fn connections(nginx: &Nginx) -> BTreeSet<u64> {
     nginx.access_log().iter().map(|l| l.connection).collect()
 }
 
-fn run_task(dir: &std::path::Path, body: &str, extra: &[&str]) -> (Option<i32>, String, String) {
-    let task = support::write(dir, "task.yaml", body);
-    let mut args = vec!["run", task.to_str().unwrap(), "--no-tui"];
-    args.extend_from_slice(extra);
-    let out = support::run(&args);
-    (
-        out.status.code(),
-        support::stdout(&out),
-        support::stderr(&out),
-    )
-}
-
 /// Over TLS: 20 requests in flight on 2 connections, every one HTTP/2 in nginx's log; the
 /// summary counts the 2 connections.
 #[test]
@@ -40,7 +28,7 @@ fn http2_over_tls_multiplexes_the_requests_in_flight_over_the_connections_asked_
         url = https(&nginx, "/small"),
         ca = certs.arg("ca.pem"),
     );
-    let (code, text, err) = run_task(dir.path(), &body, &[]);
+    let (code, text, err) = support::run_task(dir.path(), &body, &[]);
     assert_eq!(code, Some(0), "{text}\n{err}");
     assert_eq!(support::workload_counts(&text), vec![(2000, 0)], "{text}");
     let log = nginx.access_log();
@@ -65,7 +53,7 @@ fn h2c_with_prior_knowledge_and_one_connection_per_hundred_streams() {
          - title: h2c\n  scenario: {{Http.request: {{url: '{url}', http2: true}}}}\n  runner: {{constant: {{times: 3000, concurrency: 150}}}}\n",
         url = nginx.url("/small"),
     );
-    let (code, text, err) = run_task(dir.path(), &body, &[]);
+    let (code, text, err) = support::run_task(dir.path(), &body, &[]);
     assert_eq!(code, Some(0), "{text}\n{err}");
     let log = nginx.access_log();
     assert_eq!(log.len(), 3000);
@@ -91,7 +79,7 @@ fn a_goaway_mid_run_moves_the_remaining_streams_to_a_new_connection() {
         url = https(&nginx, "/small"),
         ca = certs.arg("ca.pem"),
     );
-    let (code, text, err) = run_task(dir.path(), &body, &[]);
+    let (code, text, err) = support::run_task(dir.path(), &body, &[]);
     assert_eq!(code, Some(0), "{text}\n{err}");
     assert_eq!(support::workload_counts(&text), vec![(2000, 0)], "{text}");
     let log = nginx.access_log();
@@ -118,7 +106,7 @@ fn a_server_without_http2_and_connections_without_http2_are_clear_errors() {
         url = https(&nginx, "/small"),
         ca = certs.arg("ca.pem"),
     );
-    let (code, text, err) = run_task(dir.path(), &body, &[]);
+    let (code, text, err) = support::run_task(dir.path(), &body, &[]);
     assert_eq!(code, Some(2), "{text}\n{err}");
     assert!(
         text.contains("Every iteration failed the same way: ConnectionError: the server did not agree to HTTP/2"),
@@ -126,7 +114,7 @@ fn a_server_without_http2_and_connections_without_http2_are_clear_errors() {
     );
     let body = "version: 2\ntitle: bad\nsubtasks:\n\
          - title: x\n  scenario: {Http.request: {url: 'http://127.0.0.1:1/', connections: 4}}\n";
-    let (code, _, err) = run_task(dir.path(), body, &[]);
+    let (code, _, err) = support::run_task(dir.path(), body, &[]);
     assert_eq!(code, Some(64), "{err}");
     assert!(
         err.contains("connections") && err.contains("http2: true"),
@@ -151,7 +139,7 @@ fn a_distributed_run_over_https_and_http2() {
         url = https(&nginx, "/small"),
         ca = certs.arg("ca.pem"),
     );
-    let (code, text, err) = run_task(dir.path(), &body, &["--agents", "2"]);
+    let (code, text, err) = support::run_task(dir.path(), &body, &["--agents", "2"]);
     assert_eq!(code, Some(0), "{text}\n{err}");
     assert_eq!(
         support::workload_counts(&text),

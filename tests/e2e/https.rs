@@ -237,15 +237,8 @@ fn https_with_a_ca_bundle_without_verification_and_failing_verification() {
         own = https(&own, "/small"),
         ca = certs.arg("ca.pem"),
     );
-    let task = support::write(dir.path(), "task.yaml", &body);
-    let out = support::run(&["run", task.to_str().unwrap(), "--no-tui"]);
-    let text = support::stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{text}\n{}",
-        support::stderr(&out)
-    );
+    let (code, text, err) = support::run_task(dir.path(), &body, &[]);
+    assert_eq!(code, Some(2), "{text}\n{err}");
     assert_eq!(
         support::workload_counts(&text),
         vec![(300, 0), (50, 0), (100, 0), (5, 5), (3, 3)],
@@ -258,9 +251,8 @@ fn https_with_a_ca_bundle_without_verification_and_failing_verification() {
         "{text}"
     );
     assert!(
-        support::stderr(&out).contains("verify is false"),
-        "verify: false is warned about\n{}",
-        support::stderr(&out)
+        err.contains("verify is false"),
+        "verify: false is warned about\n{err}"
     );
 }
 
@@ -280,10 +272,8 @@ fn a_missing_or_broken_ca_bundle_is_a_task_error_before_any_load() {
             "version: 2\ntitle: bad\nsubtasks:\n\
              - title: x\n  scenario: {{Http.request: {{url: 'https://127.0.0.1:1/', verify: '{verify}'}}}}\n"
         );
-        let task = support::write(dir.path(), "task.yaml", &body);
-        let out = support::run(&["run", task.to_str().unwrap(), "--no-tui"]);
-        let said = support::stderr(&out);
-        assert_eq!(out.status.code(), Some(64), "{said}");
+        let (code, _, said) = support::run_task(dir.path(), &body, &[]);
+        assert_eq!(code, Some(64), "{said}");
         assert!(said.contains("verify") && said.contains(says), "{said}");
         assert!(
             said.contains("task.yaml:"),
@@ -313,15 +303,8 @@ fn mutual_tls_with_and_without_a_client_certificate() {
         cert = certs.arg("client.pem"),
         key = certs.arg("client.key"),
     );
-    let task = support::write(dir.path(), "task.yaml", &body);
-    let out = support::run(&["run", task.to_str().unwrap(), "--no-tui"]);
-    let text = support::stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{text}\n{}",
-        support::stderr(&out)
-    );
+    let (code, text, err) = support::run_task(dir.path(), &body, &[]);
+    assert_eq!(code, Some(2), "{text}\n{err}");
     // nginx answers a missing client certificate with 400 ("No required SSL certificate was
     // sent") after the handshake.
     assert_eq!(
@@ -347,15 +330,8 @@ fn hostname_mismatch_and_expired_certificates_fail_with_their_reasons() {
         expired = https(&expired, "/small"),
         ca = certs.arg("ca.pem"),
     );
-    let task = support::write(dir.path(), "task.yaml", &body);
-    let out = support::run(&["run", task.to_str().unwrap(), "--no-tui"]);
-    let text = support::stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{text}\n{}",
-        support::stderr(&out)
-    );
+    let (code, text, err) = support::run_task(dir.path(), &body, &[]);
+    assert_eq!(code, Some(2), "{text}\n{err}");
     assert_eq!(
         support::workload_counts(&text),
         vec![(20, 20), (6, 6)],
@@ -383,10 +359,8 @@ fn a_client_key_that_does_not_match_its_certificate_is_refused_before_any_load()
         cert = certs.arg("client.pem"),
         key = certs.arg("server.key"),
     );
-    let task = support::write(dir.path(), "task.yaml", &body);
-    let out = support::run(&["run", task.to_str().unwrap(), "--no-tui"]);
-    let said = support::stderr(&out);
-    assert_eq!(out.status.code(), Some(64), "{said}");
+    let (code, _, said) = support::run_task(dir.path(), &body, &[]);
+    assert_eq!(code, Some(64), "{said}");
     assert!(
         said.contains("task.yaml:") && said.contains("cert"),
         "{said}"

@@ -30,15 +30,8 @@ fn requests_go_through_a_real_proxy_in_absolute_form_and_in_connect_tunnels() {
         proxy = proxy.url(),
         closed = support::free_port(),
     );
-    let task = support::write(dir.path(), "task.yaml", &body);
-    let out = support::run(&["run", task.to_str().unwrap(), "--no-tui"]);
-    let text = support::stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{text}\n{}",
-        support::stderr(&out)
-    );
+    let (code, text, err) = support::run_task(dir.path(), &body, &[]);
+    assert_eq!(code, Some(2), "{text}\n{err}");
     assert_eq!(
         support::workload_counts(&text),
         vec![(20, 0), (20, 0), (50, 0), (3, 3), (3, 3)],

@@ -56,6 +56,16 @@ pub fn run(args: &[&str]) -> Output {
     rally(args).output().expect("rally-tui runs")
 }
 
+/// Writes `body` as `task.yaml` in `dir` and runs it headless to the end, with `extra`
+/// arguments after `--no-tui`: its exit code, stdout and stderr.
+pub fn run_task(dir: &Path, body: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let task = write(dir, "task.yaml", body);
+    let mut args = vec!["run", task.to_str().expect("utf-8 path"), "--no-tui"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -426,6 +436,12 @@ impl Proc {
         self.status
     }
 
+    /// Waits until the headless progress lines count at least `n` iterations of the current
+    /// workload (merged from every agent's report); false as [`Proc::wait_for_stdout`].
+    pub fn wait_for_iterations(&mut self, n: u64) -> bool {
+        self.wait_for_stdout(|o| progress_iterations(o).is_some_and(|done| done >= n))
+    }
+
     /// Waits until its stdout satisfies `check`; false if it exits first or the hang guard
     /// fires.
     pub fn wait_for_stdout(&mut self, check: impl Fn(&str) -> bool) -> bool {
@@ -487,6 +503,17 @@ impl Proc {
         self.drain();
         sent
     }
+}
+
+/// The iterations done so far, as the last headless progress line says
+/// (`[    2.0s] 1234/3000 iterations | …`).
+pub fn progress_iterations(out: &str) -> Option<u64> {
+    out.lines().rev().find_map(|line| {
+        let rest = line.strip_prefix('[')?.split_once("s] ")?.1;
+        let (done, rest) = rest.split_once(' ')?;
+        rest.starts_with("iterations |").then_some(())?;
+        done.split('/').next()?.parse().ok()
+    })
 }
 
 /// `rally-tui --db DB ARGS…`.

@@ -1,6 +1,6 @@
 //! The terminal UI in a real terminal: a detached tmux session of fixed size.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,11 +13,7 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// Starts `cmd` (a shell command line) in a new detached 120x40 session.
-    fn start(cmd: &str) -> Self {
-        Self::start_sized(cmd, 120, 40)
-    }
-
+    /// Starts `cmd` (a shell command line) in a new detached `width`×`height` session.
     fn start_sized(cmd: &str, width: u16, height: u16) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
@@ -89,6 +85,68 @@ impl Drop for Tmux {
     }
 }
 
+/// `rally-tui run` of one task in its own tmux session: the scratch directory with the task
+/// file and the database, and the file the shell writes the exit code to.
+struct TuiRun {
+    /// First, so that it is dropped first: the session ends before its directory goes.
+    tmux: Tmux,
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    exit_file: PathBuf,
+}
+
+impl TuiRun {
+    /// Writes `body` as the task and runs `rally-tui --db DB run TASK ARGS…` in a new
+    /// `size` session. With `stay`, the shell stays after (the session dies with the test)
+    /// so the terminal can be read after the UI left.
+    fn start(body: &str, args: &[&str], size: (u16, u16), stay: bool) -> TuiRun {
+        let dir = tempfile::tempdir().unwrap();
+        let task = support::write(dir.path(), "task.yaml", body);
+        let db = dir.path().join("tasks.db");
+        let exit_file = dir.path().join("exit");
+        let mut cmd = format!(
+            "{} --db {} run {}",
+            quote(&support::bin()),
+            quote(&db),
+            quote(&task)
+        );
+        for a in args {
+            cmd.push(' ');
+            cmd.push_str(a);
+        }
+        cmd.push_str(&format!("; echo EXIT=$? > {}", quote(&exit_file)));
+        if stay {
+            cmd.push_str("; sleep 60");
+        }
+        let tmux = Tmux::start_sized(&cmd, size.0, size.1);
+        TuiRun {
+            tmux,
+            dir,
+            db,
+            exit_file,
+        }
+    }
+
+    /// Waits for the `EXIT=N` line the shell writes once rally-tui has exited.
+    fn exit_code(&self) -> String {
+        let (tmux, exit_file) = (&self.tmux, &self.exit_file);
+        let start = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(exit_file)
+                && text.ends_with('\n')
+            {
+                return text.trim().to_owned();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "rally-tui did not exit after q; screen:\n{}",
+                tmux.capture()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Single-quotes `p` for the shell tmux runs the command with.
 fn quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
@@ -96,24 +154,15 @@ fn quote(p: &Path) -> String {
 
 #[test]
 fn s_then_y_stops_the_run_and_q_quits_with_exit_3() {
-    let dir = tempfile::tempdir().unwrap();
-    let task = support::write(
-        dir.path(),
-        "task.yaml",
+    // The shell stays (the session dies with the test) so the terminal can be read after.
+    let run = TuiRun::start(
         "version: 2\ntitle: tui-stop\nsubtasks:\n\
          - title: long\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant_for_duration: {duration: 60, concurrency: 2}}\n",
+        &[],
+        (120, 40),
+        true,
     );
-    let db = dir.path().join("tasks.db");
-    let exit_file = dir.path().join("exit");
-    // The shell stays (the session dies with the test) so the terminal can be read after.
-    let cmd = format!(
-        "{} --db {} run {}; echo EXIT=$? > {}; sleep 60",
-        quote(&support::bin()),
-        quote(&db),
-        quote(&task),
-        quote(&exit_file)
-    );
-    let tmux = Tmux::start(&cmd);
+    let (db, tmux) = (&run.db, &run.tmux);
     tmux.wait_for(
         "the header and the SLA panel",
         Duration::from_secs(10),
@@ -144,9 +193,9 @@ fn s_then_y_stops_the_run_and_q_quits_with_exit_3() {
         stopped.elapsed()
     );
     // The final screen stays until `q`.
-    assert!(!exit_file.exists(), "the TUI left before q");
+    assert!(!run.exit_file.exists(), "the TUI left before q");
     tmux.send("q");
-    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
+    assert_eq!(run.exit_code(), "EXIT=3");
     let list = support::run(&["--db", db.to_str().unwrap(), "task", "list", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(rows[0]["status"], "aborted", "{rows}");
@@ -169,23 +218,14 @@ fn s_then_y_stops_the_run_and_q_quits_with_exit_3() {
 /// Below 80×24 the UI says so instead of drawing empty boxes, and still stops and quits.
 #[test]
 fn a_terminal_below_80x24_gets_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let task = support::write(
-        dir.path(),
-        "task.yaml",
+    let run = TuiRun::start(
         "version: 2\ntitle: small\nsubtasks:\n\
          - title: long\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant_for_duration: {duration: 60, concurrency: 2}}\n",
+        &[],
+        (60, 20),
+        false,
     );
-    let db = dir.path().join("tasks.db");
-    let exit_file = dir.path().join("exit");
-    let cmd = format!(
-        "{} --db {} run {}; echo EXIT=$? > {}",
-        quote(&support::bin()),
-        quote(&db),
-        quote(&task),
-        quote(&exit_file)
-    );
-    let tmux = Tmux::start_sized(&cmd, 60, 20);
+    let tmux = &run.tmux;
     tmux.wait_for("the too-small message", Duration::from_secs(10), |s| {
         s.contains("terminal too small (60×20, needs 80×24)") && s.contains("running")
     });
@@ -195,25 +235,7 @@ fn a_terminal_below_80x24_gets_a_clear_message() {
         s.contains("aborted")
     });
     tmux.send("q");
-    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
-}
-
-/// Waits for the `EXIT=N` line the shell writes once rally-tui has exited.
-fn wait_exit(tmux: &Tmux, exit_file: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(exit_file)
-            && text.ends_with('\n')
-        {
-            return text.trim().to_owned();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "rally-tui did not exit after q; screen:\n{}",
-            tmux.capture()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_eq!(run.exit_code(), "EXIT=3");
 }
 
 /// Command lines of live `rally-tui agent` processes whose arguments mention `marker`
@@ -240,23 +262,14 @@ fn agents_of(marker: &str) -> Vec<String> {
 /// aborted, and rally-tui exits with 3 after `q`.
 #[test]
 fn distributed_run_shows_agents_and_s_y_stops_them_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let task = support::write(
-        dir.path(),
-        "task.yaml",
+    let run = TuiRun::start(
         "version: 2\ntitle: tui-agents\nsubtasks:\n\
          - title: long\n  scenario: {Dummy.dummy: {sleep: 0.01}}\n  runner: {constant_for_duration: {duration: 120, concurrency: 2}}\n",
+        &["--agents", "2"],
+        (120, 40),
+        false,
     );
-    let db = dir.path().join("tasks.db");
-    let exit_file = dir.path().join("exit");
-    let cmd = format!(
-        "{} --db {} run {} --agents 2; echo EXIT=$? > {}",
-        quote(&support::bin()),
-        quote(&db),
-        quote(&task),
-        quote(&exit_file)
-    );
-    let tmux = Tmux::start(&cmd);
+    let (dir, db, tmux) = (&run.dir, &run.db, &run.tmux);
     let marker = dir.path().to_string_lossy().into_owned();
     let screen = tmux.wait_for(
         "both agents running and the aggregate charts",
@@ -311,32 +324,23 @@ fn distributed_run_shows_agents_and_s_y_stops_them_all() {
         text.lines().next().is_some_and(|l| l.contains("(aborted")),
         "{text}"
     );
-    assert!(!exit_file.exists(), "the TUI left before q");
+    assert!(!run.exit_file.exists(), "the TUI left before q");
     tmux.send("q");
-    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
+    assert_eq!(run.exit_code(), "EXIT=3");
 }
 
 /// Ctrl-C stops; a second Ctrl-C leaves at once, without waiting for iterations that sleep
 /// 20 s: the terminal is restored, the exit code is 3 and the task is stored as aborted.
 #[test]
 fn a_second_ctrl_c_leaves_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let task = support::write(
-        dir.path(),
-        "task.yaml",
+    let run = TuiRun::start(
         "version: 2\ntitle: tui-leave\nsubtasks:\n\
          - title: slow\n  scenario: {Dummy.dummy: {sleep: 20}}\n  runner: {constant: {times: 100, concurrency: 2}}\n",
+        &[],
+        (120, 40),
+        true,
     );
-    let db = dir.path().join("tasks.db");
-    let exit_file = dir.path().join("exit");
-    let cmd = format!(
-        "{} --db {} run {}; echo EXIT=$? > {}; sleep 60",
-        quote(&support::bin()),
-        quote(&db),
-        quote(&task),
-        quote(&exit_file)
-    );
-    let tmux = Tmux::start(&cmd);
+    let (db, tmux) = (&run.db, &run.tmux);
     tmux.wait_for("the running state", Duration::from_secs(10), |s| {
         s.contains("RUNNING")
     });
@@ -346,7 +350,7 @@ fn a_second_ctrl_c_leaves_at_once() {
     });
     let second = Instant::now();
     tmux.send("C-c");
-    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
+    assert_eq!(run.exit_code(), "EXIT=3");
     assert!(
         second.elapsed() < Duration::from_secs(5),
         "leaving took {:?}",
@@ -361,23 +365,14 @@ fn a_second_ctrl_c_leaves_at_once() {
 /// the agents' iterations in flight at the `max_concurrency` cap.
 #[test]
 fn rps_in_flight_against_max_concurrency_from_the_agents() {
-    let dir = tempfile::tempdir().unwrap();
-    let task = support::write(
-        dir.path(),
-        "task.yaml",
+    let run = TuiRun::start(
         "version: 2\ntitle: tui-rps\nsubtasks:\n\
          - title: capped\n  scenario: {Dummy.dummy: {sleep: 0.5}}\n  runner: {rps: {times: 300, rps: 30, max_concurrency: 4}}\n",
+        &["--agents", "2"],
+        (160, 48),
+        true,
     );
-    let db = dir.path().join("tasks.db");
-    let exit_file = dir.path().join("exit");
-    let cmd = format!(
-        "{} --db {} run {} --agents 2; echo EXIT=$? > {}; sleep 60",
-        quote(&support::bin()),
-        quote(&db),
-        quote(&task),
-        quote(&exit_file)
-    );
-    let tmux = Tmux::start_sized(&cmd, 160, 48);
+    let tmux = &run.tmux;
     tmux.wait_for(
         "iterations in flight at the cap",
         Duration::from_secs(20),
@@ -385,5 +380,5 @@ fn rps_in_flight_against_max_concurrency_from_the_agents() {
     );
     tmux.send("C-c");
     tmux.send("C-c");
-    assert_eq!(wait_exit(&tmux, &exit_file), "EXIT=3");
+    assert_eq!(run.exit_code(), "EXIT=3");
 }
