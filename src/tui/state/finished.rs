@@ -87,12 +87,17 @@ impl TuiState {
             return;
         };
         if !d.lost.is_empty() {
-            let message = format!(
-                "agents lost: {}; {} of their iterations re-run by the others",
-                d.lost.join(", "),
-                d.reissued
-            );
+            // A duration workload re-runs nothing; the others carried its concurrency.
+            let rerun = match d.reissued {
+                0 => String::new(),
+                n => format!("; {n} of their iterations re-run by the others"),
+            };
+            let message = format!("agents lost: {}{rerun}", d.lost.join(", "));
             self.log(Level::Warning, &message);
+        }
+        for moved in &d.reshares {
+            let message = format!("shares moved: {moved}");
+            self.log(Level::Info, &message);
         }
         for back in &d.returned {
             let message = format!("agent back: {back}");
