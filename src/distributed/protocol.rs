@@ -12,6 +12,8 @@
 //! messages (small, readable in a debugger, easy to evolve), raw bytes for chunks (already in
 //! the checksummed chunk format, see [`crate::chunk::codec`]).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -21,7 +23,9 @@ use crate::sla::SlaChecker;
 use crate::sla::histogram::DurationHistogram;
 
 /// Bumped on any incompatible change; an agent of another version is refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: histograms in reports are sized for what they hold (their highest trackable value is
+/// no longer always one hour), which version 1 refused as foreign bounds.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// First frame of the clear handshake, agent -> controller, on either channel.
 pub const HELLO: &[u8] = b"RTUI-HELLO";
@@ -163,11 +167,13 @@ pub struct AgentReport {
     /// Iterations finished so far, and how many of them failed.
     pub iterations: u64,
     pub failures: u64,
-    /// Durations of the iterations finished since the last report.
-    pub recent: DurationHistogram,
+    /// Durations of the iterations finished since the last report. In an `Arc` (serialized
+    /// as the histogram itself) so that the controller keeps one copy per agent, shared by
+    /// the live statuses made from the report.
+    pub recent: Arc<DurationHistogram>,
     pub recent_seconds: f64,
-    /// The SLA state over all of its finished iterations (mergeable).
-    pub sla: Option<SlaChecker>,
+    /// The SLA state over all of its finished iterations (mergeable; shared as `recent`).
+    pub sla: Option<Arc<SlaChecker>>,
     /// Leases whose every number has run.
     pub completed: Vec<u64>,
     /// Chunks written to the cache since the last report.
