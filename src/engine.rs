@@ -939,7 +939,10 @@ impl Consumer {
                 .map(|i| {
                     (
                         i.name.clone(),
-                        i.sla.as_deref().map(SlaChecker::results).unwrap_or_default(),
+                        i.sla
+                            .as_deref()
+                            .map(SlaChecker::results)
+                            .unwrap_or_default(),
                     )
                 })
                 .collect(),

@@ -60,7 +60,11 @@ impl SlaChecker {
     /// whenever one reports. `Ok(false)` (and `self` possibly part-way moved) when a
     /// criterion cannot be moved on this way (`outliers`, `max_percentile`,
     /// `max_avg_duration_per_atomic`): merge everything again then.
-    pub fn advance(&mut self, old: Option<&SlaChecker>, new: &SlaChecker) -> Result<bool, SlaError> {
+    pub fn advance(
+        &mut self,
+        old: Option<&SlaChecker>,
+        new: &SlaChecker,
+    ) -> Result<bool, SlaError> {
         if self.criteria.len() != new.criteria.len() {
             return Err(SlaError::CriteriaCountMismatch {
                 left: self.criteria.len(),

@@ -108,10 +108,14 @@ impl Criterion {
     pub fn advance(&mut self, old: Option<&Criterion>, new: &Criterion) -> bool {
         match (self, old, new) {
             (Criterion::FailureRate(m), None, Criterion::FailureRate(n)) => m.advance(None, n),
-            (Criterion::FailureRate(m), Some(Criterion::FailureRate(o)), Criterion::FailureRate(n)) => {
-                m.advance(Some(o), n)
+            (
+                Criterion::FailureRate(m),
+                Some(Criterion::FailureRate(o)),
+                Criterion::FailureRate(n),
+            ) => m.advance(Some(o), n),
+            (Criterion::MaxAvgDuration(m), None, Criterion::MaxAvgDuration(n)) => {
+                m.advance(None, n)
             }
-            (Criterion::MaxAvgDuration(m), None, Criterion::MaxAvgDuration(n)) => m.advance(None, n),
             (
                 Criterion::MaxAvgDuration(m),
                 Some(Criterion::MaxAvgDuration(o)),

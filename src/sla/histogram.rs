@@ -48,9 +48,16 @@ impl DurationHistogram {
         ((seconds * 1e6).round() as u64).min(HIGH)
     }
 
+    /// Records `micros`, clamped to [`HIGH`]. Not `saturating_record`: HDR clamps to the
+    /// *current* highest trackable value before it would auto-resize, so a histogram sized
+    /// for what it holds would never grow and every value would saturate at [`START`].
     #[inline]
     pub fn record_micros(&mut self, micros: u64) {
-        self.0.saturating_record(micros);
+        let micros = micros.min(HIGH);
+        if self.0.record(micros).is_err() {
+            // Only if growing failed (allocation): keep the count, saturated.
+            self.0.saturating_record(micros);
+        }
     }
 
     /// The value `value_at_quantile` reports for the bucket holding `micros`,
@@ -127,9 +134,10 @@ impl<'de> Deserialize<'de> for DurationHistogram {
         let h: Histogram<u64> = HdrDeserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| D::Error::custom(format!("HDR V2 deserialization: {e:?}")))?;
-        // Foreign bounds would break the bucket arithmetic of max_percentile; the size
-        // (highest trackable value) may be anything up to HIGH.
-        if (h.low(), h.sigfig()) != (LOW, SIGFIG) || h.high() > HIGH {
+        // Foreign bounds would break the bucket arithmetic of max_percentile; the size may be
+        // anything up to what HIGH needs (HDR grows by whole buckets, so a histogram that
+        // holds HIGH tracks up to the end of HIGH's bucket: compare counters, not values).
+        if (h.low(), h.sigfig()) != (LOW, SIGFIG) || h.distinct_values() > max_counters() {
             return Err(D::Error::custom(format!(
                 "histogram bounds ({}, {}, {}) differ from ({LOW}, <= {HIGH}, {SIGFIG})",
                 h.low(),
@@ -141,6 +149,16 @@ impl<'de> Deserialize<'de> for DurationHistogram {
         h.auto(true);
         Ok(Self(h))
     }
+}
+
+/// Counters of a histogram that tracks up to [`HIGH`]: the most a peer's may have.
+fn max_counters() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        Histogram::<u64>::new_with_bounds(LOW, HIGH, SIGFIG)
+            .expect("constant valid HDR bounds")
+            .distinct_values()
+    })
 }
 
 #[cfg(test)]
@@ -157,21 +175,34 @@ mod tests {
         let back: DurationHistogram = serde_json::from_str(&json).unwrap();
         assert_eq!(back, h);
         assert_eq!(back.len(), 6);
+        // Grown to hold what was recorded, not saturated at the starting size.
+        assert_eq!(back.value_at_quantile_secs(1.0), h.bucket_top_secs(HIGH));
+        assert!(back.value_at_quantile_secs(0.5) > 0.0005);
     }
 
     #[test]
     fn sized_for_what_it_holds_and_merges_across_sizes() {
         let mut small = DurationHistogram::new();
         small.record_micros(10_000);
-        assert!(small.0.distinct_values() < 6_000, "{}", small.0.distinct_values());
+        assert!(
+            small.0.distinct_values() < 6_000,
+            "{}",
+            small.0.distinct_values()
+        );
         let mut large = DurationHistogram::new();
         large.record_micros(HIGH);
         small.add(&large).unwrap();
         assert_eq!(small.len(), 2);
-        assert_eq!(small.value_at_quantile_secs(1.0), large.value_at_quantile_secs(1.0));
+        assert_eq!(
+            small.value_at_quantile_secs(1.0),
+            large.value_at_quantile_secs(1.0)
+        );
         let mut other = DurationHistogram::new();
         other.add(&small).unwrap();
-        assert_eq!(other.value_at_quantile_secs(0.5), small.value_at_quantile_secs(0.5));
+        assert_eq!(
+            other.value_at_quantile_secs(0.5),
+            small.value_at_quantile_secs(0.5)
+        );
     }
 
     #[test]
