@@ -534,6 +534,9 @@ struct Consumer {
     total: Option<u64>,
     /// Stored figures per runner instance (agent), from the chunks.
     per_source: Vec<SourceStats>,
+    /// Where each source is in `per_source` (every chunk looks its source up; thousands of
+    /// agents are thousands of sources).
+    per_source_index: std::collections::HashMap<Arc<str>, usize>,
     /// The agents' latest live reports (distributed workloads only).
     instances: Vec<InstanceStatus>,
     /// Where each agent is in `instances`, by name (a report is found in O(1)).
@@ -568,6 +571,7 @@ impl Consumer {
             hooks: Vec::new(),
             total: info.total,
             per_source: Vec::new(),
+            per_source_index: std::collections::HashMap::new(),
             instances: Vec::new(),
             instance_index: std::collections::HashMap::new(),
             running_sla: RunningMerge::default(),
@@ -743,9 +747,11 @@ impl Consumer {
     }
 
     fn source_metric(&mut self, source: &Arc<str>) -> usize {
-        match self.per_source.iter().position(|s| &s.name == source) {
-            Some(i) => i,
+        match self.per_source_index.get(source) {
+            Some(&i) => i,
             None => {
+                self.per_source_index
+                    .insert(source.clone(), self.per_source.len());
                 self.per_source.push(SourceStats {
                     name: source.clone(),
                     metric: Metric::default(),
