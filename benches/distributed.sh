@@ -23,7 +23,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 runs=10; agent_counts=${AGENT_COUNTS:-"50 1000 5000"}; noop=1000000; http_seconds=10; conns=50
-scale_duration=25; settle=5; window=10; abort_agents=1000; abort_runs=3
+scale_duration=${SCALE_DURATION:-25}; settle=5; window=10; abort_agents=1000; abort_runs=3
+# Per simulated agent: one iteration every $scale_sleep s; silence before an agent is lost.
+scale_sleep=${SCALE_SLEEP:-0.1}; scale_liveness=${SCALE_LIVENESS:-10}
 if [[ $quick == 1 ]]; then
     runs=2; agent_counts=50; noop=50000; http_seconds=2
     scale_duration=4; settle=1; window=1; abort_agents=50; abort_runs=1
@@ -98,40 +100,71 @@ fi
 # agent-second, and its RSS (VmRSS) at the end of that window per agent. Registration is paced
 # (sim_agents --pace, 200 agents/s) so that the controller's cap on unauthenticated
 # connections (32 per address, all of these come from 127.0.0.1) never evicts anyone.
-ulimit -n "$(ulimit -Hn)"
+# Each simulated agent holds 4 descriptors (2 sockets, its cache's lock and directory), the
+# controller 2 per agent: 5,000 agents need more than a usual hard limit of 20,000, which root
+# may raise.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 sim=$(bench_exe sim_agents)
 token="$tmp/token"
 (umask 077; head -c 32 /dev/urandom | base64 >"$token")
-pace=200
+pace=${SCALE_PACE:-200}
+# `free_port_pair`: a port P with P+1 (the results channel) free too, below the ephemeral range
+# (thousands of simulated agents' own connections take ephemeral ports, P+1 among them).
+free_port_pair() {
+    python3 -c '
+import random, socket
+for _ in range(1000):
+    p = random.randrange(20000, 32000)
+    try:
+        a = socket.socket(); a.bind(("127.0.0.1", p)); b = socket.socket(); b.bind(("127.0.0.1", p + 1))
+    except OSError:
+        continue
+    print(p); break'
+}
 # `scale_run N TASK TASK_ARGS EXTRA...`: controller + N simulated agents; sets $ctl_pid,
 # $sim_pid, $ctl_out (the controller's output). Returns once both are started.
 scale_run() {
     local n=$1 task=$2 targs=$3 port
     shift 3
-    port=$(free_port)
+    port=$(free_port_pair)
     ctl_out=$tmp/scale-$n.out
     rm -rf "$tmp/sim-cache"
-    "$bin" --db "$tmp/scale-$n.db" run "$task" --no-tui --agents "$n" --listen "tcp://127.0.0.1:$port" \
+    # The controller on CPU $SERVER_CPU, the simulated agents on CPU $GEN_CPU (one runtime
+    # thread): the controller's CPU is its own process's, and the harness cannot starve it.
+    taskset -c "$SERVER_CPU" "$bin" --db "$tmp/scale-$n.db" run "$task" --no-tui --agents "$n" --listen "tcp://127.0.0.1:$port" \
         --token-file "$token" --agent-wait 120 --task-args "$targs" "$@" >"$ctl_out" 2>&1 &
     ctl_pid=$!
-    "$sim" --connect "tcp://127.0.0.1:$port" --token-file "$token" --agents "$n" --pace "$pace" \
-        --cache-dir "$tmp/sim-cache" --give-up-after 20 >"$tmp/sim-$n.out" 2>&1 &
+    taskset -c "$GEN_CPU" "$sim" --connect "tcp://127.0.0.1:$port" --token-file "$token" --agents "$n" --pace "$pace" \
+        --cache-dir "$tmp/sim-cache" --give-up-after 90 --threads 1 >"$tmp/sim-$n.out" 2>&1 &
     sim_pid=$!
+}
+# `end_sim`: once the controller has ended, give the simulated agents 5 s to leave; the few that
+# missed the shutdown would otherwise wait out --give-up-after.
+end_sim() {
+    local _
+    for _ in $(seq 50); do kill -0 "$sim_pid" 2>/dev/null || break; sleep 0.1; done
+    kill "$sim_pid" 2>/dev/null || true
+    wait "$sim_pid" || true
 }
 # `wait_registered N`: until the controller has said "agent ... registered" N times (the load
 # starts then), 3 minutes at most.
 wait_registered() {
     local _
     for _ in $(seq 1800); do
-        if (($(grep -c ' registered from ' "$ctl_out" 2>/dev/null || true) >= $1)); then return 0; fi
+        local c
+        c=$(grep -c ' registered from ' "$ctl_out" 2>/dev/null || true)
+        if ((${c:-0} >= $1)); then return 0; fi
         sleep 0.1
     done
     return 1
 }
-echo "| agents (real controller, simulated agents, 1 iteration / 0.1 s each, 1 s SLA interval) | steady window | controller CPU per agent-second | agents per core | controller RSS | RSS per agent |"
+echo "| agents (real controller, simulated agents, 1 iteration / $scale_sleep s each, 1 s SLA interval, --liveness $scale_liveness) | steady window | controller CPU per agent-second | agents per core | controller RSS | RSS per agent |"
 echo "|---:|---:|---:|---:|---:|---:|"
 for n in $agent_counts; do
-    scale_run "$n" benches/tasks/sim-agents.yaml "{agents: $n, duration: $scale_duration}"
+    # --liveness (bench only): one core of simulated agents falls behind on heartbeats at
+    # thousands of agents before the controller does; heartbeats stay at 1 s either way.
+    scale_run "$n" benches/tasks/sim-agents.yaml "{agents: $n, duration: $scale_duration, sleep: $scale_sleep}" \
+        --liveness "$scale_liveness"
     if ! wait_registered "$n"; then echo "controller with $n agents never started:" >&2; tail "$ctl_out" "$tmp/sim-$n.out" >&2; exit 1; fi
     sleep "$settle"
     c0=$(proc_cpu "$ctl_pid"); t0=$EPOCHREALTIME
@@ -139,7 +172,7 @@ for n in $agent_counts; do
     c1=$(proc_cpu "$ctl_pid"); t1=$EPOCHREALTIME
     rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$ctl_pid/status")
     wait "$ctl_pid" || true
-    wait "$sim_pid" || true
+    end_sim
     if [[ $(iterations "$ctl_out") == "" ]]; then echo "run with $n agents failed:" >&2; tail "$ctl_out" "$tmp/sim-$n.out" >&2; exit 1; fi
     read -r per per_core < <(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v n="$n" 'BEGIN {
         per = (b - a) / ((e - s) * n); printf "%.3f %.0f\n", per * 1000, (per > 0 ? 1 / per : 0) }')
@@ -171,7 +204,7 @@ for i in $(seq "$abort_runs"); do
     scale_run "$abort_agents" benches/tasks/sla-abort.yaml \
         "{concurrency: $abort_agents, sleep: 0.1, fail_at: $((abort_agents * 30))}" --abort-on-sla-failure
     wait "$ctl_pid" || true
-    wait "$sim_pid" || true
+    end_sim
     "$bin" --db "$tmp/scale-$abort_agents.db" task export last --type csv --to "$tmp/abort-many-$i.csv"
     many+=("$(abort_latency "$tmp/abort-many-$i.csv")")
     rm -f "$tmp/scale-$abort_agents.db"* "$tmp/abort-many-$i.csv"
