@@ -426,7 +426,11 @@ mod tests {
         assert_eq!(r.recent_seconds, 0.1 + 0.2, "floats are exact");
         // The histogram bytes as bytes: far smaller than JSON's number arrays.
         let json = encode_json(&report);
-        println!("report: {} bytes binary, {} bytes JSON", plain.len(), json.len());
+        println!(
+            "report: {} bytes binary, {} bytes JSON",
+            plain.len(),
+            json.len()
+        );
         assert!(
             plain.len() * 2 < json.len(),
             "{} vs {}",
