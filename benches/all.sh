@@ -7,8 +7,9 @@
 #   1. benches/runner-overhead.sh   no-op iterations/s, against Rally 5.1.1
 #   2. benches/http.sh              Http.request against nginx, against wrk, Locust (and oha)
 #   2b. benches/https.sh            Http.request over HTTPS and HTTP/2, against wrk and h2load (and oha)
-#   3. benches/distributed.sh       2 agents against one process, controller CPU per agent,
-#   4.                              SLA abort latency with 4 agents
+#   3. benches/distributed.sh       2 agents against one process, controller CPU and RSS per agent
+#                                   with 50, 1,000 and 5,000 simulated agents (benches/sim_agents.rs),
+#   4.                              SLA abort latency with 4 and 1,000 agents
 #   5. benches/memory.sh            peak RSS of agent and controller at 1M and 10M iterations
 #   6. benches/storage.sh           records/s into SQLite and out through the exporters
 #   7. benches/tui.sh               the terminal UI with 100 and 1,000 agents: frames/s, key latency

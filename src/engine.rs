@@ -18,6 +18,7 @@ use crate::events::{
 use crate::hook::HookExecutor;
 use crate::runner::{InstanceStatus, LocalRunner, RunJob, Runner, RunnerSpec};
 use crate::scenario::Scenario;
+use crate::sla::running::RunningMerge;
 use crate::sla::{self, CriterionStatus, IterationSample, SlaChecker};
 use crate::stats::ErrorCount;
 use crate::stats::{Metric, WorkloadStats};
@@ -501,8 +502,15 @@ struct Consumer {
     total: Option<u64>,
     /// Stored figures per runner instance (agent), from the chunks.
     per_source: Vec<SourceStats>,
+    /// Where each source is in `per_source` (every chunk looks its source up; thousands of
+    /// agents are thousands of sources).
+    per_source_index: std::collections::HashMap<Arc<str>, usize>,
     /// The agents' latest live reports (distributed workloads only).
     instances: Vec<InstanceStatus>,
+    /// Where each agent is in `instances`, by name (a report is found in O(1)).
+    instance_index: std::collections::HashMap<String, usize>,
+    /// The agents' SLA states merged, moved on by each report (see [`RunningMerge`]).
+    running_sla: RunningMerge,
     distributed: Option<WorkloadOutcome>,
     /// Counts chunks consumed, when nothing stores them.
     committed: Option<watch::Sender<u64>>,
@@ -531,7 +539,10 @@ impl Consumer {
             hooks: Vec::new(),
             total: info.total,
             per_source: Vec::new(),
+            per_source_index: std::collections::HashMap::new(),
             instances: Vec::new(),
+            instance_index: std::collections::HashMap::new(),
+            running_sla: RunningMerge::default(),
             distributed: None,
             committed: None,
             in_flight: None,
@@ -574,12 +585,12 @@ impl Consumer {
                     None => live_open = false,
                 },
                 // The merged agents' state is the live verdict (chunks reach the controller
-                // later than the agents' SLA reports). Merging every agent's state on every
-                // report would cost O(agents²) per interval, so it is checked at most every
+                // later than the agents' SLA reports). It is a running merge that each
+                // report moves on (see `upsert`); its verdict is checked at most every
                 // SLA_CHECK.
                 _ = sla_check.tick(), if sla_dirty => {
                     sla_dirty = false;
-                    let failing = self.merged_sla().is_some_and(|m| m.is_ok_and(|m| !m.success()));
+                    let failing = self.merged_sla().is_some_and(|m| m.as_ref().is_ok_and(|m| !m.success()));
                     if failing && self.abort_on_sla && !self.aborted_on_sla {
                         self.abort(stop, recorder, &publish).await;
                     }
@@ -670,13 +681,26 @@ impl Consumer {
     fn upsert(&mut self, statuses: Vec<InstanceStatus>) -> bool {
         let mut changed = false;
         for status in statuses {
-            match self.instances.iter_mut().find(|i| i.name == status.name) {
-                Some(known) => {
+            match self.instance_index.get(&status.name) {
+                Some(&k) => {
+                    let known = &mut self.instances[k];
                     changed |= known.state != status.state;
+                    match (&known.sla, &status.sla) {
+                        // The same report again (every interval re-sends them all).
+                        (Some(old), Some(new)) if Arc::ptr_eq(old, new) => {}
+                        (old, Some(new)) => self.running_sla.update(old.as_deref(), new),
+                        (Some(_), None) => self.running_sla.mark_stale(),
+                        (None, None) => {}
+                    }
                     *known = status;
                 }
                 None => {
                     changed = true;
+                    if let Some(new) = &status.sla {
+                        self.running_sla.update(None, new);
+                    }
+                    self.instance_index
+                        .insert(status.name.clone(), self.instances.len());
                     self.instances.push(status);
                 }
             }
@@ -685,21 +709,17 @@ impl Consumer {
     }
 
     /// The agents' SLA states merged, when agents report them.
-    fn merged_sla(&self) -> Option<Result<SlaChecker, String>> {
-        let mut states = self.instances.iter().filter_map(|i| i.sla.as_ref());
-        let mut merged = states.next()?.clone();
-        for s in states {
-            if let Err(e) = merged.merge(s) {
-                return Some(Err(e.to_string()));
-            }
-        }
-        Some(Ok(merged))
+    fn merged_sla(&mut self) -> Option<&Result<SlaChecker, String>> {
+        self.running_sla
+            .get(self.instances.iter().filter_map(|i| i.sla.as_deref()))
     }
 
     fn source_metric(&mut self, source: &Arc<str>) -> usize {
-        match self.per_source.iter().position(|s| &s.name == source) {
-            Some(i) => i,
+        match self.per_source_index.get(source) {
+            Some(&i) => i,
             None => {
+                self.per_source_index
+                    .insert(source.clone(), self.per_source.len());
                 self.per_source.push(SourceStats {
                     name: source.clone(),
                     metric: Metric::default(),
@@ -881,7 +901,7 @@ impl Consumer {
         }));
         let total = match self.merged_sla() {
             Some(Ok(merged)) => merged.results(),
-            Some(Err(e)) => vec![sla::something_went_wrong(&e)],
+            Some(Err(e)) => vec![sla::something_went_wrong(e)],
             None => self.sla_rows(),
         };
         publish(Event::Sla(SlaSnapshot {
@@ -893,7 +913,10 @@ impl Consumer {
                 .map(|i| {
                     (
                         i.name.clone(),
-                        i.sla.as_ref().map(SlaChecker::results).unwrap_or_default(),
+                        i.sla
+                            .as_deref()
+                            .map(SlaChecker::results)
+                            .unwrap_or_default(),
                     )
                 })
                 .collect(),

@@ -356,9 +356,8 @@ pub struct AgentsSnapshot {
 impl Figures {
     /// An agent's figures from its last report.
     pub fn from_instance(i: &InstanceStatus) -> Figures {
-        let h = &i.recent;
-        let n = h.len();
-        let q = |q: f64| (n > 0).then(|| h.value_at_quantile_secs(q));
+        let n = i.recent.len();
+        let q = |k: usize| i.quantiles.map(|q| q[k]);
         Figures {
             iterations: i.iterations,
             failures: i.failures,
@@ -370,10 +369,10 @@ impl Figures {
             } else {
                 0.0
             },
-            p50: q(0.5),
-            p95: q(0.95),
-            p99: q(0.99),
-            max: q(1.0),
+            p50: q(0),
+            p95: q(1),
+            p99: q(2),
+            max: q(3),
             p95_total: None,
         }
     }

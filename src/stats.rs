@@ -13,10 +13,15 @@ use crate::chunk::{ActionSpan, Chunk, Dials, IterationRecord};
 /// Longest duration a histogram holds exactly: one hour, in microseconds.
 const MAX_MICROS: u64 = 3_600_000_000;
 
-/// A new histogram of durations in microseconds.
+/// A new histogram of durations in microseconds, sized for what it holds: it grows (HDR's
+/// auto-resize) to the largest value recorded or merged into it, up to [`MAX_MICROS`]. The
+/// full hour is 23,552 counters (188 KB); a controller keeps one per agent, and 10 ms
+/// iterations need about 5,000. Bucket boundaries do not depend on the size.
 pub fn duration_histogram() -> Histogram<u64> {
     // Bounds are constants that hdrhistogram accepts; failure here is a programming error.
-    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds")
+    let mut h = Histogram::new_with_bounds(1, 2, 3).expect("valid histogram bounds");
+    h.auto(true);
+    h
 }
 
 pub fn micros(seconds: f64) -> u64 {
@@ -50,7 +55,11 @@ impl Default for Metric {
 impl Metric {
     #[inline]
     pub fn add(&mut self, seconds: f64, success: bool) {
-        self.hist.saturating_record(micros(seconds));
+        // Not `saturating_record`: it clamps to the current size instead of growing.
+        let v = micros(seconds).min(MAX_MICROS);
+        if self.hist.record(v).is_err() {
+            self.hist.saturating_record(v);
+        }
         self.count += 1;
         self.success += u64::from(success);
         self.sum += seconds;
@@ -59,7 +68,7 @@ impl Metric {
     }
 
     pub fn merge(&mut self, other: &Metric) {
-        // Same bounds on both sides, so adding cannot fail.
+        // Same precision on both sides, and `self` grows to hold `other`: cannot fail.
         let _ = self.hist.add(&other.hist);
         self.count += other.count;
         self.success += other.success;

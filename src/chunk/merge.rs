@@ -228,6 +228,9 @@ pub struct ChunkMerger {
     out_of_order: u64,
     /// First timestamp of the latest released chunk.
     last_released: f64,
+    /// [`watermark`](Self::watermark), kept while no source that held it moves (`None`: work it
+    /// out again). Each release asks for it, and a controller has thousands of sources.
+    min_watermark: Option<f64>,
 }
 
 impl ChunkMerger {
@@ -241,6 +244,7 @@ impl ChunkMerger {
             forced: 0,
             out_of_order: 0,
             last_released: f64::NEG_INFINITY,
+            min_watermark: None,
         }
     }
 
@@ -252,12 +256,18 @@ impl ChunkMerger {
             watermark: f64::NEG_INFINITY,
             live: true,
         });
+        if self.min_watermark.is_some() {
+            self.min_watermark = Some(f64::NEG_INFINITY);
+        }
         SourceId(self.sources.len() - 1)
     }
 
     /// A lost or finished source: it no longer holds back the watermark.
     pub fn remove_source(&mut self, id: SourceId) {
         if let Some(source) = self.sources.get_mut(id.0) {
+            if source.live && self.min_watermark.is_some_and(|m| source.watermark <= m) {
+                self.min_watermark = None;
+            }
             source.live = false;
         }
     }
@@ -297,12 +307,18 @@ impl ChunkMerger {
             && s.live
             && watermark > s.watermark
         {
+            if self.min_watermark.is_some_and(|m| s.watermark <= m) {
+                self.min_watermark = None;
+            }
             s.watermark = watermark;
         }
     }
 
     /// The minimum watermark over live sources; +inf when there is none.
     pub fn watermark(&self) -> f64 {
+        if let Some(m) = self.min_watermark {
+            return m;
+        }
         self.sources
             .iter()
             .filter(|s| s.live)
@@ -318,6 +334,9 @@ impl ChunkMerger {
     /// [`pop_ready`](Self::pop_ready), with the chunk's tag.
     pub fn pop_ready_tagged(&mut self) -> Option<(Chunk, u64)> {
         let key = self.heap.peek()?.0.key;
+        if self.min_watermark.is_none() {
+            self.min_watermark = Some(self.watermark());
+        }
         if self.is_ready(key) {
             return self.pop();
         }

@@ -241,9 +241,9 @@ impl Account {
             workload: self.workload,
             iterations: self.iterations,
             failures: self.failures,
-            recent: std::mem::take(&mut self.recent),
+            recent: Arc::new(std::mem::take(&mut self.recent)),
             recent_seconds,
-            sla: self.sla.clone(),
+            sla: self.sla.clone().map(Arc::new),
             completed,
             chunks: std::mem::take(&mut self.chunks),
             // Chunks still to come hold iterations in flight now, which started no earlier

@@ -36,7 +36,6 @@ use crate::runner::{
     InstanceState, InstanceStatus, IterationListener, RunFuture, RunJob, Runner, RunnerError,
     RunnerSpec,
 };
-use crate::sla::histogram::DurationHistogram;
 use crate::transport::hub::{ConnId, Hub, HubEvent, Inbound, TransportError};
 use crate::transport::token::Token;
 
@@ -202,6 +201,8 @@ impl Controller {
             waiters: Vec::new(),
             registered: registered_tx,
             notices,
+            to_pull: Vec::new(),
+            may_finish: false,
         };
         let task = tokio::spawn(state.serve(events, rx));
         Ok(Controller {
@@ -325,7 +326,10 @@ struct Agent {
     in_flight: HashMap<u64, Instant>,
     /// Chunks it cached in an earlier session (a restarted agent).
     cached: Vec<ChunkMeta>,
-    report: Option<AgentReport>,
+    /// Its latest report, shared with the live statuses made from it (never copied).
+    report: Option<Arc<AgentReport>>,
+    /// `report.recent`'s quantiles, worked out once when it arrived.
+    quantiles: Option<[f64; 4]>,
     waiting: Option<u64>,
     /// Leases it says it has run, until all their numbers are stored.
     ran: Vec<RanLease>,
@@ -364,7 +368,7 @@ impl Agent {
                 r.recent_seconds,
                 r.sla.clone(),
             ),
-            None => (0, 0, DurationHistogram::new(), 0.0, None),
+            None => (0, 0, Arc::default(), 0.0, None),
         };
         InstanceStatus {
             name: self.name.clone(),
@@ -373,6 +377,7 @@ impl Agent {
             iterations,
             failures,
             recent,
+            quantiles: self.quantiles,
             recent_seconds,
             sla,
             heartbeat_age: Some(self.last_heard.elapsed().as_secs_f64()),
@@ -470,6 +475,14 @@ struct State {
     waiters: Vec<Waiter>,
     registered: watch::Sender<usize>,
     notices: mpsc::UnboundedSender<Notice>,
+    /// Agents that may have chunks to ask for (something was announced or delivered): `pull`
+    /// looks at these instead of every agent after every message, which with thousands of
+    /// agents cost O(agents) per message. The housekeeping tick still sweeps them all.
+    to_pull: Vec<usize>,
+    /// Something happened that may settle the workload (a report, a delivery, a loss, a
+    /// stop): `finish_if_done`, O(agents), runs after such events and on the housekeeping
+    /// tick, not after every heartbeat.
+    may_finish: bool,
 }
 
 impl State {
@@ -515,7 +528,10 @@ impl State {
                         let _ = reply.send(());
                         return;
                     }
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        self.may_finish = true;
+                    }
                     None => return,
                 },
                 () = stopped => self.send_stop(),
@@ -524,13 +540,17 @@ impl State {
                 _ = housekeeping.tick() => {
                     self.check_waiters();
                     self.lose_silent();
+                    self.to_pull.extend(0..self.agents.len());
+                    self.may_finish = true;
                 }
             }
             self.pull().await;
             // Also confirms to agents what storage has committed since (the housekeeping
             // tick makes sure that happens within 50 ms when nothing else is going on).
             self.release().await;
-            self.finish_if_done().await;
+            if std::mem::take(&mut self.may_finish) {
+                self.finish_if_done().await;
+            }
         }
     }
 
@@ -585,6 +605,7 @@ impl State {
             HubEvent::ResultsReady { conn } => {
                 if let Some(&i) = self.by_conn.get(&conn) {
                     self.agents[i].results_ready = true;
+                    self.to_pull.push(i);
                 }
             }
             HubEvent::Rejected { peer, reason } => {
@@ -603,6 +624,8 @@ impl State {
                 };
                 self.agents[i].last_heard = Instant::now();
                 self.on_delivery(i, delivery);
+                self.to_pull.push(i);
+                self.may_finish = true;
             }
         }
     }
@@ -679,6 +702,7 @@ impl State {
             in_flight: HashMap::new(),
             cached: register.cached,
             report: None,
+            quantiles: None,
             waiting: None,
             ran: Vec::new(),
             leases: HashMap::new(),
@@ -867,7 +891,11 @@ impl State {
                     self.serve_waiting();
                 }
             }
-            ToController::Report(report) => self.on_report(i, *report),
+            ToController::Report(report) => {
+                self.on_report(i, *report);
+                self.to_pull.push(i);
+                self.may_finish = true;
+            }
             ToController::Failed { workload, error } => {
                 if self.is_member(i, workload) {
                     let name = self.agents[i].name.clone();
@@ -878,7 +906,10 @@ impl State {
                     self.lose(i, &format!("workload failed to start: {error}"));
                 }
             }
-            ToController::Bye => self.lose(i, "it left (interrupted)"),
+            ToController::Bye => {
+                self.lose(i, "it left (interrupted)");
+                self.may_finish = true;
+            }
         }
     }
 
@@ -937,7 +968,8 @@ impl State {
             agent.done = true;
             agent.state = InstanceState::Done;
         }
-        agent.report = Some(report);
+        agent.quantiles = report.recent.quantiles_secs();
+        agent.report = Some(Arc::new(report));
         // Forward it at once (just this agent): the live SLA verdict, and so an abort, must
         // not wait for the next interval.
         if let Some(live) = &active.request.live {
@@ -1031,11 +1063,16 @@ impl State {
             return;
         }
         let credits = self.options.credits;
-        for agent in self
-            .agents
-            .iter_mut()
-            .filter(|a| a.alive() && a.results_ready)
-        {
+        let mut queued = std::mem::take(&mut self.to_pull);
+        queued.sort_unstable();
+        queued.dedup();
+        for i in queued {
+            let Some(agent) = self.agents.get_mut(i) else {
+                continue;
+            };
+            if !(agent.alive() && agent.results_ready) {
+                continue;
+            }
             let room = credits.saturating_sub(agent.in_flight.len());
             if room == 0 || agent.announced.is_empty() {
                 continue;
@@ -1124,6 +1161,7 @@ impl State {
     }
 
     fn send_stop(&mut self) {
+        self.may_finish = true;
         let Some(active) = &mut self.active else {
             return;
         };
@@ -1191,6 +1229,7 @@ impl State {
 
     /// Mark an agent lost: its unfinished numbers go to the others.
     fn lose(&mut self, i: usize, why: &str) {
+        self.may_finish = true;
         let agent = &mut self.agents[i];
         if !agent.alive() {
             return;

@@ -9,8 +9,13 @@
 //! Before a session has keys, the only frames are the clear handshake ([`Hello`], the
 //! challenge, a refusal). After it every message is one sealed frame (see
 //! [`crate::transport::seal`]) whose plaintext is a tag byte and a body: JSON for control
-//! messages (small, readable in a debugger, easy to evolve), raw bytes for chunks (already in
-//! the checksummed chunk format, see [`crate::chunk::codec`]).
+//! messages (small, readable in a debugger, easy to evolve), MessagePack for the agents'
+//! reports (their SLA state and interval histogram are HDR V2 bytes and exact floats, which
+//! JSON could carry only as number arrays and decimal strings, at thousands of agents the
+//! controller's largest decoding cost), raw bytes for chunks (already in the checksummed
+//! chunk format, see [`crate::chunk::codec`]).
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -21,7 +26,10 @@ use crate::sla::SlaChecker;
 use crate::sla::histogram::DurationHistogram;
 
 /// Bumped on any incompatible change; an agent of another version is refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: histograms in reports are sized for what they hold (their highest trackable value is
+/// no longer always one hour), which version 1 refused as foreign bounds; reports are a
+/// binary frame ([`ToController::encode`]), which version 1 cannot read.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// First frame of the clear handshake, agent -> controller, on either channel.
 pub const HELLO: &[u8] = b"RTUI-HELLO";
@@ -163,11 +171,13 @@ pub struct AgentReport {
     /// Iterations finished so far, and how many of them failed.
     pub iterations: u64,
     pub failures: u64,
-    /// Durations of the iterations finished since the last report.
-    pub recent: DurationHistogram,
+    /// Durations of the iterations finished since the last report. In an `Arc` (serialized
+    /// as the histogram itself) so that the controller keeps one copy per agent, shared by
+    /// the live statuses made from the report.
+    pub recent: Arc<DurationHistogram>,
     pub recent_seconds: f64,
-    /// The SLA state over all of its finished iterations (mergeable).
-    pub sla: Option<SlaChecker>,
+    /// The SLA state over all of its finished iterations (mergeable; shared as `recent`).
+    pub sla: Option<Arc<SlaChecker>>,
     /// Leases whose every number has run.
     pub completed: Vec<u64>,
     /// Chunks written to the cache since the last report.
@@ -232,6 +242,8 @@ pub enum Delivery {
 
 const TAG_JSON: u8 = b'J';
 const TAG_CHUNK: u8 = b'C';
+/// An [`AgentReport`] in MessagePack (structs as arrays, bytes as bytes, floats as floats).
+const TAG_REPORT: u8 = b'R';
 
 /// Why a decrypted frame could not be understood.
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +256,8 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("chunk message shorter than its header")]
     Short,
+    #[error("malformed report: {0}")]
+    Report(#[from] rmp_serde::decode::Error),
 }
 
 /// JSON messages: a tag byte, then the body.
@@ -259,6 +273,31 @@ pub fn decode_json<T: for<'de> Deserialize<'de>>(plain: &[u8]) -> Result<T, Deco
         None => Err(DecodeError::Empty),
         Some((&TAG_JSON, body)) => Ok(serde_json::from_slice(body)?),
         Some((&tag, _)) => Err(DecodeError::Tag(tag)),
+    }
+}
+
+impl ToController {
+    /// The plaintext of this message: reports as a binary frame, the rest as JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            ToController::Report(report) => {
+                let mut out = vec![TAG_REPORT];
+                // Numbers, strings, byte strings and sequences only: always serializable.
+                rmp_serde::encode::write(&mut out, report.as_ref())
+                    .expect("agent reports serialize");
+                out
+            }
+            other => encode_json(other),
+        }
+    }
+
+    pub fn decode(plain: &[u8]) -> Result<ToController, DecodeError> {
+        match plain.split_first() {
+            Some((&TAG_REPORT, body)) => {
+                Ok(ToController::Report(Box::new(rmp_serde::from_slice(body)?)))
+            }
+            _ => decode_json(plain),
+        }
     }
 }
 
@@ -340,6 +379,72 @@ mod tests {
             reason: "corrupt".into(),
         };
         assert_eq!(Delivery::decode(&d.encode()).unwrap(), d);
+    }
+
+    #[test]
+    fn reports_are_binary_and_round_trip() {
+        let config = serde_json::json!({
+            "failure_rate": {"max": 10},
+            "max_percentile": {"p99": 2},
+            "outliers": {"max": 1},
+            "max_avg_duration_per_atomic": {"x": 1},
+            "performance_degradation": {"max_degradation": 50},
+        });
+        let mut sla = SlaChecker::from_config(config.as_object().unwrap()).unwrap();
+        let mut recent = DurationHistogram::new();
+        let acts = [("x", 0.25)];
+        for i in 0..500u32 {
+            let duration = 0.001 * f64::from(i % 97) + 0.1;
+            recent.record_micros(DurationHistogram::to_micros(duration));
+            sla.add(&crate::sla::IterationSample {
+                duration,
+                failed: i % 13 == 0,
+                top_level_actions: &acts,
+            });
+        }
+        let report = ToController::Report(Box::new(AgentReport {
+            workload: 1,
+            iterations: 500,
+            failures: 39,
+            recent: Arc::new(recent),
+            recent_seconds: 0.1 + 0.2,
+            sla: Some(Arc::new(sla)),
+            completed: vec![1, 2],
+            chunks: vec![],
+            watermark: 12.5,
+            done: false,
+            paused: Some("cache full".into()),
+            in_flight: 3,
+        }));
+        let plain = report.encode();
+        assert_eq!(plain[0], TAG_REPORT);
+        let back = ToController::decode(&plain).unwrap();
+        assert_eq!(back, report);
+        let ToController::Report(r) = &back else {
+            unreachable!()
+        };
+        assert_eq!(r.recent_seconds, 0.1 + 0.2, "floats are exact");
+        // The histogram bytes as bytes: far smaller than JSON's number arrays.
+        let json = encode_json(&report);
+        println!(
+            "report: {} bytes binary, {} bytes JSON",
+            plain.len(),
+            json.len()
+        );
+        assert!(
+            plain.len() * 2 < json.len(),
+            "{} vs {}",
+            plain.len(),
+            json.len()
+        );
+        // Other messages stay JSON, and both decode through the same door.
+        let ping = ToController::Ping { sent: 1.5 };
+        assert_eq!(ping.encode()[0], TAG_JSON);
+        assert_eq!(ToController::decode(&ping.encode()).unwrap(), ping);
+        assert_eq!(ToController::decode(&json).unwrap(), report);
+        for bad in [&b"R"[..], b"R\x93\x01", &plain[..plain.len() / 2]] {
+            assert!(ToController::decode(bad).is_err());
+        }
     }
 
     #[test]

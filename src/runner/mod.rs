@@ -464,11 +464,16 @@ pub struct InstanceStatus {
     pub state: InstanceState,
     pub iterations: u64,
     pub failures: u64,
-    /// Durations finished over the last `recent_seconds`.
-    pub recent: crate::sla::histogram::DurationHistogram,
+    /// Durations finished over the last `recent_seconds`. Shared with the controller's copy
+    /// of the agent's report (a status is made per report and per interval for every agent;
+    /// copying histograms there was most of a large controller's work).
+    pub recent: std::sync::Arc<crate::sla::histogram::DurationHistogram>,
+    /// `recent`'s p50, p95, p99 and maximum in seconds (`None` when it is empty), worked out
+    /// once per report rather than by every screen for every agent every interval.
+    pub quantiles: Option<[f64; 4]>,
     pub recent_seconds: f64,
-    /// Mergeable SLA state over all its finished iterations.
-    pub sla: Option<crate::sla::SlaChecker>,
+    /// Mergeable SLA state over all its finished iterations (shared, as `recent`).
+    pub sla: Option<std::sync::Arc<crate::sla::SlaChecker>>,
     /// Seconds since anything was heard from it.
     pub heartbeat_age: Option<f64>,
     /// Its clock minus the controller's, seconds.

@@ -54,6 +54,37 @@ impl SlaChecker {
         Ok(())
     }
 
+    /// Moves a merged state on by one agent's report: what its cumulative state gained from
+    /// `old` (its previous report, `None` for its first) to `new`, so that a controller with
+    /// thousands of agents keeps one running merge instead of merging every agent again
+    /// whenever one reports. `Ok(false)` (and `self` possibly part-way moved) when a
+    /// criterion cannot be moved on this way (`outliers`, `max_percentile`,
+    /// `max_avg_duration_per_atomic`): merge everything again then.
+    pub fn advance(
+        &mut self,
+        old: Option<&SlaChecker>,
+        new: &SlaChecker,
+    ) -> Result<bool, SlaError> {
+        if self.criteria.len() != new.criteria.len() {
+            return Err(SlaError::CriteriaCountMismatch {
+                left: self.criteria.len(),
+                right: new.criteria.len(),
+            });
+        }
+        if old.is_some_and(|o| o.criteria.len() != new.criteria.len()) {
+            return Ok(false);
+        }
+        for (mine, theirs) in self.criteria.iter().zip(&new.criteria) {
+            mine.check_merge(theirs)?;
+        }
+        for (k, (mine, theirs)) in self.criteria.iter_mut().zip(&new.criteria).enumerate() {
+            if !mine.advance(old.map(|o| &o.criteria[k]), theirs) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// AND of all criteria (true when there are none).
     pub fn success(&self) -> bool {
         self.criteria.iter().all(Criterion::success)
@@ -170,5 +201,40 @@ mod tests {
         let back: SlaChecker = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.results(), c.results());
+    }
+
+    #[test]
+    fn advance_equals_merging_again() {
+        let config = json!({
+            "failure_rate": {"max": 10},
+            "max_avg_duration": 1,
+            "max_seconds_per_iteration": 2.0,
+            "performance_degradation": {"max_degradation": 50},
+        });
+        let mut a = checker(config.clone()).unwrap();
+        let mut b = checker(config.clone()).unwrap();
+        let mut running: Option<SlaChecker> = None;
+        let mut seen_a: Option<SlaChecker> = None;
+        for i in 0..40 {
+            let s = sample(0.01 * f64::from(i % 9), i % 7 == 0);
+            if i % 3 == 0 {
+                a.add(&s);
+                match &mut running {
+                    None => running = Some(a.clone()),
+                    Some(r) => assert!(r.advance(seen_a.as_ref(), &a).unwrap()),
+                }
+                seen_a = Some(a.clone());
+            } else {
+                b.add(&s);
+            }
+        }
+        let mut running = running.unwrap();
+        assert!(running.advance(None, &b).unwrap());
+        let mut merged = a.clone();
+        merged.merge(&b).unwrap();
+        assert_eq!(running.results(), merged.results());
+        let other = checker(json!({"outliers": {"max": 1}})).unwrap();
+        let mut o = other.clone();
+        assert!(!o.advance(None, &other).unwrap());
     }
 }

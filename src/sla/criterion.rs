@@ -101,6 +101,37 @@ impl Criterion {
         each!(self, c => { c.add(it); c.success() })
     }
 
+    /// Moves a merged state on by what one agent's cumulative state gained from `old`
+    /// (`None`: nothing yet) to `new`, without re-merging the others. False when this kind
+    /// cannot (its state is not a sum or a running extreme); the caller merges everything
+    /// again then. The configs must already match ([`Criterion::check_merge`]).
+    pub fn advance(&mut self, old: Option<&Criterion>, new: &Criterion) -> bool {
+        match (self, old, new) {
+            (Criterion::FailureRate(m), None, Criterion::FailureRate(n)) => m.advance(None, n),
+            (
+                Criterion::FailureRate(m),
+                Some(Criterion::FailureRate(o)),
+                Criterion::FailureRate(n),
+            ) => m.advance(Some(o), n),
+            (Criterion::MaxAvgDuration(m), None, Criterion::MaxAvgDuration(n)) => {
+                m.advance(None, n)
+            }
+            (
+                Criterion::MaxAvgDuration(m),
+                Some(Criterion::MaxAvgDuration(o)),
+                Criterion::MaxAvgDuration(n),
+            ) => m.advance(Some(o), n),
+            (Criterion::MaxSecondsPerIteration(m), _, Criterion::MaxSecondsPerIteration(n)) => {
+                m.advance(n)
+            }
+            (Criterion::PerformanceDegradation(m), _, Criterion::PerformanceDegradation(n)) => {
+                m.advance(n)
+            }
+            _ => return false,
+        }
+        true
+    }
+
     /// Checks that `other` is the same kind with the same config, without
     /// changing anything.
     pub fn check_merge(&self, other: &Criterion) -> Result<(), SlaError> {

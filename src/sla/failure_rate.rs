@@ -78,6 +78,14 @@ impl FailureRate {
         Ok(())
     }
 
+    /// Takes in what one agent's cumulative state gained from `old` to `new` (see
+    /// [`crate::sla::SlaChecker::advance`]).
+    pub fn advance(&mut self, old: Option<&Self>, new: &Self) {
+        let (total, errors) = old.map_or((0, 0), |o| (o.total, o.errors));
+        self.total = (self.total + new.total).saturating_sub(total);
+        self.errors = (self.errors + new.errors).saturating_sub(errors);
+    }
+
     /// Failure percentage, 0.0 before any iteration.
     pub fn rate(&self) -> f64 {
         if self.total == 0 {

@@ -54,6 +54,14 @@ impl MaxAvgDuration {
         Ok(())
     }
 
+    /// Takes in what one agent's cumulative state gained from `old` to `new` (see
+    /// [`crate::sla::SlaChecker::advance`]).
+    pub fn advance(&mut self, old: Option<&Self>, new: &Self) {
+        let (sum, count) = old.map_or((0.0, 0), |o| (o.sum, o.count));
+        self.sum += new.sum - sum;
+        self.count = (self.count + new.count).saturating_sub(count);
+    }
+
     /// Mean of successful durations, 0.0 when there are none.
     pub fn avg(&self) -> f64 {
         if self.count == 0 {

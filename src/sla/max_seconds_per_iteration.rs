@@ -50,6 +50,14 @@ impl MaxSecondsPerIteration {
         Ok(())
     }
 
+    /// Takes in one agent's cumulative state: its maximum only grows, so the merged maximum
+    /// is the larger of the two (see [`crate::sla::SlaChecker::advance`]).
+    pub fn advance(&mut self, new: &Self) {
+        if new.max_duration > self.max_duration {
+            self.max_duration = new.max_duration;
+        }
+    }
+
     pub fn max_duration(&self) -> f64 {
         self.max_duration
     }

@@ -32,6 +32,7 @@ mod max_percentile;
 mod max_seconds_per_iteration;
 mod outliers;
 mod performance_degradation;
+pub mod running;
 mod serde_f64;
 mod status;
 

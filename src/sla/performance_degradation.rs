@@ -82,6 +82,15 @@ impl PerformanceDegradation {
         Ok(())
     }
 
+    /// Takes in one agent's cumulative state: its minimum only falls and its maximum only
+    /// grows, so merging the newer state again is exact (see
+    /// [`crate::sla::SlaChecker::advance`]).
+    pub fn advance(&mut self, new: &Self) {
+        if let (Some(lo), Some(hi)) = (new.min, new.max) {
+            self.observe(lo, hi);
+        }
+    }
+
     /// `(max / min - 1) * 100`, 0.0 with no data.
     pub fn degradation(&self) -> f64 {
         match (self.min, self.max) {

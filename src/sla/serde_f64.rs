@@ -12,11 +12,20 @@ use serde::{Deserializer, Serializer};
 use std::fmt;
 
 pub(crate) fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
+    if serializer.is_human_readable() {
+        serializer.collect_str(value)
+    } else {
+        // Binary formats (agent reports) carry the bits themselves.
+        serializer.serialize_f64(*value)
+    }
 }
 
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    deserializer.deserialize_str(F64Visitor)
+    if deserializer.is_human_readable() {
+        deserializer.deserialize_str(F64Visitor)
+    } else {
+        <f64 as serde::Deserialize>::deserialize(deserializer)
+    }
 }
 
 struct F64Visitor;

@@ -742,7 +742,7 @@ fn on_control(
         let conn = session.conn;
         return match session.control_opener.open(frame) {
             Err(e) => st.complain(id, format!("control frame dropped: {e}")),
-            Ok(plain) => match protocol::decode_json::<ToController>(&plain) {
+            Ok(plain) => match ToController::decode(&plain) {
                 Ok(message) => vec![HubEvent::Control { conn, message }],
                 Err(e) => st.complain(id, format!("control message dropped: {e}")),
             },
@@ -820,7 +820,7 @@ fn on_control(
     let register = match opener
         .open(frame)
         .map_err(|e| e.to_string())
-        .and_then(|plain| protocol::decode_json::<ToController>(&plain).map_err(|e| e.to_string()))
+        .and_then(|plain| ToController::decode(&plain).map_err(|e| e.to_string()))
     {
         Ok(ToController::Register(r)) => r,
         Ok(_) => {

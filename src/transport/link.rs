@@ -81,7 +81,7 @@ impl LinkSender {
     }
 
     pub async fn send(&self, message: &ToController) -> Result<(), LinkError> {
-        Self::send_on(&self.control, protocol::encode_json(message)).await
+        Self::send_on(&self.control, message.encode()).await
     }
 
     pub async fn deliver(&self, delivery: &Delivery) -> Result<(), LinkError> {
