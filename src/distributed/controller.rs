@@ -788,6 +788,12 @@ impl State {
             },
         };
         active.plan.join(self.agents[i].id);
+        // Its lost session leaves the members: one status per name, so the live SLA merge
+        // (keyed by name) sees the new session replace the old one, not the two alternate.
+        let agents = &self.agents;
+        active
+            .members
+            .retain(|&m| agents[m].alive() || agents[m].name != name);
         active.members.push(i);
         active.outcome.lost.retain(|n| n != &name);
         active.outcome.returned.push(format!(

@@ -121,15 +121,24 @@ impl Criterion {
                 Some(Criterion::MaxAvgDuration(o)),
                 Criterion::MaxAvgDuration(n),
             ) => m.advance(Some(o), n),
-            (Criterion::MaxSecondsPerIteration(m), _, Criterion::MaxSecondsPerIteration(n)) => {
-                m.advance(n)
+            (Criterion::MaxSecondsPerIteration(m), None, Criterion::MaxSecondsPerIteration(n)) => {
+                m.advance(None, n)
             }
-            (Criterion::PerformanceDegradation(m), _, Criterion::PerformanceDegradation(n)) => {
-                m.advance(n)
+            (
+                Criterion::MaxSecondsPerIteration(m),
+                Some(Criterion::MaxSecondsPerIteration(o)),
+                Criterion::MaxSecondsPerIteration(n),
+            ) => m.advance(Some(o), n),
+            (Criterion::PerformanceDegradation(m), None, Criterion::PerformanceDegradation(n)) => {
+                m.advance(None, n)
             }
-            _ => return false,
+            (
+                Criterion::PerformanceDegradation(m),
+                Some(Criterion::PerformanceDegradation(o)),
+                Criterion::PerformanceDegradation(n),
+            ) => m.advance(Some(o), n),
+            _ => false,
         }
-        true
     }
 
     /// Checks that `other` is the same kind with the same config, without

@@ -73,17 +73,24 @@ impl FailureRate {
 
     pub fn merge(&mut self, other: &Self) -> Result<(), SlaError> {
         self.check_merge(other)?;
-        self.total += other.total;
-        self.errors += other.errors;
+        // Counts come from peers: saturate rather than overflow.
+        self.total = self.total.saturating_add(other.total);
+        self.errors = self.errors.saturating_add(other.errors);
         Ok(())
     }
 
     /// Takes in what one agent's cumulative state gained from `old` to `new` (see
     /// [`crate::sla::SlaChecker::advance`]).
-    pub fn advance(&mut self, old: Option<&Self>, new: &Self) {
+    /// False when `new` cannot have grown from `old` (fewer iterations: a new session under
+    /// the same agent name): the caller merges everything again instead.
+    pub fn advance(&mut self, old: Option<&Self>, new: &Self) -> bool {
         let (total, errors) = old.map_or((0, 0), |o| (o.total, o.errors));
-        self.total = (self.total + new.total).saturating_sub(total);
-        self.errors = (self.errors + new.errors).saturating_sub(errors);
+        if new.total < total || new.errors < errors {
+            return false;
+        }
+        self.total = self.total.saturating_add(new.total - total);
+        self.errors = self.errors.saturating_add(new.errors - errors);
+        true
     }
 
     /// Failure percentage, 0.0 before any iteration.

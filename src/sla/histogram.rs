@@ -155,6 +155,7 @@ impl<'de> Deserialize<'de> for DurationHistogram {
             }
         }
         let bytes = deserializer.deserialize_bytes(HdrBytes)?;
+        check_header(&bytes).map_err(D::Error::custom)?;
         let h: Histogram<u64> = HdrDeserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| D::Error::custom(format!("HDR V2 deserialization: {e:?}")))?;
@@ -175,6 +176,47 @@ impl<'de> Deserialize<'de> for DurationHistogram {
     }
 }
 
+/// Checks an HDR V2 header (40 bytes: cookie, payload length, normalizing offset, digits,
+/// lowest, highest, ratio, all big-endian) before the deserializer sees it: it sizes its
+/// buffers from the header's payload length and bounds, which come from the peer, so a
+/// 45-byte frame could otherwise make it allocate and zero gigabytes.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    const V2_COOKIE: u32 = 0x1c84_9313;
+    const HEADER: usize = 40;
+    let field = |at: usize, len: usize| -> u64 {
+        bytes[at..at + len]
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+    };
+    if bytes.len() < HEADER {
+        return Err(format!(
+            "histogram of {} bytes has no V2 header",
+            bytes.len()
+        ));
+    }
+    let cookie = field(0, 4);
+    if cookie != u64::from(V2_COOKIE) {
+        return Err(format!(
+            "histogram cookie {cookie:#x} is not an uncompressed HDR V2 one"
+        ));
+    }
+    let payload = field(4, 4);
+    if payload != (bytes.len() - HEADER) as u64 {
+        return Err(format!(
+            "histogram says {payload} payload bytes, carries {}",
+            bytes.len() - HEADER
+        ));
+    }
+    let (digits, low, high) = (field(12, 4), field(16, 8), field(24, 8));
+    // HDR grows by doubling, so one that holds HIGH tracks up to less than twice it.
+    if digits != u64::from(SIGFIG) || low != LOW || high > HIGH.saturating_mul(2) {
+        return Err(format!(
+            "histogram bounds ({low}, {high}, {digits}) differ from ({LOW}, <= {HIGH}, {SIGFIG})"
+        ));
+    }
+    Ok(())
+}
+
 /// Counters of a histogram that tracks up to [`HIGH`]: the most a peer's may have.
 fn max_counters() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -187,6 +229,39 @@ fn max_counters() -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_header_that_asks_for_gigabytes_is_refused_before_any_allocation() {
+        // 45 bytes whose header claims a 4 GiB payload: the deserializer would size its
+        // buffer from that.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&0x1c84_9313u32.to_be_bytes());
+        bytes.extend_from_slice(&u32::MAX.to_be_bytes());
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.extend_from_slice(&3u32.to_be_bytes());
+        bytes.extend_from_slice(&1u64.to_be_bytes());
+        bytes.extend_from_slice(&2u64.to_be_bytes());
+        bytes.extend_from_slice(&1f64.to_bits().to_be_bytes());
+        bytes.extend_from_slice(&[0; 5]);
+        let e = check_header(&bytes).unwrap_err();
+        assert!(e.contains("payload"), "{e}");
+        let json = serde_json::to_string(&bytes).unwrap();
+        assert!(serde_json::from_str::<DurationHistogram>(&json).is_err());
+        // Too high a bound, or a compressed cookie.
+        let mut high = bytes.clone();
+        high[4..8].copy_from_slice(&5u32.to_be_bytes());
+        high[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(check_header(&high).unwrap_err().contains("bounds"));
+        let mut compressed = high.clone();
+        compressed[0..4].copy_from_slice(&0x1c84_9314u32.to_be_bytes());
+        assert!(check_header(&compressed).unwrap_err().contains("cookie"));
+        // A real one passes, and round-trips.
+        let mut h = DurationHistogram::new();
+        h.record_micros(250_000);
+        let back: DurationHistogram =
+            serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert_eq!(back.len(), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -56,10 +56,16 @@ impl MaxAvgDuration {
 
     /// Takes in what one agent's cumulative state gained from `old` to `new` (see
     /// [`crate::sla::SlaChecker::advance`]).
-    pub fn advance(&mut self, old: Option<&Self>, new: &Self) {
+    /// False when `new` cannot have grown from `old` (fewer iterations: a new session under
+    /// the same agent name): the caller merges everything again instead.
+    pub fn advance(&mut self, old: Option<&Self>, new: &Self) -> bool {
         let (sum, count) = old.map_or((0.0, 0), |o| (o.sum, o.count));
+        if new.count < count || !(new.sum - sum).is_finite() {
+            return false;
+        }
         self.sum += new.sum - sum;
-        self.count = (self.count + new.count).saturating_sub(count);
+        self.count = self.count.saturating_add(new.count - count);
+        true
     }
 
     /// Mean of successful durations, 0.0 when there are none.

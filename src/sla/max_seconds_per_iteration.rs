@@ -52,10 +52,16 @@ impl MaxSecondsPerIteration {
 
     /// Takes in one agent's cumulative state: its maximum only grows, so the merged maximum
     /// is the larger of the two (see [`crate::sla::SlaChecker::advance`]).
-    pub fn advance(&mut self, new: &Self) {
+    /// False when `new` cannot have grown from `old` (its maximum is lower: a new session
+    /// under the same agent name): the caller merges everything again instead.
+    pub fn advance(&mut self, old: Option<&Self>, new: &Self) -> bool {
+        if old.is_some_and(|o| new.max_duration < o.max_duration) {
+            return false;
+        }
         if new.max_duration > self.max_duration {
             self.max_duration = new.max_duration;
         }
+        true
     }
 
     pub fn max_duration(&self) -> f64 {

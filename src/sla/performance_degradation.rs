@@ -85,10 +85,24 @@ impl PerformanceDegradation {
     /// Takes in one agent's cumulative state: its minimum only falls and its maximum only
     /// grows, so merging the newer state again is exact (see
     /// [`crate::sla::SlaChecker::advance`]).
-    pub fn advance(&mut self, new: &Self) {
+    /// False when `new` cannot have grown from `old` (its range is narrower: a new session
+    /// under the same agent name): the caller merges everything again instead.
+    pub fn advance(&mut self, old: Option<&Self>, new: &Self) -> bool {
+        if let Some(o) = old {
+            let narrower =
+                |a: Option<f64>, b: Option<f64>, wider: fn(f64, f64) -> bool| match (a, b) {
+                    (Some(_), None) => true,
+                    (Some(a), Some(b)) => wider(a, b),
+                    _ => false,
+                };
+            if narrower(o.min, new.min, |o, n| n > o) || narrower(o.max, new.max, |o, n| n < o) {
+                return false;
+            }
+        }
         if let (Some(lo), Some(hi)) = (new.min, new.max) {
             self.observe(lo, hi);
         }
+        true
     }
 
     /// `(max / min - 1) * 100`, 0.0 with no data.

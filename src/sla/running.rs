@@ -100,6 +100,43 @@ mod tests {
     }
 
     #[test]
+    fn a_new_session_under_the_same_name_is_merged_again_not_subtracted() {
+        // An agent lost and back starts a fresh state: it did not grow from the old one.
+        let config = json!({"failure_rate": {"max": 50}, "max_seconds_per_iteration": 5.0});
+        let (mut old, mut other) = (checker(config.clone()), checker(config.clone()));
+        for d in [10.0, 0.1, 0.1] {
+            old.add(&IterationSample {
+                duration: d,
+                failed: false,
+                top_level_actions: &[],
+            });
+        }
+        other.add(&IterationSample {
+            duration: 0.2,
+            failed: true,
+            top_level_actions: &[],
+        });
+        let mut fresh = checker(config.clone());
+        fresh.add(&IterationSample {
+            duration: 0.1,
+            failed: false,
+            top_level_actions: &[],
+        });
+        let mut running = RunningMerge::default();
+        running.update(None, &old);
+        running.update(None, &other);
+        running.update(Some(&old), &fresh);
+        // Merged again from the latest state per name: exactly `other` and `fresh`.
+        let got = running
+            .get([&other, &fresh].into_iter())
+            .unwrap()
+            .clone()
+            .unwrap();
+        let want = merge_all([&other, &fresh].into_iter()).unwrap().unwrap();
+        assert_eq!(got.results(), want.results());
+    }
+
+    #[test]
     fn running_merge_equals_merging_everything() {
         run(json!({"failure_rate": {"max": 5}, "max_seconds_per_iteration": 0.1}));
         run(json!({"performance_degradation": {"max_degradation": 50}, "max_avg_duration": 1}));
