@@ -394,15 +394,7 @@ fn a_killed_agent_is_reported_lost_and_its_share_is_rerun() {
     let s = Scratch::new();
     let body = "version: 2\ntitle: lose one\nsubtasks:\n\
 - title: c\n  scenario: {Dummy.dummy: {sleep: 0.005}}\n  runner: {constant: {times: 3000, concurrency: 6}}\n";
-    let (mut c, port) = s.listen(body, 3, &["--liveness", "2"]);
-    let mut agents: Vec<Proc> = (1..=3)
-        .map(|i| s.agent(port, &format!("agent-{i}"), TOKEN))
-        .collect();
-    assert!(
-        c.wait_for_stdout(|o| o.contains("=== Workload 1/1")),
-        "{}",
-        c.text()
-    );
+    let (mut c, mut agents) = three_agents(&s, body);
     // 3000 iterations of 5 ms on 6 slots take at least 2.5 s: once the reports (every
     // second) count 300 it is mid-run, and agent-2 has usually had some of its chunks stored.
     assert!(c.wait_for_iterations(300), "{}", c.text());
@@ -463,12 +455,10 @@ fn running_at(its: &[Iteration], t: f64) -> usize {
         .count()
 }
 
-/// Starts a run on 3 hand-started agents (liveness 2 s), kills agent-2 `after` seconds into
-/// the workload, and returns the controller's output, the stored iterations and when the
-/// kill was (wall seconds).
-fn kill_one_of_three(s: &Scratch, body: &str, after: f64) -> (String, Vec<Iteration>, f64) {
+/// A controller (liveness 2 s) and 3 hand-started agents, once the workload has begun.
+fn three_agents(s: &Scratch, body: &str) -> (Proc, Vec<Proc>) {
     let (mut c, port) = s.listen(body, 3, &["--liveness", "2"]);
-    let mut agents: Vec<Proc> = (1..=3)
+    let agents: Vec<Proc> = (1..=3)
         .map(|i| s.agent(port, &format!("agent-{i}"), TOKEN))
         .collect();
     assert!(
@@ -476,7 +466,15 @@ fn kill_one_of_three(s: &Scratch, body: &str, after: f64) -> (String, Vec<Iterat
         "{}",
         c.text()
     );
-    std::thread::sleep(Duration::from_secs_f64(after));
+    (c, agents)
+}
+
+/// Starts a run on 3 hand-started agents (liveness 2 s), kills agent-2 once the progress
+/// line counts `after` iterations, and returns the controller's output, the stored iterations and when the
+/// kill was (wall seconds).
+fn kill_one_of_three(s: &Scratch, body: &str, after: u64) -> (String, Vec<Iteration>, f64) {
+    let (mut c, mut agents) = three_agents(s, body);
+    assert!(c.wait_for_iterations(after), "{}", c.text());
     agents[1].kill9();
     let killed = unix_now();
     let status = c.wait();
@@ -491,7 +489,7 @@ fn a_killed_agents_concurrency_goes_to_the_survivors() {
     let s = Scratch::new();
     let body = "version: 2\ntitle: lose concurrency\nsubtasks:\n\
 - title: c\n  scenario: {Dummy.dummy: {sleep: 0.05}}\n  runner: {constant_for_duration: {duration: 9, concurrency: 6}}\n";
-    let (text, its, killed) = kill_one_of_three(&s, body, 2.5);
+    let (text, its, killed) = kill_one_of_three(&s, body, 300);
     assert!(
         text.contains("its concurrency 2 went to agent-1 (+1) and agent-3 (+1)"),
         "{text}"
@@ -540,7 +538,7 @@ fn a_killed_agents_part_of_the_rate_goes_to_the_survivors() {
     let s = Scratch::new();
     let body = "version: 2\ntitle: lose rate\nsubtasks:\n\
 - title: r\n  scenario: {Dummy.dummy: {sleep: 0.02}}\n  runner: {rps: {times: 900, rps: 100, max_concurrency: 30}}\n";
-    let (text, its, killed) = kill_one_of_three(&s, body, 2.5);
+    let (text, its, killed) = kill_one_of_three(&s, body, 150);
     assert!(
         text.contains("its part of the rate went to the 2 others (1/2 each)"),
         "{text}"
