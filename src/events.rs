@@ -6,9 +6,32 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::hook::HookResult;
-use crate::runner::{InstanceState, InstanceStatus};
+use crate::runner::InstanceStatus;
 use crate::sla::CriterionStatus;
 use crate::stats::{ErrorCount, StatsTable};
+
+/// How one runner instance (an agent) is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    Connecting,
+    Running,
+    Stopping,
+    Done,
+    Lost,
+}
+
+impl InstanceState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InstanceState::Connecting => "connecting",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Done => "done",
+            InstanceState::Lost => "lost",
+        }
+    }
+}
 
 /// How much a log line matters: the headless printer prints it before the message, the TUI
 /// colours its log pane by it, `--events` writes it as a lowercase word.

@@ -11,8 +11,8 @@ use super::fixtures::{agent_row, agents, figures, info, progress, started};
 use super::render::draw;
 use super::state::{TuiState, View};
 use super::theme::{BUILTIN, Theme};
+use crate::events::InstanceState;
 use crate::events::{DistributedSummary, Event, Figures, SlaSnapshot, TaskStatus, WorkloadReport};
-use crate::runner::InstanceState;
 use crate::sla::CriterionStatus;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];

@@ -3,8 +3,8 @@
 use crossterm::event::KeyCode;
 
 use super::*;
+use crate::events::InstanceState;
 use crate::events::{SlaSnapshot, TaskStatus};
-use crate::runner::InstanceState;
 use crate::tui::fixtures::{agent_row, agents, figures, info, progress, started};
 
 fn row(name: &str, success: bool, value: f64, limit: f64) -> CriterionStatus {
