@@ -273,11 +273,10 @@ pub(super) fn draw_agents(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palet
 /// The last `area.width` throughput points, scaled to the agent's own peak so each row
 /// shows its shape (a lost agent's drop to zero included).
 pub(super) fn draw_sparkline(frame: &mut Frame, area: Rect, ring: &Ring, c: &Palette) {
+    let skip = ring.len().saturating_sub(area.width as usize);
     let points: Vec<u64> = ring
         .iter()
-        .rev()
-        .take(area.width as usize)
-        .rev()
+        .skip(skip)
         .map(|p| p.1.max(0.0).round() as u64)
         .collect();
     // An all-zero series would be drawn full height with a zero maximum.

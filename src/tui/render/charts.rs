@@ -171,14 +171,10 @@ pub(super) fn chart(frame: &mut Frame, area: Rect, p: &Panel, c: &Palette) {
     let series = series(p.history, p.view, c);
     let limits = limits(p.sla, p.view);
     let data: Vec<Vec<(f64, f64)>> = series.iter().map(|(_, r, _)| r.to_vec()).collect();
+    // The whole workload, from its start to now: the series are downsampled, never cut.
     let xs = data.iter().flatten().map(|p| p.0);
-    let x0 = xs.clone().fold(f64::INFINITY, f64::min);
-    let x1 = xs.fold(f64::NEG_INFINITY, f64::max);
-    let (x0, x1) = if x0.is_finite() {
-        (x0, x1.max(p.until).max(x0 + 1.0))
-    } else {
-        (0.0, 1.0)
-    };
+    let x0 = xs.clone().fold(0.0, f64::min);
+    let x1 = xs.fold(p.until, f64::max).max(x0 + 1.0);
     let data_top = data.iter().flatten().map(|p| p.1).fold(0.0_f64, f64::max);
     let (drawn, above): (Vec<LimitLine>, Vec<LimitLine>) = limits
         .into_iter()

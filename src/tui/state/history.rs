@@ -1,54 +1,141 @@
-//! The charts' memory: fixed-capacity time series, so a long run keeps flat memory.
-
-use std::collections::VecDeque;
+//! The charts' memory: bounded time series that cover the whole run, so a long run keeps
+//! flat memory and still charts from its start (SPEC §14, "a console for the whole run").
 
 use crate::events::Figures;
 
-/// Points kept per time series: 300 progress events is 5 minutes at one per second, which
-/// is as many as a chart a few hundred cells wide can show anyway.
+/// Points kept per time series: a chart a few hundred cells wide shows no more. A longer run
+/// is downsampled (neighbouring points merged), never cut.
 pub const HISTORY: usize = 300;
 
-/// A fixed-capacity series of `(x, y)` points; the oldest point drops out first.
+/// How two neighbouring points become one when a series is downsampled: what stays honest
+/// for what the chart (and the SLA under it) shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Rates, percentages, percentiles: the mean over the merged intervals.
+    Mean,
+    /// The slowest iteration: a spike must survive any amount of downsampling.
+    Max,
+}
+
+impl Merge {
+    fn fold(self, a: f64, b: f64) -> f64 {
+        match self {
+            Merge::Mean => a + b,
+            Merge::Max => a.max(b),
+        }
+    }
+}
+
+/// A bounded series of `(x, y)` points covering everything pushed since it was created.
+/// Each kept point stands for `stride` pushed ones: y merged as [`Merge`] says, x the latest
+/// of them (a progress point is drawn at the end of its interval, a merged one too); when
+/// the series is full, neighbouring pairs merge and `stride` doubles, so memory stays at
+/// `cap` points while the first point stays near the run's start.
 #[derive(Debug, Clone)]
 pub struct Ring {
-    points: VecDeque<(f64, f64)>,
+    points: Vec<(f64, f64)>,
     cap: usize,
+    merge: Merge,
+    /// Pushed points per kept point.
+    stride: usize,
+    /// Points pushed since the last kept one: count, latest x, folded y (sum or max).
+    bucket: (usize, f64, f64),
+    /// The open bucket as one point (x = its latest), so a chart reaches the latest push
+    /// before the bucket fills.
+    pending: Option<(f64, f64)>,
 }
 
 impl Ring {
     pub fn new(cap: usize) -> Self {
+        Self::with_merge(cap, Merge::Mean)
+    }
+
+    pub fn with_merge(cap: usize, merge: Merge) -> Self {
+        // Even, so pairs merge without a leftover.
+        let cap = cap.max(2).div_ceil(2) * 2;
         Self {
-            points: VecDeque::with_capacity(cap.min(HISTORY)),
-            cap: cap.max(1),
+            points: Vec::with_capacity(cap.min(HISTORY)),
+            cap,
+            merge,
+            stride: 1,
+            bucket: (0, 0.0, 0.0),
+            pending: None,
         }
     }
 
     pub fn push(&mut self, x: f64, y: f64) {
-        if self.points.len() == self.cap {
-            self.points.pop_front();
+        let (n, _, sy) = self.bucket;
+        let sy = if n == 0 { y } else { self.merge.fold(sy, y) };
+        self.bucket = (n + 1, x, sy);
+        if n + 1 < self.stride {
+            self.pending = Some((x, self.bucket_y()));
+            return;
         }
-        self.points.push_back((x, y));
+        let point = (x, self.bucket_y());
+        self.bucket = (0, 0.0, 0.0);
+        self.pending = None;
+        self.points.push(point);
+        if self.points.len() >= self.cap {
+            self.halve();
+        }
     }
 
+    /// The open bucket's y as a point's: its mean or its max.
+    fn bucket_y(&self) -> f64 {
+        let (n, _, y) = self.bucket;
+        match self.merge {
+            Merge::Mean => y / n.max(1) as f64,
+            Merge::Max => y,
+        }
+    }
+
+    /// Merge neighbouring pairs: half the points, each standing for twice as many pushes.
+    fn halve(&mut self) {
+        let merge = self.merge;
+        let merged: Vec<(f64, f64)> = self
+            .points
+            .chunks(2)
+            .map(|pair| {
+                let n = pair.len() as f64;
+                let x = pair.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+                let y = pair
+                    .iter()
+                    .map(|p| p.1)
+                    .reduce(|a, b| merge.fold(a, b))
+                    .unwrap_or(0.0);
+                let y = if merge == Merge::Mean { y / n } else { y };
+                (x, y)
+            })
+            .collect();
+        self.points = merged;
+        self.stride *= 2;
+    }
+
+    /// Points kept, the open bucket included.
     pub fn len(&self) -> usize {
-        self.points.len()
+        self.points.len() + usize::from(self.pending.is_some())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
+        self.len() == 0
+    }
+
+    /// Pushed points per kept point (1 until the series first fills).
+    pub fn stride(&self) -> usize {
+        self.stride
     }
 
     /// The points oldest first, as a `Vec` because ratatui's `Dataset` wants one slice.
     pub fn to_vec(&self) -> Vec<(f64, f64)> {
-        self.points.iter().copied().collect()
+        self.iter().copied().collect()
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &(f64, f64)> + ExactSizeIterator {
-        self.points.iter()
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &(f64, f64)> {
+        self.points.iter().chain(self.pending.iter())
     }
 
     pub fn last(&self) -> Option<(f64, f64)> {
-        self.points.back().copied()
+        self.pending.or_else(|| self.points.last().copied())
     }
 }
 
@@ -80,7 +167,8 @@ impl Default for History {
             p50: Ring::new(HISTORY),
             p95: Ring::new(HISTORY),
             p99: Ring::new(HISTORY),
-            max: Ring::new(HISTORY),
+            // A spike is what a max series is for: merged by max, never averaged away.
+            max: Ring::with_merge(HISTORY, Merge::Max),
             failure_rate: Ring::new(HISTORY),
             failure_total: Ring::new(HISTORY),
             target: Ring::new(HISTORY),

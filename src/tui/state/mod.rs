@@ -26,7 +26,7 @@ mod sources;
 mod tests;
 
 pub use finished::KEPT_HISTORIES;
-pub use history::{HISTORY, History, Ring};
+pub use history::{HISTORY, History, Merge, Ring};
 pub use keys::PAGE;
 pub use sources::{MAX_SOURCES, SourceRow};
 

@@ -115,8 +115,9 @@ fn memory_is_bounded() {
             message: "x".repeat(2 * LOG_MESSAGE_CHARS),
         });
     }
-    // The oldest points dropped out first.
-    assert_eq!(s.history.throughput.iter().next(), Some(&(9_700.0, 2.0)));
+    // Downsampled, not cut: the charts still start near the workload's start.
+    let first = s.history.throughput.iter().next().copied();
+    assert!(first.is_some_and(|(x, _)| x < 100.0), "{first:?}");
     for i in 0..(MAX_SOURCES as u64 + 50) {
         s.apply(&progress(
             10_000.0,
@@ -124,9 +125,9 @@ fn memory_is_bounded() {
             &[(&format!("agent-{i}"), figures(1, 0, 1.0, 0.1))],
         ));
     }
-    assert_eq!(s.history.throughput.len(), HISTORY);
-    assert_eq!(s.history.failure_rate.len(), HISTORY);
-    assert_eq!(s.sources[0].history.p95.len(), HISTORY);
+    assert!(s.history.throughput.len() <= HISTORY + 1);
+    assert!(s.history.failure_rate.len() <= HISTORY + 1);
+    assert!(s.sources[0].history.p95.len() <= HISTORY + 1);
     assert_eq!(s.logs.len(), LOG_LINES);
     assert!(
         s.logs
@@ -535,4 +536,43 @@ fn q_while_stopping_asks_to_leave_now() {
     assert!(!s.confirm_leave);
     s.on_key(KeyCode::Char('q'));
     assert_eq!(s.on_key(KeyCode::Char('y')), Action::LeaveNow);
+}
+
+/// A long run is downsampled, never cut: 10,000 points keep the run's start and end within
+/// the same memory, means stay means and a max series keeps its spike.
+#[test]
+fn history_covers_the_whole_run() {
+    let mut rate = Ring::new(HISTORY);
+    let mut max = Ring::with_merge(HISTORY, Merge::Max);
+    for i in 0..10_000u32 {
+        let t = f64::from(i + 1);
+        rate.push(t, 10.0);
+        max.push(t, if i == 1234 { 9.0 } else { 0.5 });
+        assert!(rate.len() <= HISTORY + 1, "{} points at {i}", rate.len());
+    }
+    let points = rate.to_vec();
+    let (x0, _) = points[0];
+    assert!(
+        x0 < 100.0,
+        "first point at {x0}: the run's start was dropped"
+    );
+    assert_eq!(rate.last(), Some((10_000.0, 10.0)));
+    assert!(points.iter().all(|p| (p.1 - 10.0).abs() < 1e-9));
+    assert!(points.windows(2).all(|w| w[0].0 < w[1].0), "x ascends");
+    assert!(rate.stride() > 1);
+    let spike = max.iter().map(|p| p.1).fold(0.0, f64::max);
+    assert_eq!(spike, 9.0, "the spike's max survives downsampling");
+    // Through the state too: the aggregate's charts start at the workload's start.
+    let mut s = TuiState::new();
+    s.apply(&started());
+    for i in 1..=2_000u64 {
+        s.apply(&progress(
+            i as f64,
+            1000,
+            &[("local", figures(i, 0, 1.0, 0.1))],
+        ));
+    }
+    let first = s.history.p95.iter().next().copied();
+    assert!(first.is_some_and(|(x, _)| x < 10.0), "{first:?}");
+    assert_eq!(s.history.p95.last().map(|p| p.0), Some(2_000.0));
 }
