@@ -714,6 +714,12 @@ impl Consumer {
             .get(self.instances.iter().filter_map(|i| i.sla.as_deref()))
     }
 
+    /// A source's p95 over its stored results.
+    fn source_p95_total(&self, name: &str) -> Option<f64> {
+        let &i = self.per_source_index.get(name)?;
+        self.per_source.get(i)?.metric.quantile(0.95)
+    }
+
     fn source_metric(&mut self, source: &Arc<str>) -> usize {
         match self.per_source_index.get(source) {
             Some(&i) => i,
@@ -881,8 +887,16 @@ impl Consumer {
         let sources: Vec<(String, Figures)> = self
             .instances
             .iter()
-            .map(|i| (i.name.clone(), Figures::from_instance(i)))
+            .map(|i| {
+                let mut f = Figures::from_instance(i);
+                f.p95_total = self.source_p95_total(&i.name);
+                (i.name.clone(), f)
+            })
             .collect();
+        // The p95s over everything come from the stored results, which trail the agents'
+        // reports (and so the counts) by one fetch.
+        let mut all = Figures::merged(&self.instances);
+        all.p95_total = self.stats.duration.quantile(0.95);
         publish(Event::Agents(AgentsSnapshot {
             workload: self.index,
             agents: self.instances.iter().map(AgentRow::from_instance).collect(),
@@ -891,7 +905,7 @@ impl Consumer {
             workload: self.index,
             elapsed,
             total: self.total,
-            all: Figures::merged(&self.instances),
+            all,
             sources,
             // The agents' own counts, for an `rps` workload.
             in_flight: self
@@ -991,3 +1005,7 @@ impl Consumer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -396,12 +396,14 @@ impl Figures {
             p95: q(1),
             p99: q(2),
             max: q(3),
+            // An agent's reports carry its recent durations only; the engine fills this
+            // from the stored results.
             p95_total: None,
         }
     }
 
     /// All agents together: counts and rates add up, percentiles come from the merged
-    /// histograms.
+    /// histograms (of the last reports: `p95_total` is left to the engine's stored results).
     pub fn merged(instances: &[InstanceStatus]) -> Figures {
         let mut all = crate::sla::histogram::DurationHistogram::new();
         let mut f = Figures::default();

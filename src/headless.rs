@@ -126,12 +126,14 @@ pub fn progress_line(p: &Progress, sla_ok: Option<bool>, agents: Option<(usize, 
         Some((alive, all)) => format!("agents {alive}/{all} alive"),
         None => "local".to_string(),
     };
+    // The workload's p95 so far; the last interval's only when no total is known, and said.
+    let p95 = match (a.p95_total, a.p95) {
+        (None, Some(v)) => format!("p95 (interval) {}", secs(Some(v))),
+        (total, _) => format!("p95 {}", secs(total)),
+    };
     format!(
-        "[{:>7.1}s] {done} iterations | {:.1}/s | p95 {} | failures {} ({pct:.1}%) | {sla} | {agents}\n",
-        p.elapsed,
-        a.rate,
-        secs(a.p95_total.or(a.p95)),
-        a.failures,
+        "[{:>7.1}s] {done} iterations | {:.1}/s | {p95} | failures {} ({pct:.1}%) | {sla} | {agents}\n",
+        p.elapsed, a.rate, a.failures,
     )
 }
 
@@ -390,6 +392,29 @@ pub fn workload_summary(task: &str, r: &WorkloadReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The progress line's p95 is the workload's; the interval's only under its own name.
+    #[test]
+    fn progress_line_says_which_p95() {
+        let mut p = Progress {
+            workload: 0,
+            elapsed: 1.0,
+            total: Some(10),
+            all: crate::events::Figures {
+                iterations: 5,
+                p95: Some(0.1),
+                p95_total: Some(0.5),
+                ..Default::default()
+            },
+            sources: Vec::new(),
+            in_flight: None,
+        };
+        let line = progress_line(&p, None, None);
+        assert!(line.contains("| p95 0.500s"), "{line}");
+        p.all.p95_total = None;
+        let line = progress_line(&p, None, None);
+        assert!(line.contains("| p95 (interval) 0.100s"), "{line}");
+    }
 
     #[test]
     fn table_layout() {

@@ -122,12 +122,8 @@ impl Script {
             Some((agent, at)) if agent == k => i.min(at.saturating_sub(1)),
             _ => i,
         };
-        let mut f = wave(at, k, self.slow);
-        if self.distributed {
-            // Agents' figures have no all-time percentile (SPEC §6: merged histograms).
-            f.p95_total = None;
-        }
-        f
+        // A distributed run's totals come from the stored results, as a local run's.
+        wave(at, k, self.slow)
     }
 
     /// The state after all steps, with SLA rows on the totals and per source.
@@ -681,4 +677,17 @@ fn errors_of_the_selected_agent_beside_everyones() {
         .find(|l| l.contains("7        ValueError"))
         .unwrap_or_default();
     assert!(first.contains("2        KeyError"), "{screen}");
+}
+
+/// The header's p95 is the workload's (`p95 (all)`); when no total is known it shows the
+/// last interval's under its own name, never under "(all)".
+#[test]
+fn header_p95_says_which_it_is() {
+    let mut s = Script::local(3).run();
+    let screen = render(&s, &Theme::default(), 160, 48).backend().to_string();
+    assert!(screen.contains("p95 (all)"), "{screen}");
+    s.all.p95_total = None;
+    let screen = render(&s, &Theme::default(), 160, 48).backend().to_string();
+    assert!(!screen.contains("p95 (all)"), "{screen}");
+    assert!(screen.contains("p95 (interval)"), "{screen}");
 }

@@ -80,9 +80,14 @@ pub(super) fn draw_info_line(frame: &mut Frame, area: Rect, s: &TuiState, c: &Pa
         ]),
         None => left.push(Span::raw(format!("-/{}", s.workloads.len()))),
     }
+    // The workload's p95 so far; the last interval's is never shown under "(all)".
+    let (p95_label, p95) = match (s.all.p95_total, s.all.p95) {
+        (None, Some(v)) => ("p95 (interval) ", Some(v)),
+        (total, _) => ("p95 (all) ", total),
+    };
     let mut right = vec![
-        Span::styled("p95 (all) ", dim),
-        Span::raw(secs(s.all.p95_total.or(s.all.p95))),
+        Span::styled(p95_label, dim),
+        Span::raw(secs(p95)),
         sep(),
         Span::styled("failed ", dim),
         Span::styled(

@@ -19,8 +19,8 @@ pub struct SourceRow {
     pub failures: u64,
     /// Iterations per second over the last interval.
     pub rate: f64,
-    /// 95th percentile of durations, seconds: of all so far for the local runner, of the
-    /// last report for an agent (the latest known value when its last interval had none).
+    /// 95th percentile of all durations so far, seconds (the `Σ p95` column): never an
+    /// interval's, which would read as the workload's. `None` until a total is known.
     pub p95: Option<f64>,
     /// Agent host; `None` until the distributed controller reports it.
     pub host: Option<String>,
@@ -55,7 +55,7 @@ impl SourceRow {
             return;
         }
         self.rate = f.rate;
-        self.p95 = f.p95_total.or(f.p95).or(self.p95);
+        self.p95 = f.p95_total.or(self.p95);
         self.history.record(t, f);
     }
 
@@ -70,7 +70,7 @@ impl SourceRow {
         } else {
             a.rate
         };
-        self.p95 = a.p95.or(self.p95);
+        // `a.p95` is its last report's: the `Σ p95` column waits for the progress total.
         self.heartbeat_age = a.heartbeat_age;
         self.clock_offset = a.clock_offset;
     }

@@ -576,3 +576,25 @@ fn history_covers_the_whole_run() {
     assert!(first.is_some_and(|(x, _)| x < 10.0), "{first:?}");
     assert_eq!(s.history.p95.last().map(|p| p.0), Some(2_000.0));
 }
+
+/// The `Σ p95` column is the agent's p95 over the workload, never its last interval's:
+/// without a total it stays empty, and the agents' rows (interval figures) leave it alone.
+#[test]
+fn agent_p95_is_never_an_interval_one() {
+    let mut s = TuiState::new();
+    s.apply(&started());
+    let mut f = figures(10, 0, 10.0, 0.1);
+    f.p95_total = None;
+    s.apply(&progress(1.0, 1000, &[("agent-1", f.clone())]));
+    assert_eq!(s.sources[0].p95, None);
+    f.p95_total = Some(0.9);
+    s.apply(&progress(2.0, 1000, &[("agent-1", f.clone())]));
+    assert_eq!(s.sources[0].p95, Some(0.9));
+    s.apply(&agents(vec![agent_row(
+        "agent-1",
+        InstanceState::Running,
+        &figures(20, 0, 10.0, 0.01),
+        0.1,
+    )]));
+    assert_eq!(s.sources[0].p95, Some(0.9));
+}
