@@ -691,3 +691,72 @@ fn header_p95_says_which_it_is() {
     assert!(!screen.contains("p95 (all)"), "{screen}");
     assert!(screen.contains("p95 (interval)"), "{screen}");
 }
+
+/// The workload list keeps its cursor on screen: 12 workloads at 80×24 (issue: the cursor
+/// moved onto rows that were not drawn).
+#[test]
+fn workload_list_scrolls_to_the_cursor() {
+    let mut s = Script::local(3).run();
+    s.workloads = (0..12)
+        .map(|i| {
+            let mut w = info(i, 12, Some(10));
+            w.subtask = format!("wl-{}", i + 1);
+            w
+        })
+        .collect();
+    s.on_key(KeyCode::Char('w'));
+    for _ in 0..11 {
+        s.on_key(KeyCode::Down);
+    }
+    assert_eq!(s.workload_cursor, 11);
+    let screen = render(&s, &Theme::default(), 80, 24).backend().to_string();
+    assert!(screen.contains("wl-12"), "{screen}");
+    s.on_key(KeyCode::Home);
+    let screen = render(&s, &Theme::default(), 80, 24).backend().to_string();
+    assert!(screen.contains("wl-1 "), "{screen}");
+}
+
+/// The errors and Response Times panels scroll (↓ PgDn End … Home) when their rows do
+/// not fit, and say which rows they show.
+#[test]
+fn errors_and_statistics_scroll() {
+    let mut s = Script::local(3).run();
+    let errors: Vec<crate::stats::ErrorCount> = (0..40)
+        .map(|i| crate::stats::ErrorCount {
+            etype: format!("Error{i:02}"),
+            message: "boom".into(),
+            count: 100 - i,
+        })
+        .collect();
+    s.apply(&Event::Statistics(Box::new(
+        crate::events::LiveStatistics {
+            workload: 0,
+            table: crate::stats::WorkloadStats::new(Vec::<String>::new().into()).table(),
+            by_source: Vec::new(),
+            errors,
+            detail: None,
+        },
+    )));
+    s.on_key(KeyCode::Char('e'));
+    let screen = render(&s, &Theme::default(), 80, 24).backend().to_string();
+    assert!(
+        screen.contains("Error00") && !screen.contains("Error39"),
+        "{screen}"
+    );
+    assert!(screen.contains("rows 1–"), "{screen}");
+    s.on_key(KeyCode::End);
+    let screen = render(&s, &Theme::default(), 80, 24).backend().to_string();
+    assert!(
+        screen.contains("Error39") && !screen.contains("Error00"),
+        "{screen}"
+    );
+    assert!(screen.contains("of 40"), "{screen}");
+    s.on_key(KeyCode::Home);
+    let screen = render(&s, &Theme::default(), 80, 24).backend().to_string();
+    assert!(screen.contains("Error00"), "{screen}");
+    // Closing and opening again starts at the top.
+    s.on_key(KeyCode::PageDown);
+    s.on_key(KeyCode::Char('e'));
+    s.on_key(KeyCode::Char('v'));
+    assert_eq!(s.overlay_scroll, 0);
+}

@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
 use super::format::{clock, count};
 use super::sla::verdict;
@@ -120,7 +120,28 @@ pub(super) fn draw_workloads(frame: &mut Frame, area: Rect, s: &TuiState, c: &Pa
         " workloads · ↑↓ select · Enter shows a finished one · w closes ",
         c,
     ));
-    frame.render_widget(table, area);
+    // Selected, so the table scrolls to keep the cursor's row on screen.
+    let mut state = TableState::default().with_selected(Some(s.workload_cursor));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// Where a panel of `rows` one-line rows (under a header) starts when scrolled to
+/// `scroll`, never past a full last page; and the title's words saying so when it
+/// does not fit.
+fn scrolled(area: Rect, rows: usize, scroll: usize, keys: &str) -> (usize, String) {
+    // Borders and the header row.
+    let visible = (area.height as usize).saturating_sub(3).max(1);
+    let first = scroll.min(rows.saturating_sub(visible));
+    let hint = if rows > visible {
+        format!(
+            "· rows {}–{} of {rows} {keys} ",
+            first + 1,
+            (first + visible).min(rows)
+        )
+    } else {
+        String::new()
+    };
+    (first, hint)
 }
 
 /// Which workload the statistics and errors panels speak of.
@@ -156,22 +177,35 @@ pub(super) fn draw_errors(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palet
                 .as_ref()
                 .and_then(|l| l.by_source.iter().find(|(n, _)| *n == src.name))
                 .map_or(&[][..], |(_, e)| e.as_slice());
-            error_table(frame, mine, c, format!(" errors · {} ", src.name), theirs);
+            let title = format!(" errors · {} ", src.name);
+            error_table(frame, mine, c, (title, ""), theirs, s.overlay_scroll);
             all
         }
         None => area,
     };
-    let title = format!("{}· all · e closes ", shown_title(s, "errors", index));
-    error_table(frame, area, c, title, errors);
+    let title = format!("{}· all ", shown_title(s, "errors", index));
+    error_table(
+        frame,
+        area,
+        c,
+        (title, "· e closes "),
+        errors,
+        s.overlay_scroll,
+    );
 }
 
+/// Errors with their counts; `title` is (what, closing words), with the scroll position
+/// between them when the rows do not fit.
 pub(super) fn error_table(
     frame: &mut Frame,
     area: Rect,
     c: &Palette,
-    title: String,
+    title: (String, &str),
     errors: &[crate::stats::ErrorCount],
+    scroll: usize,
 ) {
+    let (first, hint) = scrolled(area, errors.len(), scroll, "PgUp PgDn");
+    let title = format!("{}{hint}{}", title.0, title.1);
     if errors.is_empty() {
         frame.render_widget(
             Paragraph::new(Span::styled(" no errors", Style::new().fg(c.pass)))
@@ -195,7 +229,7 @@ pub(super) fn error_table(
     let table = Table::new(rows, widths)
         .header(Row::new(vec!["count", "type", "message"]).style(Style::new().fg(c.dim)))
         .block(block(title, c));
-    frame.render_widget(table, area);
+    frame.render_stateful_widget(table, area, &mut TableState::default().with_offset(first));
 }
 
 /// `v`: Rally's Response Times table, atomic actions indented under their parents.
@@ -248,15 +282,17 @@ pub(super) fn draw_statistics(frame: &mut Frame, area: Rect, s: &TuiState, c: &P
         "action", "min", "median", "90%ile", "95%ile", "max", "avg", "success", "count",
     ])
     .style(Style::new().fg(c.dim));
+    let (first, hint) = scrolled(area, body.len(), s.overlay_scroll, "↑↓ PgUp PgDn");
     let title = format!(
-        "{}· seconds · v closes ",
+        "{}· seconds {hint}· v closes ",
         shown_title(s, "Response Times", index)
     );
-    frame.render_widget(
+    frame.render_stateful_widget(
         Table::new(body, widths)
             .header(header)
             .block(block(title, c)),
         area,
+        &mut TableState::default().with_offset(first),
     );
 }
 
@@ -271,8 +307,8 @@ pub(super) fn draw_help(frame: &mut Frame, area: Rect, c: &Palette) {
         ("PgDn PgUp Home End", "move the selection faster"),
         ("← →", "throughput / latency / failure-rate charts"),
         ("w", "every workload: state, figures, verdict"),
-        ("e", "errors with counts"),
-        ("v", "Response Times table (Rally's statistics)"),
+        ("e", "errors with counts (PgUp PgDn Home End scroll)"),
+        ("v", "Response Times table (↑↓ PgUp PgDn Home End scroll)"),
         ("l", "the log, enlarged and scrollable"),
         ("t", "next colour theme"),
         ("?", "this help (Esc closes)"),

@@ -86,6 +86,7 @@ impl TuiState {
     pub(super) fn overlay_key(&mut self, key: KeyCode) -> Option<Action> {
         let toggle = |this: &mut Self, o: Overlay| {
             this.overlay = if this.overlay == o { Overlay::None } else { o };
+            this.overlay_scroll = 0;
             Some(Action::None)
         };
         match key {
@@ -117,6 +118,23 @@ impl TuiState {
             };
             return Some(Action::None);
         }
+        if matches!(self.overlay, Overlay::Errors | Overlay::Statistics) {
+            // In the errors panel ↑↓ (and Tab) still select the agent whose errors show
+            // beside everyone's; pages scroll.
+            let lines = self.overlay == Overlay::Statistics;
+            let most = self.overlay_rows().saturating_sub(1);
+            let down = |n: usize| self.overlay_scroll.saturating_add(n).min(most);
+            self.overlay_scroll = match key {
+                KeyCode::Down | KeyCode::Char('j') if lines => down(1),
+                KeyCode::PageDown => down(PAGE),
+                KeyCode::End => most,
+                KeyCode::Up | KeyCode::Char('k') if lines => self.overlay_scroll.saturating_sub(1),
+                KeyCode::PageUp => self.overlay_scroll.saturating_sub(PAGE),
+                KeyCode::Home => 0,
+                _ => return None,
+            };
+            return Some(Action::None);
+        }
         if self.overlay != Overlay::Workloads {
             return None;
         }
@@ -142,6 +160,29 @@ impl TuiState {
             _ => return None,
         }
         Some(Action::None)
+    }
+
+    /// Rows of the open errors or Response Times panel: how far it can scroll.
+    fn overlay_rows(&self) -> usize {
+        let Some((_, table, errors)) = self.shown_statistics() else {
+            return 0;
+        };
+        match self.overlay {
+            Overlay::Errors => {
+                let selected = self.selected_source().and_then(|src| {
+                    let live = self.live.as_ref()?;
+                    live.by_source.iter().find(|(n, _)| *n == src.name)
+                });
+                errors.len().max(selected.map_or(0, |(_, e)| e.len()))
+            }
+            Overlay::Statistics => {
+                fn rows(r: &crate::stats::StatsRow) -> usize {
+                    1 + r.children.iter().map(rows).sum::<usize>()
+                }
+                1 + table.atomics.iter().map(rows).sum::<usize>()
+            }
+            _ => 0,
+        }
     }
 
     /// A confirmed stop (the popup's `y`, Ctrl-C, a signal): shows `stopping` at once, since

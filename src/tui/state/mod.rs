@@ -214,6 +214,8 @@ pub struct TuiState {
     pub workload_cursor: usize,
     /// How many lines the enlarged log is scrolled back from the newest.
     pub log_scroll: usize,
+    /// The first row the errors and Response Times panels show (0 when opened).
+    pub overlay_scroll: usize,
     /// A finished workload whose figures the statistics and errors panels show instead of
     /// the current one's.
     pub inspected: Option<usize>,
@@ -263,6 +265,7 @@ impl TuiState {
             overlay: Overlay::None,
             workload_cursor: 0,
             log_scroll: 0,
+            overlay_scroll: 0,
             inspected: None,
             sla_abort_seen: false,
             rows_stale: false,
