@@ -17,6 +17,10 @@ impl TuiState {
         if report.sla.iter().any(|c| c.criterion == ABORTED_ON_SLA) {
             self.sla_abort_seen = true;
         }
+        if self.distributed {
+            let lost = report.sources.iter().filter(|f| f.lost).count();
+            self.agent_counts = (report.sources.len() - lost, report.sources.len());
+        }
         for f in &report.sources {
             if let Some(src) = self.source_mut(&f.name) {
                 src.iterations = f.iterations;

@@ -191,8 +191,12 @@ pub struct TuiState {
     pub stop_requested: bool,
     /// One-line hint for the footer (e.g. why `q` did not quit).
     pub notice: Option<String>,
-    /// Sources seen after [`MAX_SOURCES`] was reached, not tracked.
+    /// Sources in the latest figures or agents snapshot that the table has no room for
+    /// (beyond [`MAX_SOURCES`]): a gauge, not a count of look-ups.
     pub dropped_sources: u64,
+    /// `(alive, all)` agents of the latest agents snapshot (or of the workload's report
+    /// once it ended): counted from the snapshot, so agents beyond the table's cap count.
+    pub(super) agent_counts: (usize, usize),
     /// Set once an `Agents` event arrived: the table then shows the agent columns.
     pub distributed: bool,
     /// Workloads finished so far, and how many of them failed their SLA: the task's
@@ -255,6 +259,7 @@ impl TuiState {
             stop_requested: false,
             notice: None,
             dropped_sources: 0,
+            agent_counts: (0, 0),
             distributed: false,
             workloads_done: 0,
             workloads_failed: 0,
@@ -351,6 +356,8 @@ impl TuiState {
         self.in_flight = None;
         self.live = None;
         self.workload_cursor = info.index;
+        // No agent works in it until its first agents snapshot.
+        self.agent_counts = (0, 0);
         self.sla.clear();
         self.history.clear();
         for s in &mut self.sources {
@@ -372,11 +379,14 @@ impl TuiState {
         if let Some(rate) = self.workload.as_ref().and_then(|w| w.target_rate.as_ref()) {
             self.history.target.push(p.elapsed, rate.at(p.elapsed));
         }
+        let mut untracked = 0;
         for (name, f) in &p.sources {
-            if let Some(src) = self.source_mut(name) {
-                src.on_progress(p.elapsed, f);
+            match self.source_mut(name) {
+                Some(src) => src.on_progress(p.elapsed, f),
+                None => untracked += 1,
             }
         }
+        self.dropped_sources = untracked;
     }
 
     /// Logs each aggregate criterion that starts or stops failing, with Rally's detail, so

@@ -111,11 +111,20 @@ impl TuiState {
         self.keep_rows(a.agents.iter().map(|r| r.name.as_str()));
         self.distributed = true;
         let before = self.sources.len();
+        let mut untracked = 0;
         for row in &a.agents {
-            if let Some(src) = self.source_mut(&row.name) {
-                src.on_agent(row);
+            match self.source_mut(&row.name) {
+                Some(src) => src.on_agent(row),
+                None => untracked += 1,
             }
         }
+        self.dropped_sources = untracked;
+        let lost = a
+            .agents
+            .iter()
+            .filter(|r| r.state == InstanceState::Lost)
+            .count();
+        self.agent_counts = (a.agents.len() - lost, a.agents.len());
         if before == 0 {
             // A new table starts on its first agent, not on the first to register.
             self.sort_rows();
@@ -135,13 +144,12 @@ impl TuiState {
         }
     }
 
-    /// The row of `name`, added on first sight (up to [`MAX_SOURCES`]).
+    /// The row of `name`, added on first sight (up to [`MAX_SOURCES`]; `None` past it).
     pub(super) fn source_mut(&mut self, name: &str) -> Option<&mut SourceRow> {
         if let Some(i) = self.sources.iter().position(|s| s.name == name) {
             return self.sources.get_mut(i);
         }
         if self.sources.len() >= MAX_SOURCES {
-            self.dropped_sources += 1;
             return None;
         }
         self.sources.push(SourceRow {
@@ -151,20 +159,10 @@ impl TuiState {
         self.sources.last_mut()
     }
 
-    /// `(alive, all)` agents of a distributed workload: lost ones are not alive.
+    /// `(alive, all)` agents of a distributed workload: lost ones are not alive. From the
+    /// latest snapshot, not the table, which stops at [`MAX_SOURCES`] rows.
     pub fn agents_alive(&self) -> Option<(usize, usize)> {
-        if !self.distributed {
-            return None;
-        }
-        let working = |s: &&SourceRow| s.state.is_some() && !s.idle;
-        let all = self.sources.iter().filter(working).count();
-        let lost = self
-            .sources
-            .iter()
-            .filter(working)
-            .filter(|s| s.is_lost())
-            .count();
-        Some((all - lost, all))
+        self.distributed.then_some(self.agent_counts)
     }
 
     /// Agents with no share in the current workload.

@@ -4,7 +4,7 @@ use crossterm::event::KeyCode;
 
 use super::*;
 use crate::events::InstanceState;
-use crate::events::{SlaSnapshot, TaskStatus};
+use crate::events::{AgentRow, SlaSnapshot, TaskStatus};
 use crate::tui::fixtures::{agent_row, agents, figures, info, progress, started};
 
 fn row(name: &str, success: bool, value: f64, limit: f64) -> CriterionStatus {
@@ -135,7 +135,36 @@ fn memory_is_bounded() {
             .all(|l| l.message.chars().count() <= LOG_MESSAGE_CHARS + 1)
     );
     assert_eq!(s.sources.len(), MAX_SOURCES);
-    assert_eq!(s.dropped_sources, 52);
+    // A gauge of the latest snapshot's untracked names, not a count of look-ups.
+    assert_eq!(s.dropped_sources, 1);
+}
+
+/// 1,100 agents: the table keeps 1,024 rows, the footer says 76 are not shown (however
+/// many events name them), and the header counts all 1,100 from the snapshot.
+#[test]
+fn agents_over_the_table_cap_are_counted_not_accumulated() {
+    let mut s = TuiState::new();
+    s.apply(&started());
+    let f = figures(10, 0, 1.0, 0.1);
+    let names: Vec<String> = (0..1100).map(|i| format!("agent-{i}")).collect();
+    for t in 1..=3 {
+        let mut rows: Vec<AgentRow> = names
+            .iter()
+            .map(|n| agent_row(n, InstanceState::Running, &f, 0.1))
+            .collect();
+        rows[1099].state = InstanceState::Lost;
+        s.apply(&agents(rows));
+        let figs: Vec<(&str, Figures)> = names.iter().map(|n| (n.as_str(), f.clone())).collect();
+        s.apply(&progress(f64::from(t), 1000, &figs));
+        s.apply(&Event::Sla(SlaSnapshot {
+            workload: 0,
+            total: Vec::new(),
+            sources: names.iter().map(|n| (n.clone(), Vec::new())).collect(),
+        }));
+    }
+    assert_eq!(s.sources.len(), MAX_SOURCES);
+    assert_eq!(s.dropped_sources, 1100 - MAX_SOURCES as u64);
+    assert_eq!(s.agents_alive(), Some((1099, 1100)));
 }
 
 #[test]
