@@ -12,6 +12,7 @@ pub mod encode;
 pub mod server;
 pub mod state;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +74,8 @@ pub fn bind(addr: &str) -> Result<std::net::TcpListener, MetricsError> {
 /// A running `/metrics` endpoint.
 pub struct Exporter {
     shared: Shared,
+    /// Moves at every event applied, so the server renders a new body only then.
+    generation: Arc<AtomicU64>,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     /// Where it listens (the port chosen when ADDR said 0).
@@ -86,11 +89,17 @@ impl Exporter {
         let addr = listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let shared: Shared = Arc::new(Mutex::new(RunMetrics::default()));
-        let registry = Arc::new(encode::registry(shared.clone()));
+        let generation = Arc::new(AtomicU64::new(0));
+        let seen = generation.clone();
+        let bodies = Arc::new(server::Bodies::new(
+            encode::registry(shared.clone()),
+            move || seen.load(Ordering::Acquire),
+        ));
         let stop = CancellationToken::new();
-        let server = tokio::spawn(server::serve(listener, registry, stop.clone()));
+        let server = tokio::spawn(server::serve(listener, bodies, stop.clone()));
         Ok(Exporter {
             shared,
+            generation,
             stop,
             server,
             addr,
@@ -99,7 +108,10 @@ impl Exporter {
 
     /// Follows the engine's events (subscribe before the engine runs).
     pub fn follow(&self, events: broadcast::Receiver<Event>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(follow(events, self.shared.clone()))
+        let generation = self.generation.clone();
+        tokio::spawn(follow_with(events, self.shared.clone(), move || {
+            generation.fetch_add(1, Ordering::AcqRel);
+        }))
     }
 
     /// Keeps serving for `linger` (or until `cut_short` ends first), then stops.
@@ -115,7 +127,12 @@ impl Exporter {
 
 /// Applies the engine's events to `shared` until the task finishes or the stream closes.
 /// A subscriber that fell behind only loses time: every event carries totals.
-pub async fn follow(mut events: broadcast::Receiver<Event>, shared: Shared) {
+pub async fn follow(events: broadcast::Receiver<Event>, shared: Shared) {
+    follow_with(events, shared, || {}).await;
+}
+
+/// [`follow`], calling `changed` after each event applied.
+async fn follow_with(mut events: broadcast::Receiver<Event>, shared: Shared, changed: impl Fn()) {
     loop {
         match events.recv().await {
             Ok(event) => {
@@ -124,6 +141,7 @@ pub async fn follow(mut events: broadcast::Receiver<Event>, shared: Shared) {
                     Ok(mut m) => m.apply(&event),
                     Err(poisoned) => poisoned.into_inner().apply(&event),
                 }
+                changed();
                 if last {
                     return;
                 }

@@ -2,11 +2,15 @@
 //!
 //! Scrapers send one short GET; nothing here needs a full HTTP server (the project's hyper
 //! is built as a client only). Each request is read with a size and time bound, answered,
-//! and the connection closed: a scraper opens a new one at its next interval, and a peer
-//! that is not a scraper cannot hold more than [`MAX_CONNECTIONS`] connections or
-//! [`MAX_REQUEST`] bytes of memory each.
+//! and the connection closed: a scraper opens a new one at its next interval. A peer that
+//! is not a scraper cannot hold more than [`MAX_PER_PEER`] of the [`MAX_CONNECTIONS`]
+//! connections, nor any for longer than [`EXCHANGE_TIMEOUT`] (one that never reads its
+//! answer included), nor more than [`MAX_REQUEST`] bytes of memory each. The body is
+//! rendered once per change of the figures ([`Bodies`]), not per scrape.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -21,8 +25,106 @@ use super::encode::{Format, render};
 pub const MAX_REQUEST: usize = 8 * 1024;
 /// Connections served at once; more wait in the listener's backlog.
 pub const MAX_CONNECTIONS: usize = 32;
+/// Connections served at once from one peer address; more are closed at once, so one
+/// misbehaving host cannot take the endpoint from the others.
+pub const MAX_PER_PEER: usize = 4;
 /// Time a peer has to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a whole exchange may take, the answer's writing included: a peer that never reads
+/// cannot hold a connection for longer.
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bounds [`serve`] applies (tests shorten them).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub connections: usize,
+    pub per_peer: usize,
+    pub exchange: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: MAX_CONNECTIONS,
+            per_peer: MAX_PER_PEER,
+            exchange: EXCHANGE_TIMEOUT,
+        }
+    }
+}
+
+/// The metrics bodies, rendered once per change of the figures and format however many
+/// scrapers ask, and off the runtime's workers (thousands of series are CPU work).
+pub struct Bodies {
+    registry: Arc<Registry>,
+    /// Moves whenever the figures behind the registry change.
+    generation: Box<dyn Fn() -> u64 + Send + Sync>,
+    cache: tokio::sync::Mutex<Vec<(Format, u64, Arc<String>)>>,
+}
+
+impl Bodies {
+    pub fn new(registry: Registry, generation: impl Fn() -> u64 + Send + Sync + 'static) -> Bodies {
+        Bodies {
+            registry: Arc::new(registry),
+            generation: Box::new(generation),
+            cache: tokio::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The body in `format` for the figures as they are now.
+    async fn get(&self, format: Format) -> Result<Arc<String>, std::fmt::Error> {
+        let now = (self.generation)();
+        // One renders, the others wait for its body.
+        let mut cache = self.cache.lock().await;
+        if let Some((_, _, body)) = cache.iter().find(|(f, g, _)| *f == format && *g == now) {
+            return Ok(body.clone());
+        }
+        let registry = self.registry.clone();
+        let body = tokio::task::spawn_blocking(move || render(&registry, format))
+            .await
+            .map_err(|_| std::fmt::Error)??;
+        let body = Arc::new(body);
+        cache.retain(|(f, _, _)| *f != format);
+        cache.push((format, now, body.clone()));
+        Ok(body)
+    }
+}
+
+/// Connections open per peer address.
+#[derive(Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection of a peer; dropping it frees its place.
+struct PeerSlot {
+    peers: Arc<Peers>,
+    ip: IpAddr,
+}
+
+impl Peers {
+    fn enter(self: &Arc<Self>, ip: IpAddr, most: usize) -> Option<PeerSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= most {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// What a request asks for, as far as this endpoint cares.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,23 +157,24 @@ pub fn parse_request(head: &[u8]) -> Option<Request> {
     })
 }
 
-/// The response to `request`: status line, content type and body.
-pub fn respond(request: Option<&Request>, registry: &Registry) -> (u16, &'static str, String) {
-    const PLAIN: &str = "text/plain; charset=utf-8";
+/// What to answer `request` with: the metrics in a format, or an error status and text.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    Metrics(Format),
+    Error(u16, &'static str),
+}
+
+pub fn answer(request: Option<&Request>) -> Answer {
     let Some(r) = request else {
-        return (400, PLAIN, "Bad request\n".into());
+        return Answer::Error(400, "Bad request\n");
     };
     if r.path != "/metrics" {
-        return (404, PLAIN, "Not found: try /metrics\n".into());
+        return Answer::Error(404, "Not found: try /metrics\n");
     }
     if r.method != "GET" && r.method != "HEAD" {
-        return (405, PLAIN, "Method not allowed: GET /metrics\n".into());
+        return Answer::Error(405, "Method not allowed: GET /metrics\n");
     }
-    let format = Format::from_accept(r.accept.as_deref());
-    match render(registry, format) {
-        Ok(body) => (200, format.content_type(), body),
-        Err(_) => (500, PLAIN, "Cannot encode the metrics\n".into()),
-    }
+    Answer::Metrics(Format::from_accept(r.accept.as_deref()))
 }
 
 fn reason(status: u16) -> &'static str {
@@ -114,37 +217,51 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Result<Vec<u8>, u1
     }
 }
 
-async fn serve_one(mut stream: TcpStream, registry: Arc<Registry>) -> std::io::Result<()> {
-    let (status, content_type, body, head_only) = match read_head(&mut stream).await? {
+async fn serve_one(mut stream: TcpStream, bodies: &Bodies) -> std::io::Result<()> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let error = |status: u16, text: &str| (status, PLAIN, Arc::new(text.to_owned()));
+    let (head_only, (status, content_type, body)) = match read_head(&mut stream).await? {
         Ok(head) => {
             let request = parse_request(&head);
             let head_only = request.as_ref().is_some_and(|r| r.method == "HEAD");
-            let (status, content_type, body) = respond(request.as_ref(), &registry);
-            (status, content_type, body, head_only)
+            let reply = match answer(request.as_ref()) {
+                Answer::Metrics(format) => match bodies.get(format).await {
+                    Ok(body) => (200, format.content_type(), body),
+                    Err(_) => error(500, "Cannot encode the metrics\n"),
+                },
+                Answer::Error(status, text) => error(status, text),
+            };
+            (head_only, reply)
         }
-        Err(status) => (
-            status,
-            "text/plain; charset=utf-8",
-            format!("{}\n", reason(status)),
-            false,
-        ),
+        Err(status) => (false, error(status, &format!("{}\n", reason(status)))),
     };
-    let mut out = format!(
+    let head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         reason(status),
         body.len()
-    )
-    .into_bytes();
+    );
+    stream.write_all(head.as_bytes()).await?;
     if !head_only {
-        out.extend_from_slice(body.as_bytes());
+        // The shared body as it is, not a copy per scrape.
+        stream.write_all(body.as_bytes()).await?;
     }
-    stream.write_all(&out).await?;
     stream.shutdown().await
 }
 
-/// Serves `/metrics` on `listener` until `until` is cancelled.
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>, until: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// Serves `/metrics` on `listener` until `until` is cancelled, within [`Limits::default`].
+pub async fn serve(listener: TcpListener, bodies: Arc<Bodies>, until: CancellationToken) {
+    serve_within(listener, bodies, until, Limits::default()).await;
+}
+
+/// [`serve`] within `limits`.
+pub async fn serve_within(
+    listener: TcpListener,
+    bodies: Arc<Bodies>,
+    until: CancellationToken,
+    limits: Limits,
+) {
+    let permits = Arc::new(Semaphore::new(limits.connections));
+    let peers = Arc::new(Peers::default());
     loop {
         let permit = tokio::select! {
             () = until.cancelled() => return,
@@ -158,11 +275,16 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, until: Cancel
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, _)) => {
-                let registry = registry.clone();
+            Ok((stream, peer)) => {
+                // A peer over its share is closed at once (its permit goes back).
+                let Some(slot) = peers.enter(peer.ip(), limits.per_peer) else {
+                    continue;
+                };
+                let bodies = bodies.clone();
                 tokio::spawn(async move {
-                    // A peer that went away is no concern of the run's.
-                    let _ = serve_one(stream, registry).await;
+                    // A peer that went away, or took too long, is no concern of the run's.
+                    let _ = tokio::time::timeout(limits.exchange, serve_one(stream, &bodies)).await;
+                    drop(slot);
                     drop(permit);
                 });
             }
@@ -194,17 +316,22 @@ mod tests {
 
     #[test]
     fn answers_404_and_405() {
-        let registry = Registry::default();
         let req = |m: &str, p: &str| Request {
             method: m.into(),
             path: p.into(),
             accept: None,
         };
-        assert_eq!(respond(Some(&req("GET", "/")), &registry).0, 404);
-        assert_eq!(respond(Some(&req("POST", "/metrics")), &registry).0, 405);
-        assert_eq!(respond(None, &registry).0, 400);
-        let (status, ct, _) = respond(Some(&req("GET", "/metrics")), &registry);
-        assert_eq!((status, ct), (200, Format::Text.content_type()));
+        let status = |a: Answer| match a {
+            Answer::Error(status, _) => status,
+            Answer::Metrics(_) => 200,
+        };
+        assert_eq!(status(answer(Some(&req("GET", "/")))), 404);
+        assert_eq!(status(answer(Some(&req("POST", "/metrics")))), 405);
+        assert_eq!(status(answer(None)), 400);
+        assert_eq!(
+            answer(Some(&req("GET", "/metrics"))),
+            Answer::Metrics(Format::Text)
+        );
     }
 
     #[tokio::test]
@@ -212,7 +339,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, Arc::new(Registry::default()), stop.clone()));
+        let bodies = Arc::new(Bodies::new(Registry::default(), || 0));
+        let server = tokio::spawn(serve(listener, bodies, stop.clone()));
         let ask = |request: Vec<u8>| async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(&request).await.unwrap();
@@ -231,6 +359,87 @@ mod tests {
         // connection before the answer arrives).
         long.resize(MAX_REQUEST, b'a');
         assert!(ask(long).await.starts_with("HTTP/1.1 431 "));
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    /// A registry whose body is larger than any socket buffer: 150,000 agents' series.
+    fn big_registry() -> Registry {
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::family::Family;
+        let family = Family::<Vec<(String, String)>, Counter>::default();
+        for i in 0..150_000 {
+            family
+                .get_or_create(&vec![("agent".to_owned(), format!("agent-{i:06}"))])
+                .inc();
+        }
+        let mut registry = Registry::default();
+        registry.register("rally_tui_agent_iterations", "iterations", family);
+        registry
+    }
+
+    /// A scrape from `from` (a loopback address): the whole answer, or what came before
+    /// the server closed.
+    async fn scrape(from: &str, to: std::net::SocketAddr) -> String {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let Ok(mut s) = socket.connect(to).await else {
+            return String::new();
+        };
+        if s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.is_err() {
+            return String::new();
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Peers that ask and never read their (larger than any socket buffer) answer hold at
+    /// most their share of the connections, and only until the exchange's deadline: another
+    /// host scrapes meanwhile, and the same host again after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_never_reads_cannot_take_the_endpoint() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let limits = Limits {
+            connections: 8,
+            per_peer: 2,
+            exchange: Duration::from_millis(1500),
+        };
+        let bodies = Arc::new(Bodies::new(big_registry(), || 0));
+        // Rendered before the clock matters (the figures do not change: once).
+        let size = bodies.get(Format::Text).await.unwrap().len();
+        assert!(size > 8 << 20, "{size} bytes");
+        let server = tokio::spawn(serve_within(listener, bodies, stop.clone(), limits));
+        let mut stuck = Vec::new();
+        for _ in 0..limits.connections + 2 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            let mut s = socket.connect(addr).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+            stuck.push(s);
+        }
+        let whole =
+            |body: &str| body.starts_with("HTTP/1.1 200 OK") && body.contains("agent-149999");
+        let other = tokio::time::timeout(limits.exchange / 2, scrape("127.0.0.2", addr))
+            .await
+            .expect("another host is served while one never reads");
+        assert!(whole(&other), "{}", &other[..other.len().min(200)]);
+        // The same host, once the stuck exchanges hit their deadline (polled: the deadline
+        // is real time on real sockets).
+        let again = tokio::time::timeout(limits.exchange * 4, async {
+            loop {
+                let body = scrape("127.0.0.1", addr).await;
+                if whole(&body) {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(again.is_ok(), "the stuck peers were never cut off");
+        drop(stuck);
         stop.cancel();
         server.await.unwrap();
     }
