@@ -166,6 +166,11 @@ pub struct WorkloadMetrics {
     pub agents: BTreeMap<String, AgentValues>,
     /// The agents with series of their own, at most [`AGENT_SERIES`].
     pub named: Vec<String>,
+    /// The error types with series of their own over all agents: the first
+    /// [`ERROR_KINDS`](crate::stats::ERROR_KINDS) seen (agents by name, each one's types in
+    /// its order); later ones count under `other`, and a type never moves once it has a
+    /// series (a counter that did would break `rate()`).
+    pub error_types: Vec<String>,
 }
 
 impl WorkloadMetrics {
@@ -183,6 +188,7 @@ impl WorkloadMetrics {
             agent_states: None,
             agents: BTreeMap::new(),
             named: Vec::new(),
+            error_types: Vec::new(),
         }
     }
 
@@ -198,7 +204,7 @@ impl WorkloadMetrics {
         self.agents.entry(name.to_string()).or_default()
     }
 
-    /// Failures by type over all runner instances.
+    /// Failures by type over all runner instances, capped as [`Self::error_types`] says.
     pub fn failures_by_type(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for a in self.agents.values() {
@@ -206,7 +212,33 @@ impl WorkloadMetrics {
                 *out.entry(t.clone()).or_default() += n;
             }
         }
+        self.capped(out)
+    }
+
+    /// `by_type` with the types beyond [`Self::error_types`] summed under `other`.
+    pub fn capped(&self, by_type: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (t, n) in by_type {
+            let t = if self.error_types.contains(&t) {
+                t
+            } else {
+                crate::engine::OTHER_TYPE.to_string()
+            };
+            *out.entry(t).or_default() += n;
+        }
         out
+    }
+
+    /// Gives the types first seen a series of their own while there is room.
+    fn learn_types(&mut self, types: &[(String, u64)]) {
+        for (t, _) in types {
+            if t != crate::engine::OTHER_TYPE
+                && self.error_types.len() < crate::stats::ERROR_KINDS
+                && !self.error_types.contains(t)
+            {
+                self.error_types.push(t.clone());
+            }
+        }
     }
 
     /// The series of the per-agent families: each named agent's values, then the rest summed
@@ -227,6 +259,10 @@ impl WorkloadMetrics {
         }
         if any {
             out.push((OTHER_AGENT, rest));
+        }
+        // The same error types as the workload's series, the rest under `other`.
+        for (_, v) in &mut out {
+            v.failures_by_type = self.capped(std::mem::take(&mut v.failures_by_type));
         }
         out
     }
@@ -251,6 +287,7 @@ impl WorkloadMetrics {
         let mut sorted: Vec<&SourceDetail> = sources.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
         for s in sorted {
+            self.learn_types(&s.failures_by_type);
             let a = self.agent(&s.name);
             a.duration = s.duration.clone();
             a.failures_by_type = s.failures_by_type.iter().cloned().collect();
@@ -259,6 +296,28 @@ impl WorkloadMetrics {
             }
             raise(&mut a.started, a.finished + a.in_flight);
         }
+    }
+
+    /// At the workload's end no agents snapshot follows: each agent is lost (as the
+    /// report says) or done, as the TUI settles them, not left `running` or `stopping`.
+    fn settle_agents(&mut self, sources: &[crate::events::SourceFigures]) {
+        if self.agent_states.is_none() {
+            return;
+        }
+        let mut states: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for (name, a) in &mut self.agents {
+            let Some(state) = a.state else { continue };
+            let lost =
+                state == InstanceState::Lost || sources.iter().any(|s| s.lost && s.name == *name);
+            let settled = if lost {
+                InstanceState::Lost
+            } else {
+                InstanceState::Done
+            };
+            a.state = Some(settled);
+            *states.entry(settled.as_str()).or_default() += 1;
+        }
+        self.agent_states = Some(states);
     }
 
     fn sla(&mut self, snapshot: &SlaSnapshot) {
@@ -390,6 +449,7 @@ impl RunMetrics {
                         a.rate = 0.0;
                         a.in_flight = 0;
                     }
+                    w.settle_agents(&report.sources);
                 }
             }
             Event::Stopping { .. } => self.state = RunState::Stopping,
@@ -665,5 +725,101 @@ mod tests {
         assert_eq!(sla.len(), 3);
         assert_eq!((sla[0].part.as_str(), sla[0].value), ("", 2.0));
         assert_eq!((sla[2].part.as_str(), sla[2].success), ("p99", false));
+    }
+
+    fn source(name: &str, lost: bool) -> crate::events::SourceFigures {
+        crate::events::SourceFigures {
+            name: name.into(),
+            iterations: 10,
+            failures: 1,
+            p50: None,
+            p95: None,
+            p99: None,
+            lost,
+        }
+    }
+
+    /// No agents snapshot follows a workload's end: its agents settle to done, or lost as
+    /// the report says, rather than stay `running` / `stopping` on /metrics.
+    #[test]
+    fn agents_settle_when_the_workload_ends() {
+        let mut m = started();
+        m.apply(&Event::Agents(AgentsSnapshot {
+            workload: 0,
+            agents: vec![
+                row("a", 10, InstanceState::Running),
+                row("b", 10, InstanceState::Stopping),
+                row("c", 10, InstanceState::Running),
+            ],
+        }));
+        m.apply(&Event::WorkloadFinished(Box::new(
+            crate::events::WorkloadReport {
+                connections: None,
+                info: info(0),
+                stats: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
+                pass_sla: true,
+                sla: Vec::new(),
+                iterations: 30,
+                failures: 3,
+                load_duration: 1.0,
+                full_duration: 1.0,
+                start_time: None,
+                hooks: Vec::new(),
+                sources: vec![source("a", false), source("b", false), source("c", true)],
+                errors: Vec::new(),
+                distributed: None,
+            },
+        )));
+        let w = &m.workloads[0];
+        let states = w.agent_states.as_ref().unwrap();
+        assert_eq!(states.get("done"), Some(&2), "{states:?}");
+        assert_eq!(states.get("lost"), Some(&1), "{states:?}");
+        assert_eq!(states.get("running"), None, "{states:?}");
+        assert_eq!(states.get("stopping"), None, "{states:?}");
+        assert_eq!(w.agents["c"].state, Some(InstanceState::Lost));
+    }
+
+    /// Each agent keeps its first 20 error types, but 30 agents with different ones must
+    /// not make 30 series: the union is capped the same way, the rest under `other`, in the
+    /// workload's family and the per-agent one.
+    #[test]
+    fn failure_types_are_capped_over_all_agents() {
+        let mut m = started();
+        let sources: Vec<SourceDetail> = (0..30)
+            .map(|i| SourceDetail {
+                name: format!("agent-{i:02}"),
+                duration: buckets(&[0.1]),
+                failures_by_type: vec![(format!("Error{i:02}"), 2)],
+                in_flight: None,
+            })
+            .collect();
+        m.apply(&Event::Statistics(Box::new(LiveStatistics {
+            workload: 0,
+            table: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
+            errors: Vec::new(),
+            by_source: Vec::new(),
+            detail: Some(Box::new(StatisticsDetail {
+                duration: buckets(&[0.1]),
+                actions: Vec::new(),
+                sources,
+            })),
+        })));
+        let w = &m.workloads[0];
+        let types = w.failures_by_type();
+        let limit = crate::stats::ERROR_KINDS;
+        assert_eq!(types.len(), limit + 1, "{types:?}");
+        assert_eq!(types.get("Error00"), Some(&2));
+        assert_eq!(types.get("Error29"), None);
+        assert_eq!(
+            types.get(crate::engine::OTHER_TYPE),
+            Some(&(2 * (30 - limit as u64)))
+        );
+        assert_eq!(types.values().sum::<u64>(), 60);
+        let per_agent: std::collections::BTreeSet<String> = w
+            .agent_series()
+            .into_iter()
+            .flat_map(|(_, v)| v.failures_by_type.into_keys())
+            .collect();
+        assert_eq!(per_agent.len(), limit + 1, "{per_agent:?}");
     }
 }
