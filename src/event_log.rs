@@ -11,9 +11,12 @@
 //! change of meaning bumps `v`.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::events::Event;
 
@@ -48,28 +51,129 @@ pub fn line(event: &Event, time: f64) -> String {
 /// Lines waiting for the writer thread; past this the log reports `lagged` rather than
 /// hold the engine's events in memory for a reader that does not keep up.
 const QUEUED_LINES: usize = 4096;
+/// Bytes waiting for the writer thread, for the same reason: 4,096 `statistics` lines of a
+/// large run would be far more than 4,096 short ones.
+const QUEUED_BYTES: usize = 64 << 20;
+/// How long the last lines (the task's end) wait for a reader that does not keep up,
+/// before the process goes on without them, saying how many were lost.
+const FINAL_WAIT: Duration = Duration::from_secs(5);
+
+/// The writer's bounds ([`write_events`] uses the constants; tests shorten them).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub lines: usize,
+    pub bytes: usize,
+    pub final_wait: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            lines: QUEUED_LINES,
+            bytes: QUEUED_BYTES,
+            final_wait: FINAL_WAIT,
+        }
+    }
+}
+
+/// Where the log's own warnings (a failed write, lines lost at the end) go: standard error;
+/// or, while the TUI owns the screen, the engine's stream as a `log` event (text on stderr
+/// would be drawn over the TUI), kept to be printed once the TUI has left ([`Self::kept`]).
+#[derive(Clone, Default)]
+pub struct Warnings {
+    screen: Option<(broadcast::Sender<Event>, Kept)>,
+}
+
+/// The warnings said on the TUI's screen.
+type Kept = Arc<std::sync::Mutex<Vec<String>>>;
+
+impl Warnings {
+    pub fn stderr() -> Warnings {
+        Warnings::default()
+    }
+
+    /// For a run whose TUI draws `events`.
+    pub fn screen(events: broadcast::Sender<Event>) -> Warnings {
+        Warnings {
+            screen: Some((events, Default::default())),
+        }
+    }
+
+    fn say(&self, message: String) {
+        let Some((events, kept)) = &self.screen else {
+            eprintln!("warning: {message}");
+            return;
+        };
+        kept.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message.clone());
+        let _ = events.send(Event::Log {
+            level: crate::events::Level::Warning,
+            message,
+        });
+    }
+
+    /// What was said on the screen so far, for the terminal once the TUI has left.
+    pub fn kept(&self) -> Vec<String> {
+        self.screen.as_ref().map_or_else(Vec::new, |(_, kept)| {
+            kept.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        })
+    }
+}
 
 /// Write `early` (what happened before the engine started: agents registering), then the
 /// engine's events until it goes away or the task finishes; each line is flushed, so a
-/// follower sees it at once. A write error ends the log (said once on stderr), never the
-/// run.
+/// follower sees it at once. A write error ends the log (said once, to `warnings`), never
+/// the run.
 ///
 /// The writes happen on a thread of their own: a pipe whose reader is slow (or a full disk)
-/// blocks that thread, not a runtime worker that the load or the controller needs. A reader
-/// that falls more than [`QUEUED_LINES`] behind gets a `lagged` line for what it missed.
+/// blocks that thread, not a runtime worker that the load or the controller needs, and not
+/// the process's exit (a runtime waits for its blocking tasks; nothing waits for this
+/// thread once the last lines had [`FINAL_WAIT`]). A reader that falls more than
+/// [`QUEUED_LINES`] or [`QUEUED_BYTES`] behind gets a `lagged` line for what it missed.
 pub async fn write_events(
+    early: Vec<Event>,
+    events: broadcast::Receiver<Event>,
+    out: impl Write + Send + 'static,
+    warnings: Warnings,
+) {
+    write_events_within(early, events, out, warnings, Bounds::default()).await;
+}
+
+/// [`write_events`] within `bounds`.
+pub async fn write_events_within(
     early: Vec<Event>,
     mut events: broadcast::Receiver<Event>,
     out: impl Write + Send + 'static,
+    warnings: Warnings,
+    bounds: Bounds,
 ) {
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64())
     };
-    let (lines, queue) = std::sync::mpsc::sync_channel::<String>(QUEUED_LINES);
-    let writer = tokio::task::spawn_blocking(move || write_lines(queue, out));
-    let mut queued = Queued { lines, missed: 0 };
+    let (lines, queue) = mpsc::channel::<String>(bounds.lines.max(1));
+    let backlog = Arc::new(Backlog::default());
+    let (done, finished) = oneshot::channel::<()>();
+    let writer_backlog = backlog.clone();
+    let writer_warnings = warnings.clone();
+    let spawned = std::thread::Builder::new()
+        .name("events-writer".into())
+        .spawn(move || {
+            write_lines(queue, out, &writer_backlog, &writer_warnings);
+            let _ = done.send(());
+        });
+    if let Err(e) = spawned {
+        warnings.say(format!("--events: cannot start its writer: {e}"));
+        return;
+    }
+    let mut queued = Queued {
+        lines,
+        backlog,
+        most_bytes: bounds.bytes,
+        missed: 0,
+    };
     for event in &early {
         if !queued.push(line(event, now()), now()) {
             return;
@@ -79,19 +183,15 @@ pub async fn write_events(
         match events.recv().await {
             Ok(event) => {
                 if matches!(event, Event::TaskFinished { .. }) {
-                    // The end (and what was missed before it) is not dropped for a slow
-                    // reader: wait for room.
                     let mut last = Vec::new();
                     if queued.missed > 0 {
                         last.push(queued.lagged(now()));
                     }
                     last.push(line(&event, now()));
-                    let lines = queued.lines;
-                    let _ = tokio::task::spawn_blocking(move || {
-                        last.into_iter().try_for_each(|text| lines.send(text))
-                    })
-                    .await;
-                    return writer.await.unwrap_or(());
+                    queued
+                        .finish(last, finished, bounds.final_wait, &warnings)
+                        .await;
+                    return;
                 }
                 if !queued.push(line(&event, now()), now()) {
                     break;
@@ -103,12 +203,34 @@ pub async fn write_events(
     }
     // Without its sender the writer ends after the queued lines.
     drop(queued);
-    let _ = writer.await;
+    let _ = finished.await;
+}
+
+/// Lines and bytes queued and not yet written: the sender adds, the writer takes off what
+/// it wrote.
+#[derive(Default)]
+struct Backlog {
+    lines: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Backlog {
+    fn add(&self, len: usize) {
+        self.lines.fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(len, Ordering::AcqRel);
+    }
+
+    fn written(&self, len: usize) {
+        self.lines.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+    }
 }
 
 /// The writer thread's queue, and what a slow reader missed since the last line that got in.
 struct Queued {
-    lines: std::sync::mpsc::SyncSender<String>,
+    lines: mpsc::Sender<String>,
+    backlog: Arc<Backlog>,
+    most_bytes: usize,
     missed: u64,
 }
 
@@ -116,40 +238,106 @@ impl Queued {
     /// Queues `text` (after a `lagged` line, if events were missed); false once the writer
     /// has stopped.
     fn push(&mut self, text: String, time: f64) -> bool {
-        use std::sync::mpsc::TrySendError;
         if self.missed > 0 {
-            match self.lines.try_send(self.lagged(time)) {
-                Ok(()) => self.missed = 0,
-                Err(TrySendError::Full(_)) => {
+            match self.try_send(self.lagged(time)) {
+                Some(true) => self.missed = 0,
+                Some(false) => {
                     self.missed += 1;
                     return true;
                 }
-                Err(TrySendError::Disconnected(_)) => return false,
+                None => return false,
             }
         }
-        match self.lines.try_send(text) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
+        match self.try_send(text) {
+            Some(true) => true,
+            Some(false) => {
                 self.missed += 1;
                 true
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            None => false,
         }
     }
-}
 
-impl Queued {
+    /// `Some(true)` queued, `Some(false)` no room (lines or bytes), `None` writer gone.
+    fn try_send(&self, text: String) -> Option<bool> {
+        let len = text.len() + 1;
+        if self.backlog.bytes.load(Ordering::Acquire) + len > self.most_bytes {
+            return if self.lines.is_closed() {
+                None
+            } else {
+                Some(false)
+            };
+        }
+        // Counted before it is queued, so the writer never takes off more than was added.
+        self.backlog.add(len);
+        match self.lines.try_send(text) {
+            Ok(()) => Some(true),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.backlog.written(len);
+                Some(false)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.backlog.written(len);
+                None
+            }
+        }
+    }
+
     /// The line that says how many events a slow reader missed.
     fn lagged(&self, time: f64) -> String {
         json!({"v": VERSION, "time": time, "type": "lagged", "missed": self.missed}).to_string()
     }
+
+    /// The task's end (and what was missed before it) is not dropped for a slow reader:
+    /// it waits for room, and the writer for the queue to drain, for `wait` at most; then
+    /// the lines still not written are counted in a warning and left behind.
+    async fn finish(
+        self,
+        last: Vec<String>,
+        finished: oneshot::Receiver<()>,
+        wait: Duration,
+        warnings: &Warnings,
+    ) {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut unsent = last.len();
+        for text in last {
+            let len = text.len() + 1;
+            // Waits for room, not for bytes: the end is a few short lines.
+            let Ok(permit) = tokio::time::timeout_at(deadline, self.lines.reserve()).await else {
+                break;
+            };
+            let Ok(permit) = permit else {
+                // The writer stopped, and said why.
+                return;
+            };
+            self.backlog.add(len);
+            permit.send(text);
+            unsent -= 1;
+        }
+        drop(self.lines);
+        if unsent == 0 && tokio::time::timeout_at(deadline, finished).await.is_ok() {
+            return;
+        }
+        let lost = self.backlog.lines.load(Ordering::Acquire) + unsent;
+        warnings.say(format!(
+            "--events: the reader did not keep up: the last {lost} lines were not written"
+        ));
+    }
 }
 
 /// The writer thread: each line written and flushed; the first error ends it.
-fn write_lines(queue: std::sync::mpsc::Receiver<String>, mut out: impl Write) {
-    for text in queue {
-        if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
-            eprintln!("warning: --events: cannot write any more: {e}");
+fn write_lines(
+    mut queue: mpsc::Receiver<String>,
+    mut out: impl Write,
+    backlog: &Backlog,
+    warnings: &Warnings,
+) {
+    while let Some(text) = queue.blocking_recv() {
+        let len = text.len() + 1;
+        let written = writeln!(out, "{text}").and_then(|()| out.flush());
+        backlog.written(len);
+        if let Err(e) = written {
+            warnings.say(format!("--events: cannot write any more: {e}"));
             return;
         }
     }
@@ -203,7 +391,7 @@ mod tests {
             gate: Some(gate),
             out: out.clone(),
         };
-        let log = tokio::spawn(write_events(Vec::new(), rx, writer));
+        let log = tokio::spawn(write_events(Vec::new(), rx, writer, Warnings::stderr()));
         // The engine's side goes on while the output is stuck: this worker is free.
         tokio::task::yield_now().await;
         open.send(()).unwrap();
@@ -222,6 +410,115 @@ mod tests {
             .map(|l| l["missed"].as_u64().unwrap())
             .sum();
         assert_eq!(written + missed, events);
+    }
+
+    /// A reader that never drains holds the end back by the final wait only (the writer is
+    /// a thread of its own, which nothing waits for), and the lost lines are counted in a
+    /// warning (here on the event stream, as in TUI mode).
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_never_drains_delays_the_end_by_the_final_wait_only() {
+        let (tx, rx) = broadcast::channel(64);
+        for i in 0..20 {
+            tx.send(Event::Log {
+                level: "info".into(),
+                message: format!("event {i}"),
+            })
+            .unwrap();
+        }
+        tx.send(Event::TaskFinished {
+            uuid: "u".into(),
+            status: TaskStatus::Finished,
+            pass_sla: true,
+        })
+        .unwrap();
+        let (open, gate) = std::sync::mpsc::channel();
+        let writer = Stalled {
+            gate: Some(gate),
+            out: Default::default(),
+        };
+        let (events, mut said) = broadcast::channel(4);
+        let warnings = Warnings::screen(events);
+        let bounds = Bounds {
+            lines: 4,
+            bytes: 1 << 20,
+            final_wait: Duration::from_secs(5),
+        };
+        let started = tokio::time::Instant::now();
+        write_events_within(Vec::new(), rx, writer, warnings.clone(), bounds).await;
+        assert!(started.elapsed() >= bounds.final_wait);
+        let Ok(Event::Log { level, message }) = said.try_recv() else {
+            panic!("no warning");
+        };
+        assert_eq!(level, crate::events::Level::Warning);
+        let lost: usize = message
+            .split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .unwrap_or(0);
+        // The end (task_finished and the lagged count) at least, and what stays queued.
+        assert!((2..=bounds.lines + 3).contains(&lost), "{message}");
+        assert!(message.contains("not written"), "{message}");
+        assert_eq!(warnings.kept(), [message], "kept for after the TUI");
+        open.send(()).unwrap();
+    }
+
+    /// The queue is bounded by bytes as well as lines: large lines for a stalled reader are
+    /// missed (and counted) rather than held in memory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_queue_is_bounded_by_bytes() {
+        let (tx, rx) = broadcast::channel(256);
+        let events = 100;
+        for i in 0..events {
+            tx.send(Event::Log {
+                level: "info".into(),
+                message: format!("{i:04} {}", "x".repeat(1000)),
+            })
+            .unwrap();
+        }
+        tx.send(Event::TaskFinished {
+            uuid: "u".into(),
+            status: TaskStatus::Finished,
+            pass_sla: true,
+        })
+        .unwrap();
+        let (open, gate) = std::sync::mpsc::channel();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Stalled {
+            gate: Some(gate),
+            out: out.clone(),
+        };
+        let bounds = Bounds {
+            lines: 4096,
+            bytes: 10_000,
+            final_wait: Duration::from_secs(30),
+        };
+        let log = tokio::spawn(write_events_within(
+            Vec::new(),
+            rx,
+            writer,
+            Warnings::stderr(),
+            bounds,
+        ));
+        // Every event taken from the stream while the reader is stuck.
+        while !tx.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        open.send(()).unwrap();
+        log.await.unwrap();
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let written = lines.iter().filter(|l| l["type"] == "log").count() as u64;
+        let missed: u64 = lines
+            .iter()
+            .filter(|l| l["type"] == "lagged")
+            .map(|l| l["missed"].as_u64().unwrap())
+            .sum();
+        assert_eq!(written + missed, events);
+        // About 10 kB of 1 kB lines were queued while the reader was stuck.
+        assert!(written <= 12, "{written} written");
+        assert_eq!(lines.last().unwrap()["type"], "task_finished");
     }
 
     #[test]

@@ -105,11 +105,14 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
                 .iter()
                 .map(|n| Event::from(n.clone()))
                 .collect();
-            tokio::spawn(crate::event_log::write_events(
-                early,
-                engine.subscribe(),
-                out,
-            ))
+            // With the TUI on screen its own warnings go to the log pane, not stderr.
+            let warnings = match config.tui {
+                true => crate::event_log::Warnings::screen(engine.events()),
+                false => crate::event_log::Warnings::stderr(),
+            };
+            let log =
+                crate::event_log::write_events(early, engine.subscribe(), out, warnings.clone());
+            (tokio::spawn(log), warnings)
         });
         let metrics_follower = metrics.as_ref().map(|m| m.follow(engine.subscribe()));
         let front = if tui {
@@ -148,9 +151,13 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
         // The TUI stays on its final screen until the user quits.
         let front = front.await;
         drop(engine);
-        if let Some(log) = event_log {
+        if let Some((log, warnings)) = event_log {
             // It ends with the task's last event (or when the engine's stream closed).
             let _ = log.await;
+            // What the TUI's log pane said, now that the terminal is back.
+            for w in warnings.kept() {
+                eprintln!("warning: {w}");
+            }
         }
         if let Some(follower) = metrics_follower {
             let _ = follower.await;
