@@ -99,7 +99,7 @@ impl Warnings {
         }
     }
 
-    fn say(&self, message: String) {
+    pub fn say(&self, message: String) {
         let Some((events, kept)) = &self.screen else {
             eprintln!("warning: {message}");
             return;

@@ -100,19 +100,20 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
         if let Some(pool) = &pool {
             engine = engine.with_controller(pool.controller.clone());
         }
+        // With the TUI on screen, late warnings go to its log pane (and to the terminal once
+        // it has left), not onto its screen.
+        let warnings = match tui {
+            true => crate::event_log::Warnings::screen(engine.events()),
+            false => crate::event_log::Warnings::stderr(),
+        };
         let event_log = outputs.events.map(|out| {
             let early = early_notices
                 .iter()
                 .map(|n| Event::from(n.clone()))
                 .collect();
-            // With the TUI on screen its own warnings go to the log pane, not stderr.
-            let warnings = match config.tui {
-                true => crate::event_log::Warnings::screen(engine.events()),
-                false => crate::event_log::Warnings::stderr(),
-            };
             let log =
                 crate::event_log::write_events(early, engine.subscribe(), out, warnings.clone());
-            (tokio::spawn(log), warnings)
+            tokio::spawn(log)
         });
         let metrics_follower = metrics.as_ref().map(|m| m.follow(engine.subscribe()));
         let front = if tui {
@@ -135,29 +136,28 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
         };
         // After the front end has subscribed, so that no notice is lost.
         tokio::spawn(forward_notices(notice_rx, engine.events(), tui));
-        tokio::spawn(stop_on_signals(&engine, tui));
+        let signals = tokio::spawn(stop_on_signals(&engine, tui));
         let outcome = engine.run().await;
+        // A signal from now on (the linger's) is not a stop of a run that is over.
+        signals.abort();
         let ended = tokio::time::Instant::now();
         if let Some(pool) = pool {
             let killed = pool.end().await;
             if !killed.is_empty() {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "warning: agents {} did not exit and were killed",
-                    killed.join(", ")
-                );
+                let killed = killed.join(", ");
+                warnings.say(format!("agents {killed} did not exit and were killed"));
             }
         }
         // The TUI stays on its final screen until the user quits.
         let front = front.await;
         drop(engine);
-        if let Some((log, warnings)) = event_log {
+        if let Some(log) = event_log {
             // It ends with the task's last event (or when the engine's stream closed).
             let _ = log.await;
-            // What the TUI's log pane said, now that the terminal is back.
-            for w in warnings.kept() {
-                eprintln!("warning: {w}");
-            }
+        }
+        // What the TUI's log pane said late, now that the terminal is back.
+        for w in warnings.kept() {
+            eprintln!("warning: {w}");
         }
         if let Some(follower) = metrics_follower {
             let _ = follower.await;
@@ -178,7 +178,7 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
         if let Some(metrics) = metrics {
             // The last scrapes see the end; a signal cuts the wait short.
             let left = config.metrics_linger.saturating_sub(ended.elapsed());
-            if !tui && !left.is_zero() {
+            if !left.is_zero() {
                 eprintln!(
                     "Metrics: serving /metrics {:.0} s more (--metrics-linger)",
                     left.as_secs_f64()
@@ -359,9 +359,12 @@ impl Agents<'_> {
             sla_interval: config.sla_interval,
             ..ControllerOptions::default()
         };
-        if !config.tui {
-            eprintln!("Starting {}", self.describe());
-        }
+        // In both modes (before the TUI owns the screen): registering can take a while.
+        eprintln!("Starting {}", self.describe());
+        eprintln!(
+            "Waiting for them to register (up to {:.0} s, --agent-wait)…",
+            config.agent_wait.as_secs_f64()
+        );
         let start = Pool::start(
             self.count,
             source,
