@@ -463,3 +463,72 @@ fn a_bad_metrics_address_or_a_port_in_use_is_a_usage_error() {
         }
     );
 }
+
+/// Ctrl-C during the linger only cuts the linger short: the run is over, so nothing says it
+/// is stopping, and the exit code is the run's.
+#[test]
+fn ctrl_c_during_the_linger_ends_it_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tasks.db");
+    let t = failing_task(dir.path());
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = KillOnDrop(
+        support::rally(&[
+            "--db",
+            db.to_str().unwrap(),
+            "run",
+            &t,
+            "--no-tui",
+            "--metrics-listen",
+            &listen,
+            "--metrics-linger",
+            "120",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rally-tui runs"),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no linger notice: {seen:?}"));
+        let done = line.contains("--metrics-linger");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let interrupted = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.0.wait().unwrap();
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(10),
+        "the linger went on for {:?}",
+        interrupted.elapsed()
+    );
+    seen.extend(rx.try_iter());
+    assert_eq!(status.code(), Some(0), "{seen:?}");
+    assert!(
+        !seen.iter().any(|l| l.contains("Stopping")),
+        "a stop was announced after the run: {seen:?}"
+    );
+}
