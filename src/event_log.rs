@@ -201,9 +201,11 @@ pub async fn write_events_within(
             Err(broadcast::error::RecvError::Closed) => break,
         }
     }
-    // Without its sender the writer ends after the queued lines.
-    drop(queued);
-    let _ = finished.await;
+    // The stream closed without the task's end (or the writer stopped): what is queued
+    // gets the same bounded wait.
+    queued
+        .finish(Vec::new(), finished, bounds.final_wait, &warnings)
+        .await;
 }
 
 /// Lines and bytes queued and not yet written: the sender adds, the writer takes off what
@@ -314,6 +316,7 @@ impl Queued {
             permit.send(text);
             unsent -= 1;
         }
+        // Without its sender the writer ends after the queued lines.
         drop(self.lines);
         if unsent == 0 && tokio::time::timeout_at(deadline, finished).await.is_ok() {
             return;
@@ -458,6 +461,37 @@ mod tests {
         assert!((2..=bounds.lines + 3).contains(&lost), "{message}");
         assert!(message.contains("not written"), "{message}");
         assert_eq!(warnings.kept(), [message], "kept for after the TUI");
+        open.send(()).unwrap();
+    }
+
+    /// A stream that closes without the task's end (a crash) waits for a stuck reader no
+    /// longer than the end does.
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_stream_waits_for_a_stuck_reader_no_longer() {
+        let (tx, rx) = broadcast::channel(64);
+        for i in 0..3 {
+            tx.send(Event::Log {
+                level: "info".into(),
+                message: format!("event {i}"),
+            })
+            .unwrap();
+        }
+        drop(tx);
+        let (open, gate) = std::sync::mpsc::channel();
+        let writer = Stalled {
+            gate: Some(gate),
+            out: Default::default(),
+        };
+        let (events, _said) = broadcast::channel(4);
+        let warnings = Warnings::screen(events);
+        let bounds = Bounds::default();
+        let started = tokio::time::Instant::now();
+        write_events_within(Vec::new(), rx, writer, warnings.clone(), bounds).await;
+        assert!(started.elapsed() >= bounds.final_wait);
+        assert_eq!(
+            warnings.kept(),
+            ["--events: the reader did not keep up: the last 3 lines were not written"]
+        );
         open.send(()).unwrap();
     }
 
