@@ -444,7 +444,7 @@ async fn forward_notices(
 ) {
     while let Some(n) = notices.recv().await {
         if tui {
-            match n.level() {
+            match n.level {
                 Level::Error => tracing::error!("{}", n.message),
                 Level::Warning => tracing::warn!("{}", n.message),
                 Level::Info => tracing::info!("{}", n.message),

@@ -17,7 +17,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -170,6 +172,7 @@ enum Command {
     },
 }
 
+use crate::events::Level;
 pub use crate::events::Notice;
 
 /// Handle to the controller task.
@@ -487,7 +490,7 @@ struct State {
 
 impl State {
     /// Front ends show notices (the headless printer prints them, the TUI logs them).
-    fn notice(&self, level: &'static str, message: String) {
+    fn notice(&self, level: Level, message: String) {
         let _ = self.notices.send(Notice { level, message });
     }
 
@@ -609,7 +612,10 @@ impl State {
                 }
             }
             HubEvent::Rejected { peer, reason } => {
-                self.notice("warning", format!("refused a frame from {peer}: {reason}"));
+                self.notice(
+                    Level::Warning,
+                    format!("refused a frame from {peer}: {reason}"),
+                );
             }
             HubEvent::Control { conn, message } => {
                 let Some(&i) = self.by_conn.get(&conn) else {
@@ -650,7 +656,7 @@ impl State {
                     register.name, holder.host, holder.pid
                 );
                 self.notice(
-                    "warning",
+                    Level::Warning,
                     format!(
                         "refused agent {} from {} (pid {}): the name is taken by the agent on {} (pid {})",
                         register.name, register.host, register.pid, holder.host, holder.pid
@@ -672,7 +678,7 @@ impl State {
         };
         self.hub.send(conn, &welcome);
         self.notice(
-            "info",
+            Level::Info,
             format!(
                 "agent {} registered from {} ({peer}, {} cores, pid {}, version {}){}",
                 register.name,
@@ -743,7 +749,7 @@ impl State {
         }
         if !agent.cached.is_empty() {
             self.notice(
-                "warning",
+                Level::Warning,
                 format!(
                     "agent {} holds {} chunks of other runs; they stay in its cache",
                     agent.name,
@@ -782,7 +788,7 @@ impl State {
                         "agent {name} is back (lost at {lost_at:.1} s), but every slot of the \
                          workload's concurrency is taken: it stays idle until the next workload"
                     );
-                    self.notice("info", message);
+                    self.notice(Level::Info, message);
                     return;
                 }
             },
@@ -834,7 +840,7 @@ impl State {
                 active.outcome.reshares.push(reshare);
             }
         }
-        self.notice("info", message);
+        self.notice(Level::Info, message);
     }
 
     /// Tells each live member its share now (and, for `rps`, how much to hold queued: its
@@ -906,7 +912,7 @@ impl State {
                 if self.is_member(i, workload) {
                     let name = self.agents[i].name.clone();
                     self.notice(
-                        "error",
+                        Level::Error,
                         format!("agent {name} could not run workload {workload}: {error}"),
                     );
                     self.lose(i, &format!("workload failed to start: {error}"));
@@ -932,10 +938,13 @@ impl State {
         if report.paused.as_ref() != was_paused {
             let (level, message) = match &report.paused {
                 Some(why) => (
-                    "warning",
+                    Level::Warning,
                     format!("agent {} paused its load: {why}", agent.name),
                 ),
-                None => ("info", format!("agent {} resumed its load", agent.name)),
+                None => (
+                    Level::Info,
+                    format!("agent {} resumed its load", agent.name),
+                ),
             };
             self.notice(level, message);
         }
@@ -997,7 +1006,7 @@ impl State {
                     .push(format!("chunk {id} of agent {}: {reason}", agent.name));
                 let msg = format!("agent {} cannot deliver chunk {id}: {reason}", agent.name);
                 let _ = self.notices.send(Notice {
-                    level: "error",
+                    level: Level::Error,
                     message: msg,
                 });
             }
@@ -1300,7 +1309,7 @@ impl State {
             }
         }
         let _ = self.registered.send(self.live_count());
-        self.notice("warning", message);
+        self.notice(Level::Warning, message);
         self.serve_waiting();
     }
 
@@ -1319,7 +1328,7 @@ impl State {
         let members: Vec<usize> = live.into_iter().take(assignment.agents.max(1)).collect();
         if members.len() < assignment.agents {
             self.notice(
-                "warning",
+                Level::Warning,
                 format!(
                     "workload {} asked for {} agents; {} are alive",
                     assignment.workload,
