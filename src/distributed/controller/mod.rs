@@ -27,6 +27,8 @@ mod core;
 mod delivery;
 mod reshare;
 mod serve;
+#[cfg(test)]
+mod tests;
 mod workload;
 
 use std::sync::Arc;
