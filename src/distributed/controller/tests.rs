@@ -9,7 +9,7 @@ use tokio::time::advance;
 
 use super::core::{Action, Core};
 use super::workload::Begin;
-use super::{Assignment, ControllerOptions};
+use super::{Assignment, ControllerError, ControllerOptions};
 use crate::chunk::cache::{ChunkKey, ChunkMeta};
 use crate::chunk::{Chunk, IterationRecord, codec};
 use crate::distributed::plan::Lease;
@@ -27,29 +27,30 @@ fn options() -> ControllerOptions {
     }
 }
 
-fn assignment(agents: usize, concurrency: u64) -> Assignment {
-    Assignment {
-        run: RUN.into(),
-        workload: WORKLOAD,
-        scenario: "Dummy.dummy".into(),
-        args: json!({}),
-        inner: RunnerSpec::Constant {
-            times: 100,
-            concurrency,
-            timeout: None,
-        },
-        agents,
-        sla: Map::new(),
-    }
-}
-
-fn begin(core: &mut Core, agents: usize, concurrency: u64) {
+/// `constant` with `times` iterations, `concurrency` of them at once, on `agents` agents.
+fn begin_times(core: &mut Core, agents: usize, times: u64, concurrency: u64) {
     core.begin(Begin {
-        assignment: assignment(agents, concurrency),
+        assignment: Assignment {
+            run: RUN.into(),
+            workload: WORKLOAD,
+            scenario: "Dummy.dummy".into(),
+            args: json!({}),
+            inner: RunnerSpec::Constant {
+                times,
+                concurrency,
+                timeout: None,
+            },
+            agents,
+            sla: Map::new(),
+        },
         live: false,
         listens: false,
         tracks_commits: true,
     });
+}
+
+fn begin(core: &mut Core, agents: usize, concurrency: u64) {
+    begin_times(core, agents, 100, concurrency);
 }
 
 /// Agent `name` (its cache `cache`) registers on session `conn`, its results channel ready.
@@ -448,4 +449,157 @@ async fn shares_move_to_the_others_on_a_loss_and_back_on_a_return() {
     assert!(active.outcome.lost.is_empty());
     assert_eq!(active.outcome.returned.len(), 1);
     assert_eq!(active.outcome.reshares.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_workload_finishes_once_storage_has_committed_everything() {
+    let mut core = Core::new(options(), 5556);
+    register(&mut core, 1, "a", "cache-a", vec![]);
+    begin_times(&mut core, 1, 3, 1);
+    control(
+        &mut core,
+        1,
+        ToController::NeedWork {
+            workload: WORKLOAD,
+            want: 10,
+        },
+    );
+    let given = leases(&core.take_actions());
+    assert_eq!(given.len(), 1);
+    let lease = given[0].1.clone();
+    assert_eq!(lease.iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    control(&mut core, 1, report(vec![meta(1)], vec![lease.id], true));
+    core.pull();
+    core.take_actions();
+    core.on_event(HubEvent::Delivery {
+        conn: 1,
+        delivery: Delivery::Chunk {
+            id: 1,
+            bytes: chunk_bytes(&[1, 2, 3]),
+        },
+    });
+    assert!(core.take_may_finish());
+    assert!(core.settle(), "done and delivered: settled");
+    let actions = core.take_actions();
+    assert!(
+        sent(&actions)
+            .iter()
+            .any(|(conn, m)| *conn == 1 && matches!(m, ToAgent::End { workload: WORKLOAD })),
+        "every number is stored: the agent is told the workload is over"
+    );
+    assert_eq!(store_all(&mut core, actions).len(), 1);
+
+    // Storage has not committed it: the workload waits (the agent still holds the chunk).
+    core.storage_committed(0);
+    core.conclude(false);
+    let actions = core.take_actions();
+    assert!(!actions.iter().any(|a| matches!(a, Action::Finish(_))));
+    assert!(core.active.is_some());
+
+    core.storage_committed(1);
+    core.conclude(false);
+    let actions = core.take_actions();
+    assert_eq!(stored(&actions), vec![(1, vec![1])]);
+    let outcome = actions
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Finish(outcome) => Some(outcome),
+            _ => None,
+        })
+        .expect("the workload is over");
+    assert_eq!(outcome.agents, vec!["a".to_string()]);
+    assert!(outcome.error.is_none() && outcome.lost.is_empty() && outcome.missing.is_empty());
+    assert!(core.active.is_none());
+    assert_eq!(core.agents[0].state, InstanceState::Done);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_is_answered_when_enough_agents_came_or_its_time_is_up() {
+    let mut core = Core::new(options(), 5556);
+    let two = core.wait_for(2, Duration::from_secs(5));
+    let three = core.wait_for(3, Duration::from_secs(5));
+    register(&mut core, 1, "a", "cache-a", vec![]);
+    assert!(
+        !core
+            .take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Answer { .. }))
+    );
+    advance(Duration::from_secs(1)).await;
+    register(&mut core, 2, "b", "cache-b", vec![]);
+    let answers: Vec<(u64, bool)> = core
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Answer { waiter, result } => Some((waiter, result.is_ok())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, vec![(two, true)]);
+
+    advance(Duration::from_millis(3999)).await;
+    heard(&mut core, 1);
+    heard(&mut core, 2);
+    core.housekeeping();
+    assert!(
+        !core
+            .take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Answer { .. }))
+    );
+    advance(Duration::from_millis(1)).await;
+    heard(&mut core, 1);
+    heard(&mut core, 2);
+    core.housekeeping();
+    let answers: Vec<_> = core
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Answer { waiter, result } => Some((waiter, result)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].0, three);
+    assert!(matches!(
+        answers[0].1,
+        Err(ControllerError::TooFewAgents {
+            came: 2,
+            wanted: 3,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_process_under_a_live_agents_name_is_refused() {
+    let mut core = Core::new(options(), 5556);
+    register(&mut core, 1, "a", "cache-a", vec![]);
+    core.take_actions();
+    register(&mut core, 2, "a", "cache-other", vec![]);
+    let actions = core.take_actions();
+    assert!(actions.iter().any(
+        |a| matches!(a, Action::Refuse { conn: 2, reason } if reason.contains("already registered"))
+    ));
+    assert!(sent(&actions).is_empty(), "no welcome");
+    assert!(closed(&actions).is_empty(), "the holder keeps its session");
+    assert_eq!(core.live_count(), 1);
+    assert_eq!(core.agents.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pull_that_could_not_be_queued_is_not_in_flight() {
+    let mut core = Core::new(options(), 5556);
+    register(&mut core, 1, "a", "cache-a", vec![]);
+    begin(&mut core, 1, 1);
+    control(&mut core, 1, report(vec![meta(1), meta(2)], vec![], false));
+    core.pull();
+    assert_eq!(core.agents[0].in_flight.len(), 2);
+    core.pull_failed(0, &[1, 2]);
+    assert!(core.agents[0].in_flight.is_empty());
+    // No chunk is waited for any more, so none can make the agent lost.
+    advance(Duration::from_secs(120)).await;
+    heard(&mut core, 1);
+    core.housekeeping();
+    assert_eq!(core.live_count(), 1);
 }
