@@ -15,12 +15,12 @@
 //! * ends the workload when every number is stored (or the stop is through) and every live
 //!   agent has reported done and delivered everything.
 //!
-//! Logic apart from I/O: [`core::Core`] is the state machine (events in, [`core::Action`]s
-//! out), with no socket, channel or timer; [`serve`] is the task that moves bytes between it
-//! and the hub, the engine and the clock. The core's parts follow the data flow: [`agents`]
-//! (the table: registration, liveness, loss), [`workload`] (one workload: begin, leases,
-//! reports, the end), [`delivery`] (chunks: pull, merge, storage, confirm) and [`reshare`]
-//! (the concurrency's shares as agents are lost and come back).
+//! Logic apart from I/O: `core::Core` is the state machine (events in, `core::Action`s
+//! out), with no socket, channel or timer; `serve` is the task that moves bytes between it
+//! and the hub, the engine and the clock. The core's parts follow the data flow: `agents`
+//! (the table: registration, liveness, loss), `workload` (one workload: begin, leases,
+//! reports, the end), `delivery` (chunks: pull, merge, storage, confirm) and `reshare` (the
+//! concurrency's shares as agents are lost and come back).
 
 mod agents;
 mod core;

@@ -106,10 +106,10 @@ impl Serve {
             }
             self.carry_out().await;
             self.core.pull();
-            // Also confirms to agents what storage has committed since (the housekeeping
-            // tick makes sure that happens within 50 ms when nothing else is going on).
             self.core.release();
             self.carry_out().await;
+            // Confirm to agents what storage has committed since (the housekeeping tick makes
+            // sure that happens within 50 ms when nothing else is going on).
             self.storage_progress();
             self.core.confirm();
             if self.core.take_may_finish() && self.core.settle() {
