@@ -448,6 +448,10 @@ pub struct WorkloadReport {
     /// Connections opened and reused, for scenarios that open any (HTTP).
     #[serde(default)]
     pub connections: Option<crate::stats::ConnectionCounts>,
+    /// The runner could not run the workload to its end (a distributed one whose agents
+    /// were all lost, or none was alive): a failure of the run (exit 1), not of its SLA.
+    #[serde(default)]
+    pub runner_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
