@@ -6,9 +6,32 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::hook::HookResult;
-use crate::runner::{InstanceState, InstanceStatus};
+use crate::runner::InstanceStatus;
 use crate::sla::CriterionStatus;
 use crate::stats::{ErrorCount, StatsTable};
+
+/// How one runner instance (an agent) is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    Connecting,
+    Running,
+    Stopping,
+    Done,
+    Lost,
+}
+
+impl InstanceState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InstanceState::Connecting => "connecting",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Done => "done",
+            InstanceState::Lost => "lost",
+        }
+    }
+}
 
 /// How much a log line matters: the headless printer prints it before the message, the TUI
 /// colours its log pane by it, `--events` writes it as a lowercase word.
@@ -415,6 +438,10 @@ pub struct WorkloadReport {
     /// Connections opened and reused, for scenarios that open any (HTTP).
     #[serde(default)]
     pub connections: Option<crate::stats::ConnectionCounts>,
+    /// The runner could not run the workload to its end (a distributed one whose agents
+    /// were all lost, or none was alive): a failure of the run (exit 1), not of its SLA.
+    #[serde(default)]
+    pub runner_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,7 +55,7 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
                 let alive = a
                     .agents
                     .iter()
-                    .filter(|r| r.state != crate::runner::InstanceState::Lost)
+                    .filter(|r| r.state != crate::events::InstanceState::Lost)
                     .count();
                 agents = Some((alive, a.agents.len()));
                 continue;

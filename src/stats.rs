@@ -138,6 +138,10 @@ struct ActionRow {
     /// How many times the action ran within the iterations this row counts (Rally shows
     /// `name (xN)` when more than once).
     per_iteration: u32,
+    /// The earliest start of an iteration it counts. Rally orders rows by first appearance
+    /// in its iterations sorted by timestamp; chunks reach us in another order (agents,
+    /// slots), so the table sorts siblings by this, not by when we made the row.
+    first: f64,
 }
 
 /// One iteration's runs of one action name under one parent group.
@@ -294,6 +298,7 @@ impl WorkloadStats {
             children: Vec::new(),
             metric: Metric::default(),
             per_iteration,
+            first: f64::INFINITY,
         });
         match parent {
             Some(p) => self.rows[p].children.push(i),
@@ -346,7 +351,9 @@ impl WorkloadStats {
             let parent_row = p.parent.map(|pg| self.pending[pg].row);
             let row = self.row_for(parent_row, p.name, p.count);
             self.pending[g].row = row;
-            self.rows[row].metric.add(p.sum, !p.failed);
+            let row = &mut self.rows[row];
+            row.metric.add(p.sum, !p.failed);
+            row.first = row.first.min(r.timestamp);
         }
     }
 
@@ -401,16 +408,28 @@ impl WorkloadStats {
             self.idle.row("idle_duration".into()),
         ];
         StatsTable {
-            atomics: self.roots.iter().map(|&i| self.action_row(i)).collect(),
+            atomics: self
+                .in_rallys_order(&self.roots)
+                .into_iter()
+                .map(|i| self.action_row(i))
+                .collect(),
             total,
         }
     }
 
     /// The top-level atomic actions' rows, by the names the table gives them.
     pub fn top_level_actions(&self) -> impl Iterator<Item = (String, &Metric)> {
-        self.roots
-            .iter()
-            .map(|&i| (self.row_name(i), &self.rows[i].metric))
+        self.in_rallys_order(&self.roots)
+            .into_iter()
+            .map(|i| (self.row_name(i), &self.rows[i].metric))
+    }
+
+    /// Sibling rows by the earliest iteration each counts (a stable sort: rows first seen in
+    /// the same iteration keep that iteration's order of actions, as in Rally).
+    fn in_rallys_order(&self, rows: &[usize]) -> Vec<usize> {
+        let mut rows = rows.to_vec();
+        rows.sort_by(|&a, &b| self.rows[a].first.total_cmp(&self.rows[b].first));
+        rows
     }
 
     fn row_name(&self, i: usize) -> String {
@@ -429,7 +448,11 @@ impl WorkloadStats {
     fn action_row(&self, i: usize) -> StatsRow {
         let row = &self.rows[i];
         let mut out = row.metric.row(self.row_name(i));
-        out.children = row.children.iter().map(|&c| self.action_row(c)).collect();
+        out.children = self
+            .in_rallys_order(&row.children)
+            .into_iter()
+            .map(|c| self.action_row(c))
+            .collect();
         out
     }
 }
@@ -483,6 +506,44 @@ mod tests {
         assert_eq!(t.atomics[0].children[0].name, "bar (x2)");
         assert_eq!(t.total.count, 1);
         assert_eq!(t.total.children[0].name, "duration");
+    }
+
+    /// Rows come in the order of the iterations' timestamps, as Rally sorts them, not in the
+    /// order chunks arrived: a later chunk holding an earlier iteration puts its row first.
+    #[test]
+    fn rows_follow_iteration_timestamps_not_arrival() {
+        let names: std::sync::Arc<[String]> = vec!["foo".to_string(), "bar".to_string()].into();
+        let mut s = WorkloadStats::new(names);
+        let mut late = record(1.0, false, 0..2);
+        late.timestamp = 200.0;
+        let mut early = record(1.0, false, 0..1);
+        early.timestamp = 100.0;
+        // Arrives first, starts later.
+        s.add(&late, &[span(0, 0, 0.0, 0.5), span(0, 0, 0.5, 1.0)]);
+        s.add(&early, &[span(0, 0, 0.0, 1.0)]);
+        let children =
+            |t: &StatsTable| t.atomics.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        assert_eq!(children(&s.table()), ["foo", "foo (x2)"]);
+        let top: Vec<String> = s.top_level_actions().map(|(n, _)| n).collect();
+        assert_eq!(top, ["foo", "foo (x2)"]);
+        // Nested rows too.
+        let mut s = WorkloadStats::new(vec!["foo".to_string(), "bar".to_string()].into());
+        s.add(
+            &late,
+            &[
+                span(0, 0, 0.0, 1.0),
+                span(1, 1, 0.0, 0.5),
+                span(1, 1, 0.5, 1.0),
+            ],
+        );
+        s.add(&early, &[span(0, 0, 0.0, 1.0), span(1, 1, 0.0, 1.0)]);
+        let t = s.table();
+        let nested: Vec<String> = t.atomics[0]
+            .children
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        assert_eq!(nested, ["bar", "bar (x2)"]);
     }
 
     #[test]

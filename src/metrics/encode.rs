@@ -16,7 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::state::{RunMetrics, RunState, WorkloadMetrics};
 use crate::events::DurationBuckets;
-use crate::runner::InstanceState;
+use crate::events::InstanceState;
 
 /// Every family's name starts with this.
 pub const PREFIX: &str = "rally_tui";

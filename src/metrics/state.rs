@@ -9,10 +9,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::events::InstanceState;
 use crate::events::{
     AgentRow, DurationBuckets, Event, Figures, SlaSnapshot, SourceDetail, WorkloadInfo,
 };
-use crate::runner::InstanceState;
 use crate::sla::CriterionStatus;
 
 /// Agents that get series of their own, per workload: the first this many by name (among

@@ -433,28 +433,7 @@ pub struct RunJob {
     pub in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// How one runner instance (an agent) is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InstanceState {
-    Connecting,
-    Running,
-    Stopping,
-    Done,
-    Lost,
-}
-
-impl InstanceState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            InstanceState::Connecting => "connecting",
-            InstanceState::Running => "running",
-            InstanceState::Stopping => "stopping",
-            InstanceState::Done => "done",
-            InstanceState::Lost => "lost",
-        }
-    }
-}
+pub use crate::events::InstanceState;
 
 /// A runner instance's live account, as its agent last reported it.
 #[derive(Debug, Clone)]

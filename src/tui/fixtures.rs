@@ -1,7 +1,7 @@
 //! Event fixtures shared by the state and render tests.
 
+use crate::events::InstanceState;
 use crate::events::{AgentRow, AgentsSnapshot, Event, Figures, Progress, WorkloadInfo};
-use crate::runner::InstanceState;
 
 pub fn info(index: usize, count: usize, total: Option<u64>) -> WorkloadInfo {
     WorkloadInfo {

@@ -11,8 +11,8 @@ use super::fixtures::{agent_row, agents, figures, info, progress, started};
 use super::render::draw;
 use super::state::{TuiState, View};
 use super::theme::{BUILTIN, Theme};
+use crate::events::InstanceState;
 use crate::events::{DistributedSummary, Event, Figures, SlaSnapshot, TaskStatus, WorkloadReport};
-use crate::runner::InstanceState;
 use crate::sla::CriterionStatus;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
@@ -291,6 +291,7 @@ fn report(s: &TuiState, aborted: bool) -> WorkloadReport {
     }
     WorkloadReport {
         connections: None,
+        runner_error: None,
         info: info(0, 2, Some(6000)),
         stats: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
         pass_sla: sla.iter().all(|r| r.success),

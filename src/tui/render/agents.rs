@@ -8,7 +8,7 @@ use ratatui::widgets::{Cell, Row, Sparkline, Table};
 
 use super::block;
 use super::format::{count, num, secs, short_age, signed_dur};
-use crate::runner::InstanceState;
+use crate::events::InstanceState;
 use crate::tui::state::{Ring, SourceRow, TuiState};
 use crate::tui::theme::Palette;
 

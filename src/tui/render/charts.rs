@@ -11,7 +11,7 @@ use ratatui::widgets::{Axis, Chart, Dataset, GraphType};
 use super::format::{clock, dur, num, pct};
 use super::sla::{FAILURE_CRITERION, LATENCY_CRITERIA, short_criterion};
 use super::{aggregate_name, block};
-use crate::runner::InstanceState;
+use crate::events::InstanceState;
 use crate::sla::CriterionStatus;
 use crate::tui::state::{History, Ring, SourceRow, TuiState, View};
 use crate::tui::theme::Palette;

@@ -3,9 +3,9 @@
 
 use super::history::History;
 use super::{PSEUDO_ROWS, Phase, TuiState};
+use crate::events::InstanceState;
 use crate::events::Level;
 use crate::events::{LiveStatistics, TaskStatus, WorkloadReport};
-use crate::runner::InstanceState;
 use crate::sla::{ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionStatus, SOMETHING_WENT_WRONG};
 
 /// Finished workloads whose charts are kept for the workload list (about 40 KB each).

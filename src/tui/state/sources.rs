@@ -3,8 +3,8 @@
 
 use super::TuiState;
 use super::history::History;
+use crate::events::InstanceState;
 use crate::events::{AgentRow, AgentsSnapshot, Figures};
-use crate::runner::InstanceState;
 use crate::sla::CriterionStatus;
 
 /// Most sources tracked: far above the 100 agents SPEC §7 asks for, but a cap, so a stream

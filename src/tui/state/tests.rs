@@ -3,8 +3,8 @@
 use crossterm::event::KeyCode;
 
 use super::*;
+use crate::events::InstanceState;
 use crate::events::{SlaSnapshot, TaskStatus};
-use crate::runner::InstanceState;
 use crate::tui::fixtures::{agent_row, agents, figures, info, progress, started};
 
 fn row(name: &str, success: bool, value: f64, limit: f64) -> CriterionStatus {
@@ -272,6 +272,7 @@ fn workload_end_settles_agent_states() {
     };
     let report = WorkloadReport {
         connections: None,
+        runner_error: None,
         info: info(0, 1, None),
         stats: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
         sla: vec![crate::sla::aborted_manually()],
