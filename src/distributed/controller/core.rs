@@ -16,8 +16,8 @@ use crate::chunk::Chunk;
 use crate::clock::unix_now;
 use crate::distributed::plan::Lease;
 use crate::distributed::protocol::{ToAgent, ToController};
-use crate::events::{Level, Notice};
-use crate::runner::{InstanceState, InstanceStatus};
+use crate::events::{InstanceState, Level, Notice};
+use crate::runner::InstanceStatus;
 use crate::transport::hub::{ConnId, HubEvent};
 
 /// What the core asks of the world, in the order it must happen.

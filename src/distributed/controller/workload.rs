@@ -15,8 +15,7 @@ use crate::chunk::merge::{ChunkMerger, IterationSet};
 use crate::distributed::plan::{AgentId, LeasePlan};
 use crate::distributed::protocol::{AgentReport, ToAgent};
 use crate::distributed::shares::{ShareOf, Shares, split_concurrency};
-use crate::events::Level;
-use crate::runner::InstanceState;
+use crate::events::{InstanceState, Level};
 
 /// Records held back to put chunks from all agents in time order.
 const MERGE_BUFFER: usize = 200_000;
