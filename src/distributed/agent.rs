@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::protocol::{
     AgentReport, Delivery, Pull, Register, ToAgent, ToController, WorkloadOrder,
 };
+use super::wire::link::{Inbound, Link, LinkError, LinkSender};
 use crate::chunk::cache::{ChunkCache, ChunkKey, ChunkMeta};
 use crate::chunk::{Chunk, ChunkLimits};
 use crate::clock::{Clock, unix_now};
@@ -27,7 +28,6 @@ use crate::sla::histogram::DurationHistogram;
 use crate::sla::{IterationSample, SlaChecker};
 use crate::task::node::Node;
 use crate::transport::bounds;
-use crate::transport::link::{Inbound, Link, LinkError, LinkSender};
 use crate::transport::token::{Token, hex};
 
 #[derive(Debug, Clone)]

@@ -28,6 +28,7 @@ use super::protocol::{
     AgentReport, Delivery, Pull, Register, ToAgent, ToController, WorkloadOrder,
 };
 use super::shares::{Reshare, ReshareCause, ShareMove, ShareOf, Shares, split_concurrency};
+use super::wire::hub::{ConnId, Hub, HubEvent, Inbound, TransportError};
 use crate::chunk::cache::ChunkMeta;
 use crate::chunk::merge::{ChunkMerger, IterationSet, SourceId, retain_new, shift_clock};
 use crate::chunk::{Chunk, codec};
@@ -36,7 +37,6 @@ use crate::runner::{
     InstanceState, InstanceStatus, IterationListener, RunFuture, RunJob, Runner, RunnerError,
     RunnerSpec,
 };
-use crate::transport::hub::{ConnId, Hub, HubEvent, Inbound, TransportError};
 use crate::transport::token::Token;
 
 #[derive(Debug, Clone)]

@@ -11,3 +11,4 @@ pub mod pool;
 pub mod protocol;
 pub mod shares;
 pub mod spawn;
+pub mod wire;

@@ -18,6 +18,7 @@
 //! be declared lost by the heartbeat check), never the controller's loop or memory.
 
 use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,13 +35,11 @@ use zeromq::{
 
 use super::admission::{Admission, Bounds, Evict};
 use super::bounds;
+use super::handshake::{ATTACH, CHALLENGE, Hello, REFUSE};
+use super::message::{Message, Protocol};
 use super::ratelimit::LogLimiter;
 use super::seal::{self, Direction, Opener, Sealer};
 use super::token::{Token, hex};
-use crate::distributed::protocol::{
-    self, ATTACH, CHALLENGE, Delivery, Hello, PROTOCOL_VERSION, Pull, REFUSE, Register, ToAgent,
-    ToController,
-};
 
 /// One agent connection (a session); a reconnecting agent gets a new one.
 pub type ConnId = u64;
@@ -55,21 +54,21 @@ pub const COMPLAINT_WINDOW: Duration = Duration::from_secs(10);
 const SWEEP: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
-pub enum HubEvent {
+pub enum HubEvent<P: Protocol> {
     Registered {
         conn: ConnId,
-        register: Box<Register>,
+        register: Box<P::Register>,
         /// For the welcome: the results channel's ATTACH token.
         session: String,
         peer: String,
     },
     Control {
         conn: ConnId,
-        message: ToController,
+        message: P::Up,
     },
     Delivery {
         conn: ConnId,
-        delivery: Delivery,
+        delivery: P::Delivery,
     },
     /// The session's results connection is attached.
     ResultsReady {
@@ -85,8 +84,8 @@ pub enum HubEvent {
 /// A hub event and the share of [`bounds::INBOUND_BUDGET`] its message holds, given back when
 /// the controller has handled it (drops it).
 #[derive(Debug)]
-pub struct Inbound {
-    pub event: HubEvent,
+pub struct Inbound<P: Protocol> {
+    pub event: HubEvent<P>,
     _credit: Option<OwnedSemaphorePermit>,
 }
 
@@ -143,7 +142,7 @@ impl Ports {
     }
 }
 
-struct State {
+struct State<P> {
     next_conn: ConnId,
     /// By control routing id.
     sessions: HashMap<Bytes, Session>,
@@ -156,10 +155,11 @@ struct State {
     /// Remote address of each connected peer (from the socket monitors), for the log.
     addresses: HashMap<Bytes, IpAddr>,
     complaints: LogLimiter,
+    protocol: PhantomData<fn() -> P>,
 }
 
-impl State {
-    fn new() -> State {
+impl<P: Protocol> State<P> {
+    fn new() -> State<P> {
         State {
             next_conn: 0,
             sessions: HashMap::new(),
@@ -175,6 +175,7 @@ impl State {
             }),
             addresses: HashMap::new(),
             complaints: LogLimiter::new(COMPLAINT_WINDOW),
+            protocol: PhantomData,
         }
     }
 
@@ -204,7 +205,7 @@ impl State {
 
     /// A connection was seen on `port` (announced, or by a message): admission tracks it
     /// until it authenticates.
-    fn seen(&mut self, ports: &Ports, port: Port, id: &Bytes, now: Instant) -> Vec<HubEvent> {
+    fn seen(&mut self, ports: &Ports, port: Port, id: &Bytes, now: Instant) -> Vec<HubEvent<P>> {
         let authenticated = self.authenticated(port, id);
         let evicted = self
             .admission
@@ -215,7 +216,7 @@ impl State {
     /// A rejection for the log, unless this offender has already been logged within the
     /// window (then it is only counted). An authenticated connection is its own offender; a
     /// stranger is its address, since a flood comes with ever new identities.
-    fn complain(&mut self, id: &[u8], reason: impl Into<String>) -> Vec<HubEvent> {
+    fn complain(&mut self, id: &[u8], reason: impl Into<String>) -> Vec<HubEvent<P>> {
         let reason = reason.into();
         let address = self.addresses.get(id).copied();
         let id_bytes = Bytes::copy_from_slice(id);
@@ -236,7 +237,7 @@ impl State {
     }
 
     /// Drops what admission evicted; the reasons go to the log.
-    fn evict(&mut self, ports: &Ports, evicted: Vec<Evict>) -> Vec<HubEvent> {
+    fn evict(&mut self, ports: &Ports, evicted: Vec<Evict>) -> Vec<HubEvent<P>> {
         let mut events = Vec::new();
         for e in evicted {
             let (port, id) = split_admission_key(&e.peer);
@@ -276,8 +277,8 @@ fn describe(id: &[u8], address: Option<IpAddr>) -> String {
     }
 }
 
-pub struct Hub {
-    state: Arc<Mutex<State>>,
+pub struct Hub<P: Protocol> {
+    state: Arc<Mutex<State<P>>>,
     /// The control socket's writer, for refusals in the clear.
     control_out: mpsc::Sender<ZmqMessage>,
     pub control_port: u16,
@@ -285,7 +286,7 @@ pub struct Hub {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for Hub {
+impl<P: Protocol> Drop for Hub<P> {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
@@ -340,13 +341,13 @@ async fn bind(endpoint: &str, before_auth: usize) -> Result<(RouterSocket, u16),
     Ok((socket, port_of(&bound)))
 }
 
-impl Hub {
+impl<P: Protocol> Hub<P> {
     /// Listens on `endpoint` (`tcp://HOST:PORT`, port 0 for any) for control, and on the next
     /// port (or any, with port 0) for results.
     pub async fn bind(
         endpoint: &str,
         token: Token,
-    ) -> Result<(Hub, mpsc::Receiver<Inbound>), TransportError> {
+    ) -> Result<(Hub<P>, mpsc::Receiver<Inbound<P>>), TransportError> {
         let (host, port) = split_endpoint(endpoint)?;
         let (mut control, control_port) = bind(endpoint, bounds::CONTROL_BEFORE_AUTH).await?;
         let results_endpoint = format!(
@@ -414,13 +415,13 @@ impl Hub {
         ))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<P>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queue a control message for an agent. False when the session is gone or its outbox is
     /// full (the agent is not reading).
-    pub fn send(&self, conn: ConnId, message: &ToAgent) -> bool {
+    pub fn send(&self, conn: ConnId, message: &P::Down) -> bool {
         let state = self.lock();
         let Some(session) = state
             .by_conn
@@ -429,14 +430,11 @@ impl Hub {
         else {
             return false;
         };
-        session
-            .control_out
-            .try_send(protocol::encode_json(message))
-            .is_ok()
+        session.control_out.try_send(message.to_plain()).is_ok()
     }
 
     /// Ask for chunks on the results channel.
-    pub fn pull(&self, conn: ConnId, pull: &Pull) -> bool {
+    pub fn pull(&self, conn: ConnId, pull: &P::Pull) -> bool {
         let mut state = self.lock();
         let Some(session) = state
             .by_conn
@@ -449,11 +447,10 @@ impl Hub {
         let Some(out) = session.results_out.as_ref() else {
             return false;
         };
-        if out.try_send(protocol::encode_json(pull)).is_err() {
+        if out.try_send(pull.to_plain()).is_err() {
             return false;
         }
-        let Pull::Chunks { ids } = pull;
-        session.expected.extend(ids.iter().copied());
+        session.expected.extend(P::pulled(pull).iter().copied());
         true
     }
 
@@ -524,11 +521,11 @@ fn peer_name(id: &[u8]) -> String {
 /// handed to `handle`, whose verdicts go to the controller. A message's bytes count against
 /// the shared budget until the controller has handled its event; with the budget spent, this
 /// stops reading and TCP pushes back on the senders.
-async fn reader(
+async fn reader<P: Protocol>(
     mut socket: zeromq::RouterRecvHalf,
-    events: mpsc::Sender<Inbound>,
+    events: mpsc::Sender<Inbound<P>>,
     budget: Arc<Semaphore>,
-    handle: impl Fn(&Bytes, &[&[u8]]) -> Vec<HubEvent>,
+    handle: impl Fn(&Bytes, &[&[u8]]) -> Vec<HubEvent<P>>,
 ) {
     loop {
         let Ok(m) = socket.recv().await else {
@@ -566,12 +563,12 @@ async fn reader(
 
 /// Follows one socket's connections: who connected from where (for admission and the log),
 /// who left, and who was dropped by the socket for what it sent.
-async fn watch(
+async fn watch<P: Protocol>(
     mut monitor: futures::channel::mpsc::Receiver<SocketEvent>,
     port: Port,
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<State<P>>>,
     ports: Ports,
-    events: mpsc::Sender<Inbound>,
+    events: mpsc::Sender<Inbound<P>>,
 ) {
     while let Some(event) = monitor.next().await {
         let out = {
@@ -639,7 +636,7 @@ async fn watch(
 }
 
 /// Hands events that carry no message bytes to the controller; false once it is gone.
-async fn forward(events: &mpsc::Sender<Inbound>, out: Vec<HubEvent>) -> bool {
+async fn forward<P: Protocol>(events: &mpsc::Sender<Inbound<P>>, out: Vec<HubEvent<P>>) -> bool {
     for event in out {
         let inbound = Inbound {
             event,
@@ -681,7 +678,11 @@ fn held_back(mut reason: String, held: u64) -> String {
 
 /// Drops connections that did not authenticate in time, including any the monitors did not
 /// announce (their events are dropped under a flood).
-async fn sweep(state: Arc<Mutex<State>>, ports: Ports, events: mpsc::Sender<Inbound>) {
+async fn sweep<P: Protocol>(
+    state: Arc<Mutex<State<P>>>,
+    ports: Ports,
+    events: mpsc::Sender<Inbound<P>>,
+) {
     let mut tick = tokio::time::interval(SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -716,7 +717,7 @@ fn refuse(out: &mpsc::Sender<ZmqMessage>, id: &Bytes, reason: &str) {
 }
 
 /// The peer proved the token: it leaves admission and may send full-size messages.
-fn admit(st: &mut State, ports: &Ports, port: Port, id: &Bytes, limit: usize) {
+fn admit<P: Protocol>(st: &mut State<P>, ports: &Ports, port: Port, id: &Bytes, limit: usize) {
     st.admission.authenticated(&admission_key(port, id));
     if let Ok(peer) = PeerIdentity::try_from(id.clone()) {
         ports.of(port).set_max_message_size(&peer, limit);
@@ -724,14 +725,14 @@ fn admit(st: &mut State, ports: &Ports, port: Port, id: &Bytes, limit: usize) {
 }
 
 /// One control message; returns what the controller should hear about it.
-fn on_control(
-    state: &Mutex<State>,
+fn on_control<P: Protocol>(
+    state: &Mutex<State<P>>,
     token: &Token,
     out: &mpsc::Sender<ZmqMessage>,
     ports: &Ports,
     id: &Bytes,
     body: &[&[u8]],
-) -> Vec<HubEvent> {
+) -> Vec<HubEvent<P>> {
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     st.learn_address(ports, Port::Control, id);
     if let Some(session) = st.sessions.get_mut(id) {
@@ -742,7 +743,7 @@ fn on_control(
         let conn = session.conn;
         return match session.control_opener.open(frame) {
             Err(e) => st.complain(id, format!("control frame dropped: {e}")),
-            Ok(plain) => match ToController::decode(&plain) {
+            Ok(plain) => match P::Up::from_plain(&plain) {
                 Ok(message) => vec![HubEvent::Control { conn, message }],
                 Err(e) => st.complain(id, format!("control message dropped: {e}")),
             },
@@ -756,10 +757,11 @@ fn on_control(
             return events;
         }
         Some(Ok(hello)) => {
-            if hello.version != PROTOCOL_VERSION {
+            if hello.version != P::VERSION {
                 let reason = format!(
-                    "protocol version {} is not supported (this controller speaks {PROTOCOL_VERSION})",
-                    hello.version
+                    "protocol version {} is not supported (this controller speaks {})",
+                    hello.version,
+                    P::VERSION
                 );
                 refuse(out, id, &reason);
                 events.extend(st.complain(id, reason));
@@ -820,10 +822,11 @@ fn on_control(
     let register = match opener
         .open(frame)
         .map_err(|e| e.to_string())
-        .and_then(|plain| ToController::decode(&plain).map_err(|e| e.to_string()))
+        .and_then(|plain| P::Up::from_plain(&plain).map_err(|e| e.to_string()))
+        .map(P::registration)
     {
-        Ok(ToController::Register(r)) => r,
-        Ok(_) => {
+        Ok(Some(r)) => r,
+        Ok(None) => {
             refuse(out, id, "expected a registration");
             events.extend(st.complain(id, "first sealed message is not a registration"));
             return events;
@@ -883,13 +886,13 @@ fn on_control(
     events
 }
 
-fn on_results(
-    state: &Mutex<State>,
+fn on_results<P: Protocol>(
+    state: &Mutex<State<P>>,
     out: &mpsc::Sender<ZmqMessage>,
     ports: &Ports,
     id: &Bytes,
     body: &[&[u8]],
-) -> Vec<HubEvent> {
+) -> Vec<HubEvent<P>> {
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     st.learn_address(ports, Port::Results, id);
     if body.first() == Some(&ATTACH) {
@@ -932,14 +935,12 @@ fn on_results(
     let conn = session.conn;
     let delivery = match session.results_opener.open(frame) {
         Err(e) => return st.complain(id, format!("results frame dropped: {e}")),
-        Ok(plain) => match Delivery::decode(&plain) {
+        Ok(plain) => match P::Delivery::from_plain(&plain) {
             Ok(delivery) => delivery,
             Err(e) => return st.complain(id, format!("results message dropped: {e}")),
         },
     };
-    let chunk = match &delivery {
-        Delivery::Chunk { id, .. } | Delivery::Missing { id, .. } => *id,
-    };
+    let chunk = P::delivered(&delivery);
     if !session.expected.remove(&chunk) {
         return st.complain(id, format!("chunk {chunk} was delivered but not asked for"));
     }
@@ -949,20 +950,17 @@ fn on_results(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::link::{Link, LinkError};
+    use crate::transport::link::LinkError;
+    use crate::transport::testing::{Delivery, Down, Pull, Register, Test, Up};
     use zeromq::{DealerSocket, SocketOptions};
 
+    type Hub = super::Hub<Test>;
+    type HubEvent = super::HubEvent<Test>;
+    type Inbound = super::Inbound<Test>;
+    type Link = crate::transport::link::Link<Test>;
+
     fn register(name: &str) -> Register {
-        Register {
-            name: name.into(),
-            host: "test".into(),
-            cores: 1,
-            pid: 1,
-            boot: "b".into(),
-            cache: format!("{:032x}", 7),
-            version: "0".into(),
-            cached: Vec::new(),
-        }
+        Register { name: name.into() }
     }
 
     fn token(t: &str) -> Token {
@@ -1011,7 +1009,7 @@ mod tests {
         }
         // The hub is unharmed: a good agent registers next.
         let (_, link) = linked(&hub, &mut events, "good").await;
-        assert!(matches!(link.welcome, ToAgent::Welcome { .. }));
+        assert!(matches!(link.welcome, Down::Welcome { .. }));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1051,7 +1049,7 @@ mod tests {
         let agent_nonce = [7u8; 16];
         d.send(frames(
             Hello {
-                version: PROTOCOL_VERSION,
+                version: Test::VERSION,
                 nonce: agent_nonce,
             }
             .frames(),
@@ -1064,22 +1062,18 @@ mod tests {
         let keys = seal::derive(secret.as_bytes(), &controller_nonce, &agent_nonce).unwrap();
         let mut sealer = Sealer::new(&keys.to_controller, Direction::ToController);
         let reg = sealer
-            .seal(&protocol::encode_json(&ToController::Register(Box::new(
-                register("hand"),
-            ))))
+            .seal(&Up::Register(Box::new(register("hand"))).to_plain())
             .unwrap();
         d.send(ZmqMessage::from(reg)).await.unwrap();
         let conn = match next_event(&mut events).await {
             HubEvent::Registered { conn, .. } => conn,
             other => panic!("{other:?}"),
         };
-        let ping = sealer
-            .seal(&protocol::encode_json(&ToController::Ping { sent: 1.0 }))
-            .unwrap();
+        let ping = sealer.seal(&Up::Ping { sent: 1.0 }.to_plain()).unwrap();
         d.send(ZmqMessage::from(ping.clone())).await.unwrap();
         assert!(matches!(
             next_event(&mut events).await,
-            HubEvent::Control { conn: c, message: ToController::Ping { sent } } if c == conn && sent == 1.0
+            HubEvent::Control { conn: c, message: Up::Ping { sent } } if c == conn && sent == 1.0
         ));
         // The same frame again (a replay), a forged frame (one bit flipped) and random bytes
         // inside the session: all dropped; the session is an offender of its own, logged
@@ -1092,27 +1086,23 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let mut forged = sealer
-            .seal(&protocol::encode_json(&ToController::Bye))
-            .unwrap();
+        let mut forged = sealer.seal(&Up::Bye.to_plain()).unwrap();
         let last = forged.len() - 1;
         forged[last] ^= 1;
         d.send(ZmqMessage::from(forged)).await.unwrap();
         d.send(ZmqMessage::from(vec![0u8, 1, 2, 3])).await.unwrap();
         // ...and the session still works: the next event is this ping, not the replayed one
         // nor the forged bye.
-        let ok = sealer
-            .seal(&protocol::encode_json(&ToController::Ping { sent: 2.0 }))
-            .unwrap();
+        let ok = sealer.seal(&Up::Ping { sent: 2.0 }.to_plain()).unwrap();
         d.send(ZmqMessage::from(ok)).await.unwrap();
         match next_event(&mut events).await {
             HubEvent::Control {
-                message: ToController::Ping { sent },
+                message: Up::Ping { sent },
                 ..
             } => assert_eq!(sent, 2.0),
             other => panic!("{other:?}"),
         }
-        assert!(hub.send(conn, &ToAgent::Shutdown));
+        assert!(hub.send(conn, &Down::Shutdown));
     }
 
     /// Registers a `Link` with the hub, playing the controller's part (the welcome).
@@ -1139,13 +1129,9 @@ mod tests {
                 assert_eq!(register.name, name);
                 assert!(hub.send(
                     conn,
-                    &ToAgent::Welcome {
-                        agent: 0,
+                    &Down::Welcome {
                         session,
                         results_port: hub.results_port,
-                        heartbeat_ms: 1000,
-                        liveness_ms: 3000,
-                        sla_interval_ms: 1000,
                     }
                 ));
                 conn
@@ -1167,7 +1153,7 @@ mod tests {
             .unwrap();
         let (conn, link) = linked(&hub, &mut events, "pushy").await;
         // Not asked for: refused.
-        let unasked = Delivery::Chunk {
+        let unasked = Delivery {
             id: 7,
             bytes: vec![1; 1000],
         };
@@ -1179,24 +1165,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Asked for: delivered, once.
-        assert!(hub.pull(conn, &Pull::Chunks { ids: vec![7] }));
+        assert!(hub.pull(conn, &Pull { ids: vec![7] }));
         link.sender.deliver(&unasked).await.unwrap();
         link.sender.deliver(&unasked).await.unwrap();
         assert!(matches!(
             next_event(&mut events).await,
             HubEvent::Delivery {
-                delivery: Delivery::Chunk { id: 7, .. },
+                delivery: Delivery { id: 7, .. },
                 ..
             }
         ));
         // The second copy is refused quietly (the same offence by the same session within
         // the window); a frame over the limit cuts the connection, and says so: oversize is
         // never held back behind a lesser offence.
-        let huge = Delivery::Chunk {
+        let huge = Delivery {
             id: 8,
             bytes: vec![2; bounds::RESULTS_MESSAGE + 1],
         };
-        assert!(hub.pull(conn, &Pull::Chunks { ids: vec![8] }));
+        assert!(hub.pull(conn, &Pull { ids: vec![8] }));
         let _ = link.sender.deliver(&huge).await;
         match next_event(&mut events).await {
             HubEvent::Rejected { reason, .. } => {
