@@ -26,8 +26,9 @@ fn now() -> Now {
 /// A session running workload 1 with a low-water mark of 4.
 fn running() -> Core {
     let mut core = Core::new(timing(), Instant::now());
-    let order = Event::Message(ToAgent::Stop { workload: 1 });
-    assert!(core.on(order, now()).is_empty(), "nothing runs yet");
+    // Before it runs, orders about it do nothing (not even move a lifeline).
+    let stop = Event::Message(ToAgent::Stop { workload: 1 });
+    assert!(core.on(stop, now()).is_empty());
     let started = Event::Started {
         workload: 1,
         low_water: 4,

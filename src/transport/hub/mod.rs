@@ -1,5 +1,6 @@
 //! The controller's end: two bound ROUTER sockets, the handshake, and one sealed session per
-//! agent connection.
+//! agent connection. It carries any application's messages, generic over their
+//! [`Protocol`]: it knows of them only what it enforces (see [`super::message`]).
 //!
 //! Everything that arrives is checked before anything else sees it: a frame from a peer
 //! without a session must be a well-formed hello; the first sealed frame must open under the
