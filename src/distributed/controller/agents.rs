@@ -12,9 +12,9 @@ use crate::chunk::cache::ChunkMeta;
 use crate::chunk::merge::{IterationSet, SourceId};
 use crate::distributed::plan::{AgentId, Lease};
 use crate::distributed::protocol::{AgentReport, Register, ToAgent};
+use crate::distributed::wire::hub::ConnId;
 use crate::events::{InstanceState, Level};
 use crate::runner::InstanceStatus;
-use crate::transport::hub::ConnId;
 
 /// How long a chunk asked for may take to arrive before its agent is taken for lost (a
 /// chunk is at most a few MiB; this allows a slow link).

@@ -16,9 +16,9 @@ use crate::chunk::Chunk;
 use crate::clock::unix_now;
 use crate::distributed::plan::Lease;
 use crate::distributed::protocol::{ToAgent, ToController};
+use crate::distributed::wire::hub::{ConnId, HubEvent};
 use crate::events::{InstanceState, Level, Notice};
 use crate::runner::InstanceStatus;
-use crate::transport::hub::{ConnId, HubEvent};
 
 /// What the core asks of the world, in the order it must happen.
 #[derive(Debug)]

@@ -41,10 +41,10 @@ use tokio_util::sync::CancellationToken;
 use super::protocol::WorkloadOrder;
 use super::shares::Reshare;
 use crate::chunk::Chunk;
+use crate::distributed::wire::hub::{Hub, TransportError};
 use crate::runner::{
     InstanceStatus, IterationListener, RunFuture, RunJob, Runner, RunnerError, RunnerSpec,
 };
-use crate::transport::hub::{Hub, TransportError};
 use crate::transport::token::Token;
 
 #[derive(Debug, Clone)]

@@ -17,8 +17,8 @@ use super::workload::Begin;
 use super::{Command, ControllerError, ControllerOptions, Notice, WorkloadOutcome};
 use crate::chunk::Chunk;
 use crate::distributed::protocol::Pull;
+use crate::distributed::wire::hub::{Hub, Inbound};
 use crate::runner::{InstanceStatus, IterationListener};
-use crate::transport::hub::{Hub, Inbound};
 
 /// The running workload's ends towards the engine.
 struct Engine {

@@ -14,9 +14,9 @@ use crate::chunk::cache::{ChunkKey, ChunkMeta};
 use crate::chunk::{Chunk, IterationRecord, codec};
 use crate::distributed::plan::Lease;
 use crate::distributed::protocol::{AgentReport, Delivery, Register, ToAgent, ToController};
+use crate::distributed::wire::hub::{ConnId, HubEvent};
 use crate::events::InstanceState;
 use crate::runner::RunnerSpec;
-use crate::transport::hub::{ConnId, HubEvent};
 
 const RUN: &str = "run-1";
 const WORKLOAD: u32 = 0;
