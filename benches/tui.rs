@@ -14,10 +14,10 @@ use crossterm::event::KeyCode;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
+use rally_tui::events::InstanceState;
 use rally_tui::events::{
     AgentRow, AgentsSnapshot, Event, Figures, LiveStatistics, Progress, SlaSnapshot, WorkloadInfo,
 };
-use rally_tui::runner::InstanceState;
 use rally_tui::sla::CriterionStatus;
 use rally_tui::tui::render::draw;
 use rally_tui::tui::state::TuiState;

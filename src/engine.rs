@@ -322,6 +322,7 @@ impl TaskEngine {
         }
 
         let mut abort = None;
+        let mut runner_error = None;
         if failure.is_none() {
             let hooks = HookExecutor::start(w.hooks.clone());
             let workload_stop = self.stop.child_token();
@@ -389,7 +390,7 @@ impl TaskEngine {
             );
             let (run_result, ()) = tokio::join!(run, consume);
             if let Err(e) = run_result {
-                failure = Some(e.to_string());
+                runner_error = Some(e.to_string());
             }
             if let Some(outcome) = distributed.and_then(|d| d.outcome.into_inner().ok().flatten()) {
                 consumer.distributed = Some(outcome);
@@ -411,7 +412,13 @@ impl TaskEngine {
                 });
             }
         }
-        let report = consumer.report(info, started.elapsed().as_secs_f64(), abort, failure);
+        let report = consumer.report(
+            info,
+            started.elapsed().as_secs_f64(),
+            abort,
+            failure,
+            runner_error,
+        );
         (report, abort)
     }
 }
@@ -963,7 +970,8 @@ impl Consumer {
         info: WorkloadInfo,
         full_duration: f64,
         abort: Option<Abort>,
-        failure: Option<String>,
+        context_error: Option<String>,
+        runner_error: Option<String>,
     ) -> WorkloadReport {
         let mut sla = self.sla_rows();
         match abort {
@@ -971,7 +979,9 @@ impl Consumer {
             Some(Abort::User) => sla.push(sla::aborted_manually()),
             None => {}
         }
-        if let Some(f) = &failure {
+        // Both are Rally's `something_went_wrong` row; only the runner's (agents lost
+        // beyond recovery) makes the run a failure rather than a failed SLA.
+        if let Some(f) = context_error.as_ref().or(runner_error.as_ref()) {
             sla.push(sla::something_went_wrong(f));
         }
         let pass_sla = sla.iter().all(|r| r.success);
@@ -982,6 +992,7 @@ impl Consumer {
         WorkloadReport {
             errors,
             connections,
+            runner_error,
             info,
             stats: self.stats.table(),
             pass_sla,

@@ -59,8 +59,8 @@ impl fmt::Display for Level {
     }
 }
 
-/// The spellings producers use (`warn` and `warning`, `err` and `error`); anything else is
-/// information.
+/// The spellings a level is written in (`warn` and `warning`, `err` and `error`); anything
+/// else is information.
 impl From<&str> for Level {
     fn from(level: &str) -> Level {
         match level.to_ascii_lowercase().as_str() {
@@ -73,26 +73,16 @@ impl From<&str> for Level {
 
 /// A log line for the front ends from the distributed side (agent joined, lost, refused
 /// frames, ssh sessions...), before it becomes an [`Event::Log`].
-///
-/// `level` is a producer's word (`"info"`, `"warning"`, `"error"`), read with
-/// [`Level::from`]; it becomes a [`Level`] once the controller, which makes most notices,
-/// changes with it.
 #[derive(Debug, Clone)]
 pub struct Notice {
-    pub level: &'static str,
+    pub level: Level,
     pub message: String,
-}
-
-impl Notice {
-    pub fn level(&self) -> Level {
-        Level::from(self.level)
-    }
 }
 
 impl From<Notice> for Event {
     fn from(n: Notice) -> Event {
         Event::Log {
-            level: n.level(),
+            level: n.level,
             message: n.message,
         }
     }
@@ -450,6 +440,10 @@ pub struct WorkloadReport {
     /// Connections opened and reused, for scenarios that open any (HTTP).
     #[serde(default)]
     pub connections: Option<crate::stats::ConnectionCounts>,
+    /// The runner could not run the workload to its end (a distributed one whose agents
+    /// were all lost, or none was alive): a failure of the run (exit 1), not of its SLA.
+    #[serde(default)]
+    pub runner_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

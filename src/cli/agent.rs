@@ -64,6 +64,12 @@ pub fn agent(args: AgentArgs, db: Option<PathBuf>) -> anyhow::Result<u8> {
         };
         return leftovers(&dir, args.clear, args.run.as_deref());
     }
+    if let Some(s) = args.give_up_after
+        && !(s.is_finite() && (0.0..1e6).contains(&s))
+    {
+        eprintln!("error: --give-up-after must be a number of seconds >= 0, got {s}");
+        return Ok(exit::USAGE);
+    }
     let token = if args.token_stdin {
         let mut line = String::new();
         std::io::stdin()

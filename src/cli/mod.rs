@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod run;
 pub mod run_config;
+pub mod verdict;
 
 use std::path::PathBuf;
 

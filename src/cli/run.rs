@@ -18,7 +18,7 @@ use super::{exit, init_tracing, load_runtime, wait_for_signal};
 use crate::cluster::ClusterFile;
 use crate::distributed::controller::{ControllerOptions, Notice};
 use crate::distributed::pool::{Pool, Source};
-use crate::engine::{Abort, EngineOptions, TaskEngine, TaskOutcome};
+use crate::engine::{EngineOptions, TaskEngine, TaskOutcome};
 use crate::events::{Event, Level, StopCause};
 use crate::headless;
 use crate::store::StoreError;
@@ -37,9 +37,25 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
             return Ok(exit::USAGE);
         }
     };
-    let _log_guard = start_logging(&config, &db)?;
+    // A log file that cannot be opened is a bad argument (`--log-file`, or the database's
+    // directory), found before any load.
+    let _log_guard = match start_logging(&config, &db) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(exit::USAGE);
+        }
+    };
     let plan = match Plan::load(&config) {
         Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    // Only now, with the task known to be good, is an `--events` file emptied.
+    let events = match outputs.events.map(open_events).transpose() {
+        Ok(events) => events,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(exit::USAGE);
@@ -106,7 +122,7 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
             true => crate::event_log::Warnings::screen(engine.events()),
             false => crate::event_log::Warnings::stderr(),
         };
-        let event_log = outputs.events.map(|out| {
+        let event_log = events.map(|out| {
             let early = early_notices
                 .iter()
                 .map(|n| Event::from(n.clone()))
@@ -194,25 +210,42 @@ pub fn run(config: RunConfig, db: PathBuf) -> anyhow::Result<u8> {
     })
 }
 
-/// What the run writes to besides the store, opened before anything runs, so that a bad
+/// What the run writes to besides the store, checked before anything runs, so that a bad
 /// theme, path or address is an argument error rather than a run without its output.
 struct Outputs {
     theme: Theme,
-    events: Option<Box<dyn Write + Send>>,
+    /// Checked to be writable, not yet emptied: see [`EventsSink::open`].
+    events: Option<EventsTo>,
     metrics_listener: Option<std::net::TcpListener>,
+}
+
+/// Where `--events` lines go, opened for writing.
+type EventsSink = Box<dyn Write + Send>;
+
+/// Creates (empties) the `--events` file: called once the task file has loaded, so a bad
+/// task leaves the last run's events as they were.
+fn open_events(to: EventsTo) -> Result<EventsSink, String> {
+    match to {
+        EventsTo::Stdout => Ok(Box::new(std::io::stdout())),
+        EventsTo::File(p) => match std::fs::File::create(&p) {
+            Ok(f) => Ok(Box::new(std::io::BufWriter::new(f))),
+            Err(e) => Err(format!("--events {}: {e}", p.display())),
+        },
+    }
 }
 
 impl Outputs {
     fn open(config: &RunConfig) -> Result<Outputs, String> {
         let theme = Theme::load(&config.theme).map_err(|e| e.to_string())?;
-        let events: Option<Box<dyn Write + Send>> = match &config.events {
-            None => None,
-            Some(EventsTo::Stdout) => Some(Box::new(std::io::stdout())),
-            Some(EventsTo::File(p)) => match std::fs::File::create(p) {
-                Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
-                Err(e) => return Err(format!("--events {}: {e}", p.display())),
-            },
-        };
+        // Writable? Opened to append, which creates a missing file and empties nothing.
+        if let Some(EventsTo::File(p)) = &config.events {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(|e| format!("--events {}: {e}", p.display()))?;
+        }
+        let events = config.events.clone();
         // A port in use is an argument error too, not a run without its metrics.
         let metrics_listener = match &config.metrics_listen {
             None => None,
@@ -301,6 +334,14 @@ impl Plan {
             .max()
             .unwrap_or(0) as usize;
         let token = match (&config.agents_from, pool_size) {
+            // Agents started elsewhere would wait for a run that never uses them, while the
+            // load ran here: say so instead.
+            (AgentsFrom::Listen { addr, .. }, 0) => {
+                return Err(format!(
+                    "--listen {addr} waits for agents, but no workload runs on agents: give \
+                     --agents N, or a `distributed` runner in the task file"
+                ));
+            }
             (_, 0) => None,
             (AgentsFrom::Listen { token_file, .. }, _) => {
                 Some(Token::load(token_file.as_deref()).map_err(|e| e.to_string())?)
@@ -454,7 +495,7 @@ async fn forward_notices(
 ) {
     while let Some(n) = notices.recv().await {
         if tui {
-            match n.level() {
+            match n.level {
                 Level::Error => tracing::error!("{}", n.message),
                 Level::Warning => tracing::warn!("{}", n.message),
                 Level::Info => tracing::info!("{}", n.message),
@@ -556,25 +597,9 @@ async fn store_and_judge(
             return exit::FAILURE;
         }
     }
-    // Results that ran and could not be fetched (their agent died with them and nobody
-    // could run them again) make the run a failure, whatever the SLA says of the rest.
-    let missing: usize = outcome
-        .workloads
-        .iter()
-        .filter_map(|w| w.distributed.as_ref())
-        .map(|d| d.missing.len())
-        .sum();
-    if missing > 0 && outcome.abort != Some(Abort::User) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "error: results are missing ({missing} report line{} above: `Missing results`)",
-            if missing == 1 { "" } else { "s" }
-        );
-        return exit::FAILURE;
+    let verdict = super::verdict::verdict(outcome);
+    if let Some(e) = &verdict.error {
+        let _ = writeln!(std::io::stderr(), "error: {e}");
     }
-    match outcome.abort {
-        Some(Abort::User) => exit::STOPPED,
-        _ if !outcome.pass_sla => exit::SLA_FAILED,
-        _ => exit::OK,
-    }
+    verdict.code
 }

@@ -73,7 +73,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
     pub liveness: f64,
     /// File holding the shared token (mode 0600), for --listen.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "listen")]
     pub token_file: Option<PathBuf>,
     /// Start the agents listed in this cluster file over ssh (listen address, hosts, agents
     /// per host); a fresh token goes to each over ssh's standard input.
@@ -146,6 +146,11 @@ pub struct RunConfig {
     pub heartbeat: Duration,
 }
 
+/// The shortest `--sla-interval`: 10 ms (agents get it in whole milliseconds).
+pub const MIN_SLA_INTERVAL: f64 = 0.01;
+/// The shortest `--liveness`: 100 ms, so the heartbeat (a third) is still a real period.
+pub const MIN_LIVENESS: f64 = 0.1;
+
 /// A bad argument: the message after `error: `; the exit code is 64.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -172,14 +177,22 @@ impl RunConfig {
                 args.metrics_linger
             )));
         }
-        for (name, v) in [
-            ("--sla-interval", args.sla_interval),
-            ("--liveness", args.liveness),
-            ("--agent-wait", args.agent_wait),
+        // Floors where a smaller figure would make a timer's period zero (tokio refuses
+        // it) or make the live loop spin: the interval is sent to agents in milliseconds,
+        // and the heartbeat is a third of the liveness.
+        for (name, v, floor) in [
+            ("--sla-interval", args.sla_interval, MIN_SLA_INTERVAL),
+            ("--liveness", args.liveness, MIN_LIVENESS),
+            ("--agent-wait", args.agent_wait, 0.0),
         ] {
             if !(v.is_finite() && v > 0.0 && v < 1e6) {
                 return Err(UsageError(format!(
                     "{name} must be a positive number of seconds, got {v}"
+                )));
+            }
+            if v < floor {
+                return Err(UsageError(format!(
+                    "{name} must be at least {floor} seconds, got {v}"
                 )));
             }
         }
@@ -335,5 +348,20 @@ mod tests {
                 min_agents: Some(2)
             }
         );
+    }
+
+    /// Figures so small that a timer's period would be zero are refused with the floor,
+    /// instead of panicking in the runtime later.
+    #[test]
+    fn tiny_intervals_are_refused_with_their_floor() {
+        assert_eq!(
+            refused(&["t.yaml", "--sla-interval", "1e-10"]),
+            "--sla-interval must be at least 0.01 seconds, got 0.0000000001"
+        );
+        assert_eq!(
+            refused(&["t.yaml", "--liveness", "0.05"]),
+            "--liveness must be at least 0.1 seconds, got 0.05"
+        );
+        assert!(config(&["t.yaml", "--sla-interval", "0.01", "--liveness", "0.1"]).is_ok());
     }
 }

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::file::{Binary, ClusterFile, HostSpec};
 use super::ssh::{self, LocalBinary, SSH_FAILED, path_word, quote};
-use crate::events::Notice;
+use crate::events::{Level, Notice};
 use crate::transport::token::Token;
 
 /// What the remote script prints once the binary is found, just before it becomes the agent.
@@ -98,7 +98,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn say(notices: &mpsc::UnboundedSender<Notice>, level: &'static str, message: String) {
+fn say(notices: &mpsc::UnboundedSender<Notice>, level: Level, message: String) {
     let _ = notices.send(Notice { level, message });
 }
 
@@ -129,7 +129,7 @@ impl ClusterAgents {
             let host = Arc::new(host.clone());
             say(
                 &notices,
-                "info",
+                Level::Info,
                 format!(
                     "host {}: starting {} agent{} over ssh ({})",
                     host.name,
@@ -194,7 +194,7 @@ impl ClusterAgents {
                 if registered < total {
                     say(
                         &self.notices,
-                        "info",
+                        Level::Info,
                         format!(
                             "{registered} of {total} agents registered: starting (min_agents {})",
                             self.min_agents
@@ -303,7 +303,7 @@ impl ClusterAgents {
                 ),
             };
             tracing::warn!("{message}");
-            say(&self.notices, "warning", message);
+            say(&self.notices, Level::Warning, message);
         }
         killed
     }
@@ -344,7 +344,7 @@ async fn resolve_binary(
         (Binary::Copy, Some(binary)) => {
             say(
                 &notices,
-                "info",
+                Level::Info,
                 format!(
                     "host {}: checking for rally-tui {} ({}) under {}",
                     host.name,
@@ -357,7 +357,7 @@ async fn resolve_binary(
             match &result {
                 Ok((p, true)) => say(
                     &notices,
-                    "info",
+                    Level::Info,
                     format!(
                         "host {}: copied rally-tui ({:.1} MB) to {p}",
                         host.name,
@@ -366,7 +366,7 @@ async fn resolve_binary(
                 ),
                 Ok((p, false)) => say(
                     &notices,
-                    "info",
+                    Level::Info,
                     format!("host {}: rally-tui already at {p}", host.name),
                 ),
                 Err(_) => {}
@@ -398,7 +398,7 @@ impl Agent {
         if !self.end.is_cancelled() {
             say(
                 &self.notices,
-                "error",
+                Level::Error,
                 format!(
                     "host {}: agent {}: failed: {reason}",
                     self.host.name, self.name
@@ -455,7 +455,7 @@ impl Agent {
         self.set(Phase::Connecting);
         say(
             &self.notices,
-            "info",
+            Level::Info,
             format!("host {}: agent {}: connecting", self.host.name, self.name),
         );
         let mut command = ssh::command(&self.host, &self.script(&path));
@@ -529,7 +529,7 @@ impl Agent {
         tokio::select! {
             r = ready => if r.is_ok() {
                 self.set(Phase::Started);
-                say(&self.notices, "info", format!("host {}: agent {}: started", self.host.name, self.name));
+                say(&self.notices, Level::Info, format!("host {}: agent {}: started", self.host.name, self.name));
             },
             _ = self.end.cancelled() => {}
         }

@@ -768,6 +768,7 @@ mod tests {
                 sources: vec![source("a", false), source("b", false), source("c", true)],
                 errors: Vec::new(),
                 distributed: None,
+                runner_error: None,
             },
         )));
         let w = &m.workloads[0];

@@ -341,6 +341,7 @@ fn import_workload(
     let report = WorkloadReport {
         // Ours only: Rally's records do not say which iterations opened a connection.
         connections: serde_json::from_value(w["statistics"]["connections"].clone()).ok(),
+        runner_error: None,
         info: WorkloadInfo {
             index,
             count,

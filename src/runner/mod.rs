@@ -433,7 +433,7 @@ pub struct RunJob {
     pub in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
-pub use crate::events::InstanceState;
+use crate::events::InstanceState;
 
 /// A runner instance's live account, as its agent last reported it.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 //! guide's Paranoid Pirate pattern. Identities are `name/boot/attempt`, so a stale
 //! connection can never take over a live one's routing id.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +20,10 @@ use zeromq::{
 use zeromq::util::PeerIdentity;
 
 use super::bounds;
+use super::handshake::{ATTACH, CHALLENGE, Hello, REFUSE};
+use super::message::{Message, Protocol};
 use super::seal::{self, Direction, Opener, Sealer};
 use super::token::Token;
-use crate::distributed::protocol::{
-    self, ATTACH, CHALLENGE, Delivery, Hello, PROTOCOL_VERSION, Pull, REFUSE, Register, ToAgent,
-    ToController,
-};
 
 /// How long the controller has to answer each handshake step.
 const HANDSHAKE: Duration = Duration::from_secs(5);
@@ -50,9 +49,9 @@ impl LinkError {
 
 /// What arrives from the controller.
 #[derive(Debug)]
-pub enum Inbound {
-    Control(ToAgent),
-    Pull(Pull),
+pub enum Inbound<P: Protocol> {
+    Control(P::Down),
+    Pull(P::Pull),
     /// A frame was dropped (failed to open or parse); for the log.
     Dropped(String),
     /// The connection broke.
@@ -65,12 +64,13 @@ struct Half {
 }
 
 /// Sends on both channels; cheap to share.
-pub struct LinkSender {
+pub struct LinkSender<P> {
     control: Mutex<Half>,
     results: Mutex<Half>,
+    protocol: PhantomData<fn() -> P>,
 }
 
-impl LinkSender {
+impl<P: Protocol> LinkSender<P> {
     async fn send_on(half: &Mutex<Half>, plain: Vec<u8>) -> Result<(), LinkError> {
         let mut h = half.lock().await;
         let frame = h.sealer.seal(&plain).map_err(|_| LinkError::Closed)?;
@@ -80,23 +80,23 @@ impl LinkSender {
             .map_err(|_| LinkError::Closed)
     }
 
-    pub async fn send(&self, message: &ToController) -> Result<(), LinkError> {
-        Self::send_on(&self.control, message.encode()).await
+    pub async fn send(&self, message: &P::Up) -> Result<(), LinkError> {
+        Self::send_on(&self.control, message.to_plain()).await
     }
 
-    pub async fn deliver(&self, delivery: &Delivery) -> Result<(), LinkError> {
-        Self::send_on(&self.results, delivery.encode()).await
+    pub async fn deliver(&self, delivery: &P::Delivery) -> Result<(), LinkError> {
+        Self::send_on(&self.results, delivery.to_plain()).await
     }
 }
 
-pub struct Link {
-    pub sender: Arc<LinkSender>,
-    pub inbox: mpsc::Receiver<Inbound>,
-    pub welcome: ToAgent,
+pub struct Link<P: Protocol> {
+    pub sender: Arc<LinkSender<P>>,
+    pub inbox: mpsc::Receiver<Inbound<P>>,
+    pub welcome: P::Down,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for Link {
+impl<P: Protocol> Drop for Link<P> {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
@@ -141,18 +141,18 @@ async fn recv_clear(socket: &mut DealerSocket) -> Result<Vec<Bytes>, LinkError> 
     }
 }
 
-impl Link {
+impl<P: Protocol> Link<P> {
     /// Connects, authenticates and registers. `identity` must be unique per attempt.
     pub async fn connect(
         endpoint: &str,
         identity: &str,
         token: &Token,
-        register: &Register,
-    ) -> Result<Link, LinkError> {
+        register: &P::Register,
+    ) -> Result<Link<P>, LinkError> {
         let mut control = dial(endpoint, identity).await?;
         let agent_nonce = seal::new_nonce();
         let hello = Hello {
-            version: PROTOCOL_VERSION,
+            version: P::VERSION,
             nonce: agent_nonce,
         };
         let frames: Vec<Bytes> = hello.frames().into_iter().map(Bytes::from).collect();
@@ -180,9 +180,7 @@ impl Link {
         let mut opener =
             Opener::new(&keys.to_agent, Direction::ToAgent).with_limit(bounds::TO_AGENT_MESSAGE);
         let reg = sealer
-            .seal(&protocol::encode_json(&ToController::Register(Box::new(
-                register.clone(),
-            ))))
+            .seal(&P::register(register).to_plain())
             .map_err(|e| LinkError::Handshake(e.to_string()))?;
         control
             .send(ZmqMessage::from(reg))
@@ -199,17 +197,12 @@ impl Link {
                 let plain = opener
                     .open(frame)
                     .map_err(|e| LinkError::Handshake(format!("welcome: {e}")))?;
-                protocol::decode_json::<ToAgent>(&plain)
+                P::Down::from_plain(&plain)
                     .map_err(|e| LinkError::Handshake(format!("welcome: {e}")))?
             }
             _ => return Err(LinkError::Handshake("unexpected answer to register".into())),
         };
-        let ToAgent::Welcome {
-            results_port,
-            session,
-            ..
-        } = &welcome
-        else {
+        let Some((results_port, session)) = P::welcome(&welcome) else {
             return Err(LinkError::Handshake("expected a welcome".into()));
         };
         let results_endpoint = match endpoint.rsplit_once(':') {
@@ -219,7 +212,7 @@ impl Link {
         let mut results = dial(&results_endpoint, &format!("{identity}/r")).await?;
         let attach = ZmqMessage::try_from(vec![
             Bytes::from_static(ATTACH),
-            Bytes::from(session.clone()),
+            Bytes::copy_from_slice(session.as_bytes()),
         ])
         .map_err(|_| LinkError::Closed)?;
         results.send(attach).await.map_err(|_| LinkError::Closed)?;
@@ -258,6 +251,7 @@ impl Link {
                 socket: results_send,
                 sealer: Sealer::new(&results_keys.to_controller, Direction::ToController),
             }),
+            protocol: PhantomData,
         });
         Ok(Link {
             sender,
@@ -270,19 +264,19 @@ impl Link {
 
 /// Reads one channel: opens each sealed frame and decodes it as a `T`, which `wrap` turns
 /// into what the agent hears. Ends when the connection breaks or the agent stops listening.
-async fn read<T: for<'de> serde::Deserialize<'de>>(
+async fn read<P: Protocol, T: Message>(
     mut socket: zeromq::DealerRecvHalf,
     mut opener: Opener,
-    inbox: mpsc::Sender<Inbound>,
+    inbox: mpsc::Sender<Inbound<P>>,
     channel: &'static str,
-    wrap: fn(T) -> Inbound,
+    wrap: fn(T) -> Inbound<P>,
 ) {
     loop {
         let inbound = match socket.recv().await {
             Err(e) => Inbound::Closed(e.to_string()),
             Ok(m) => match m.into_vec().as_slice() {
                 [frame] => match opener.open(frame) {
-                    Ok(plain) => match protocol::decode_json::<T>(&plain) {
+                    Ok(plain) => match T::from_plain(&plain) {
                         Ok(message) => wrap(message),
                         Err(e) => Inbound::Dropped(format!("{channel} message: {e}")),
                     },
@@ -298,9 +292,9 @@ async fn read<T: for<'de> serde::Deserialize<'de>>(
     }
 }
 
-async fn watch(
+async fn watch<P: Protocol>(
     mut events: futures::channel::mpsc::Receiver<SocketEvent>,
-    inbox: mpsc::Sender<Inbound>,
+    inbox: mpsc::Sender<Inbound<P>>,
     channel: &'static str,
 ) {
     while let Some(event) = events.next().await {

@@ -287,6 +287,7 @@ fn report(s: &TuiState, aborted: bool) -> WorkloadReport {
     }
     WorkloadReport {
         connections: None,
+        runner_error: None,
         info: info(0, 2, Some(6000)),
         stats: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
         pass_sla: sla.iter().all(|r| r.success),

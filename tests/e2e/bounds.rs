@@ -320,7 +320,7 @@ fn idle_and_stalled_connections_under_a_small_descriptor_limit_do_not_keep_agent
 #[test]
 fn an_authenticated_peer_cannot_send_oversized_or_unasked_frames() {
     use rally_tui::distributed::protocol::{Delivery, Register, ToController};
-    use rally_tui::transport::link::Link;
+    use rally_tui::distributed::wire::link::Link;
     use rally_tui::transport::token::Token;
 
     // Longer than the others (about 10 s): the insider's messages take a while to build.

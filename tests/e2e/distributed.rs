@@ -484,6 +484,28 @@ fn kill_one_of_three(s: &Scratch, body: &str, after: u64) -> (String, Vec<Iterat
     (text, its.into_iter().next().expect("one workload"), killed)
 }
 
+/// Every agent of a workload killed: the run is the tool's failure (exit 1, SPEC §9), not a
+/// failed SLA (2), though the workload carries Rally's `something_went_wrong` row.
+#[test]
+fn losing_every_agent_exits_1_not_2() {
+    let s = Scratch::new();
+    let body = "version: 2\ntitle: lose all\nsubtasks:\n\
+- title: c\n  scenario: {Dummy.dummy: {sleep: 0.05}}\n  runner: {constant_for_duration: {duration: 60, concurrency: 3}}\n";
+    let (mut c, mut agents) = three_agents(&s, body);
+    assert!(c.wait_for_iterations(30), "{}", c.text());
+    for a in &mut agents {
+        a.kill9();
+    }
+    let status = c.wait();
+    let text = c.text();
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("error: workload 1 could not run: every agent of the workload was lost"),
+        "{text}"
+    );
+    assert!(text.contains("something_went_wrong"), "{text}");
+}
+
 #[test]
 fn a_killed_agents_concurrency_goes_to_the_survivors() {
     let s = Scratch::new();

@@ -26,6 +26,80 @@ fn help_and_version() {
     assert_eq!(out.status.code(), Some(64));
 }
 
+/// Arguments that cannot work are refused with 64 and a message naming them, before any
+/// load, and a bad task leaves the last run's `--events` file as it was.
+#[test]
+fn unusable_arguments_are_refused_before_any_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = task(
+        dir.path(),
+        "version: 2\ntitle: t\nsubtasks:\n- title: a\n  scenario: {Dummy.dummy: {}}\n  runner: {constant: {times: 2}}\n",
+    );
+    let refused = |args: &[&str], says: &str| {
+        let out = support::run(args);
+        let err = support::stderr(&out);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!support::stdout(&out).contains("=== Workload"), "{args:?}");
+    };
+    // A timer period of zero would panic the runtime.
+    refused(
+        &["run", &t, "--no-tui", "--sla-interval", "1e-10"],
+        "--sla-interval must be at least 0.01 seconds",
+    );
+    refused(
+        &["run", &t, "--no-tui", "--liveness", "0.001"],
+        "--liveness must be at least 0.1 seconds",
+    );
+    // Agents started elsewhere would wait for nothing while the load ran here.
+    let token = support::write(dir.path(), "token", "0123456789abcdef0123456789abcdef\n");
+    refused(
+        &[
+            "run",
+            &t,
+            "--no-tui",
+            "--listen",
+            "tcp://127.0.0.1:1",
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+        "--listen tcp://127.0.0.1:1 waits for agents, but no workload runs on agents",
+    );
+    refused(
+        &[
+            "run",
+            &t,
+            "--no-tui",
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+        "--listen",
+    );
+    refused(
+        &[
+            "agent",
+            "--connect",
+            "tcp://127.0.0.1:1",
+            "--give-up-after=-1",
+        ],
+        "--give-up-after must be a number of seconds >= 0, got -1",
+    );
+    // A bad task: the events of the last run stay.
+    let events = support::write(dir.path(), "last.jsonl", "{\"v\":1}\n");
+    let bad = support::write(dir.path(), "bad.yaml", "version: 3\n");
+    refused(
+        &[
+            "run",
+            bad.to_str().unwrap(),
+            "--no-tui",
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        "unsupported task format version 3",
+    );
+    assert_eq!(std::fs::read_to_string(&events).unwrap(), "{\"v\":1}\n");
+}
+
 #[test]
 fn a_failed_sla_exits_2_and_shows_the_sla_table() {
     let dir = tempfile::tempdir().unwrap();

@@ -302,6 +302,7 @@ fn workload_end_settles_agent_states() {
     };
     let report = WorkloadReport {
         connections: None,
+        runner_error: None,
         info: info(0, 1, None),
         stats: crate::stats::WorkloadStats::new(Vec::new().into()).table(),
         sla: vec![crate::sla::aborted_manually()],
