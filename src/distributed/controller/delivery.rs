@@ -113,11 +113,20 @@ impl Core {
             if room == 0 || agent.announced.is_empty() {
                 continue;
             }
-            let ids: Vec<u64> = (0..room)
-                .filter_map(|_| agent.announced.pop_front())
-                .map(|m| m.id)
-                .collect();
-            agent.in_flight.extend(ids.iter().map(|&id| (id, now)));
+            // An id already asked for (announced twice by a confused agent) is not asked
+            // again: a failed second pull would otherwise take the first out of flight.
+            let mut ids = Vec::new();
+            while ids.len() < room {
+                let Some(meta) = agent.announced.pop_front() else {
+                    break;
+                };
+                if agent.in_flight.insert(meta.id, now).is_none() {
+                    ids.push(meta.id);
+                }
+            }
+            if ids.is_empty() {
+                continue;
+            }
             self.out.push(Action::Pull {
                 agent: i,
                 conn: agent.conn,

@@ -133,6 +133,15 @@ impl Serve {
                 self.waiters.insert(id, reply);
             }
             Command::Run { request, reply } => {
+                // One workload at a time: a second one while the first is still settling
+                // (its caller gone) is refused, so the first keeps its storage and its stop.
+                if self.core.active.is_some() {
+                    let _ = reply.send(WorkloadOutcome {
+                        error: Some("another workload is still running on the agents".into()),
+                        ..Default::default()
+                    });
+                    return;
+                }
                 let request = *request;
                 let begin = Begin {
                     assignment: request.assignment,
@@ -180,7 +189,12 @@ impl Serve {
                 Action::Refuse { conn, reason } => self.hub.refuse(conn, &reason),
                 Action::Close { conn } => self.hub.close(conn),
                 Action::Store { chunk, tag } => {
-                    let Some(engine) = &self.engine else { continue };
+                    // Without the engine (its workload's caller has gone) the chunk has
+                    // nowhere to go; it stays unconfirmed in its agent's cache.
+                    let Some(engine) = &self.engine else {
+                        tracing::warn!("a chunk of a workload whose caller has gone is not stored");
+                        continue;
+                    };
                     if engine.chunks.send(chunk).await.is_ok() {
                         self.core.handed(tag);
                     }

@@ -604,3 +604,26 @@ async fn a_pull_that_could_not_be_queued_is_not_in_flight() {
     core.housekeeping();
     assert_eq!(core.live_count(), 1);
 }
+
+/// A chunk announced twice is asked for once: a failed second pull must not take the first,
+/// still answerable, out of flight (its delivery would then be thrown away).
+#[tokio::test(start_paused = true)]
+async fn a_chunk_announced_twice_is_pulled_once() {
+    let mut core = Core::new(options(), 5556);
+    register(&mut core, 1, "a", "cache-a", vec![]);
+    begin(&mut core, 1, 1);
+    control(&mut core, 1, report(vec![meta(1)], vec![], false));
+    core.pull();
+    control(&mut core, 1, report(vec![meta(1)], vec![], false));
+    core.pull();
+    let pulled: Vec<Vec<u64>> = core
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Pull { ids, .. } => Some(ids),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pulled, vec![vec![1]]);
+    assert!(core.agents[0].in_flight.contains_key(&1));
+}

@@ -255,3 +255,39 @@ async fn results_come_only_as_answers_to_pulls_and_within_the_limit() {
         "the results connection was dropped"
     );
 }
+
+/// A session's first sealed message must be its registration: anything else (here a ping)
+/// is refused in words, and no session is made of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sealed_message_that_is_not_a_registration_is_refused() {
+    let secret = token("0123456789abcdef-good");
+    let (hub, mut events) = Hub::bind("tcp://127.0.0.1:0", secret.clone())
+        .await
+        .unwrap();
+    let mut d = dealer(hub.control_port, "rude/1/1").await;
+    let agent_nonce = [9u8; 16];
+    d.send(frames(
+        Hello {
+            version: Test::VERSION,
+            nonce: agent_nonce,
+        }
+        .frames(),
+    ))
+    .await
+    .unwrap();
+    let challenge = d.recv().await.unwrap().into_vec();
+    assert_eq!(challenge[0].as_ref(), CHALLENGE);
+    let controller_nonce: [u8; 16] = challenge[1].as_ref().try_into().unwrap();
+    let keys = seal::derive(secret.as_bytes(), &controller_nonce, &agent_nonce).unwrap();
+    let mut sealer = Sealer::new(&keys.to_controller, Direction::ToController);
+    let ping = sealer.seal(&Up::Ping { sent: 1.0 }.to_plain()).unwrap();
+    d.send(ZmqMessage::from(ping)).await.unwrap();
+    let refusal = d.recv().await.unwrap().into_vec();
+    assert_eq!(refusal[0].as_ref(), REFUSE);
+    let words = String::from_utf8_lossy(&refusal[1]).into_owned();
+    assert!(words.contains("registration"), "{words}");
+    match next_event(&mut events).await {
+        HubEvent::Rejected { reason, .. } => assert!(reason.contains("registration"), "{reason}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
