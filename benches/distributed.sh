@@ -128,12 +128,18 @@ for _ in range(1000):
 # of 20,000 open files per process); sets $ctl_pid, $sim_pids, $ctl_out (the controller's
 # output). Returns once all are started.
 per_proc=${SCALE_PER_PROC:-2500}
+# The simulated agents' chunk caches (a file per chunk, removed once the controller has
+# stored it) on tmpfs when there is one: on one machine, thousands of agents creating and
+# deleting files in one ext4 directory cost the harness core a fifth of its time in the
+# filesystem, which real agents spread over their own disks. SCALE_CACHE=DIR to choose.
+sim_cache=${SCALE_CACHE:-$([[ -d /dev/shm && -w /dev/shm ]] && mktemp -d /dev/shm/sim-cache.XXXXXX || echo "$tmp/sim-cache")}
+trap 'rm -rf "$sim_cache"; bench_cleanup' EXIT
 scale_run() {
     local n=$1 task=$2 targs=$3 port k i first share
     shift 3
     port=$(free_port_pair)
     ctl_out=$tmp/scale-$n.out
-    rm -rf "$tmp/sim-cache"
+    rm -rf "$sim_cache"
     # Registration pace, agents per second over all harness processes: 200/s up to 2,000
     # agents; 100/s above (at 200/s the controller's handshakes fall behind by ~4,000
     # registered agents and the 32-per-address cap evicts some).
@@ -150,7 +156,7 @@ scale_run() {
         share=$(((n - first + 1) / (sim_procs - i)))
         taskset -c "$GEN_CPU" "$sim" --connect "tcp://127.0.0.1:$port" --token-file "$token" --agents "$share" --first "$first" \
             --pace "$(awk -v p="$pace" -v k="$sim_procs" 'BEGIN { print p / k }')" \
-            --cache-dir "$tmp/sim-cache" --give-up-after 90 --threads "${SCALE_THREADS:-1}" >"$tmp/sim-$n-$i.out" 2>&1 &
+            --cache-dir "$sim_cache" --give-up-after 90 --threads "${SCALE_THREADS:-0}" >"$tmp/sim-$n-$i.out" 2>&1 &
         sim_pids+=($!)
         first=$((first + share))
     done
