@@ -8,7 +8,7 @@
 #  3c. The controller's CPU per agent-second and RSS per agent at the default 1 s SLA interval,
 #      with 50, 1,000 and 5,000 agents simulated in 1-2 other processes on the other core
 #      (benches/sim_agents.rs),
-#      each running light load (one iteration every 0.1 s). Targets: 5,000 agents per core
+#      each running light load (one iteration every 1 s: one harness core runs them all). Targets: 5,000 agents per core
 #      (500 is the floor), i.e. at most 0.2 ms of controller CPU per agent-second; at most
 #      200 KiB of controller RSS per agent.
 #  4b. SLA abort latency with 1,000 simulated agents (target <= 1.2 s).
@@ -19,14 +19,18 @@
 #
 #   benches/distributed.sh           # full run (about 6 minutes)
 #   QUICK=1 benches/distributed.sh   # seconds (50 simulated agents): keeps the script working in CI
-#   SCALE_ONLY=1 AGENT_COUNTS="50 1000 5000" benches/distributed.sh   # only 3c and 4b
+#   SCALE_ONLY=1 SCALE_SLEEP=1 AGENT_COUNTS="50 1000 5000" benches/distributed.sh   # only 3c and 4b (README "3 at scale")
+#   Knobs of 3c/4b: SCALE_SLEEP (s between an agent's iterations), SCALE_PACE (registrations/s),
+#   SCALE_PER_PROC (agents per harness process), SCALE_THREADS (0: current-thread runtime),
+#   SCALE_CACHE (a directory for the agents' chunk caches; default tmpfs), ABORT_RUNS (4b runs),
+#   RALLY_BIN (another controller binary, for an A/B with the same harness).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 runs=10; agent_counts=${AGENT_COUNTS:-"50 1000 5000"}; noop=1000000; http_seconds=10; conns=50
 scale_duration=${SCALE_DURATION:-25}; settle=5; window=10; abort_agents=1000; abort_runs=${ABORT_RUNS:-3}
 # Per simulated agent: one iteration every $scale_sleep s; silence before an agent is lost.
-scale_sleep=${SCALE_SLEEP:-0.1}; scale_liveness=${SCALE_LIVENESS:-10}
+scale_sleep=${SCALE_SLEEP:-1}; scale_liveness=${SCALE_LIVENESS:-10}
 if [[ $quick == 1 ]]; then
     runs=2; agent_counts=50; noop=50000; http_seconds=2
     scale_duration=4; settle=1; window=1; abort_agents=50; abort_runs=1
@@ -98,14 +102,15 @@ fi
 # 3c. Controller CPU and memory per agent at scale: the real controller (`run --listen`) and
 # N real agents simulated in other processes, all on the other core (benches/sim_agents.rs: the library's agent,
 # its own sockets, sealed session and chunk cache each), each running one iteration every
-# 0.1 s, at the default 1 s SLA interval. Only the controller is measured: its CPU over a
+# $scale_sleep s (1), at the default 1 s SLA interval. Only the controller is measured: its CPU over a
 # steady window in the middle of the load (utime + stime from /proc/<pid>/stat) per
 # agent-second, and its RSS (VmRSS) at the end of that window per agent. Registration is paced
-# (sim_agents --pace, 200 agents/s) so that the controller's cap on unauthenticated
-# connections (32 per address, all of these come from 127.0.0.1) never evicts anyone.
+# (sim_agents --pace, 200 agents/s, 100/s above 2,000 agents) so that the controller's cap on
+# unauthenticated connections (32 per address, all of these come from 127.0.0.1) does not evict
+# them (it still may at 5,000 when other work shares the machine: the agents register again).
 # Each simulated agent holds 4 descriptors (2 sockets, its cache's lock and directory), the
-# controller 2 per agent: 5,000 agents need more than a usual hard limit of 20,000, which root
-# may raise.
+# controller 2 per agent: 5,000 agents in one process would need more than a usual hard limit
+# of 20,000, hence several harness processes (scale_run); root may raise the limit too.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 sim=$(bench_exe sim_agents)
 token="$tmp/token"
@@ -132,8 +137,14 @@ per_proc=${SCALE_PER_PROC:-2500}
 # stored it) on tmpfs when there is one: on one machine, thousands of agents creating and
 # deleting files in one ext4 directory cost the harness core a fifth of its time in the
 # filesystem, which real agents spread over their own disks. SCALE_CACHE=DIR to choose.
-sim_cache=${SCALE_CACHE:-$([[ -d /dev/shm && -w /dev/shm ]] && mktemp -d /dev/shm/sim-cache.XXXXXX || echo "$tmp/sim-cache")}
-trap 'rm -rf "$sim_cache"; bench_cleanup' EXIT
+if [[ -n ${SCALE_CACHE:-} ]]; then
+    sim_cache=$SCALE_CACHE/sim-cache
+elif [[ -d /dev/shm && -w /dev/shm ]]; then
+    sim_cache=$(mktemp -d /dev/shm/sim-cache.XXXXXX)
+    trap 'rm -rf "$sim_cache"; bench_cleanup' EXIT
+else
+    sim_cache=$tmp/sim-cache
+fi
 scale_run() {
     local n=$1 task=$2 targs=$3 port k i first share
     shift 3
