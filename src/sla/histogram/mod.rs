@@ -11,7 +11,8 @@
 //! histograms of different sizes merge exactly and report the same percentiles.
 //!
 //! It starts in a sparse form ([`sparse`], its non-zero counters only) and becomes dense when
-//! it holds too many distinct durations for that: a controller holds and merges every agent's
+//! it holds too many distinct durations for that, or has counted so many values that it is on
+//! a hot path: a controller holds and merges every agent's
 //! interval histogram and keeps figures per agent, each of a few non-zero counters among
 //! thousands.
 
@@ -513,6 +514,19 @@ mod tests {
                 d.deserialize_bytes(V).map(Bytes)
             }
         }
+    }
+
+    #[test]
+    fn a_histogram_counted_into_often_turns_dense() {
+        let mut h = DurationHistogram::new();
+        for _ in 0..(1 << 16) {
+            h.record_micros(5);
+        }
+        assert!(matches!(h.0, Repr::Sparse(_)));
+        h.record_micros(5);
+        assert!(matches!(h.0, Repr::Dense(_)));
+        assert_eq!(h.len(), (1 << 16) + 1);
+        assert_eq!(h.value_at_quantile(1.0), 5);
     }
 
     #[test]

@@ -25,6 +25,13 @@ const LEADING_ZERO_BASE: u32 = 64 - (HALF_MAGNITUDE + 1);
 /// durations is about as small.
 const MAX_SPARSE: usize = 256;
 
+/// The most values counted in this form: a histogram recorded into this often is on a hot
+/// path (a local run's statistics, millions of iterations a second), where the dense form's
+/// direct index is about 10% quicker per iteration than the search; its memory then matters
+/// less than its speed. A controller's figures for one agent stay sparse for that agent's
+/// first 65,536 iterations.
+const MAX_COUNTED: u64 = 1 << 16;
+
 /// V2 header bytes (cookie, payload length, normalizing offset, digits, lowest, highest,
 /// ratio).
 pub(super) const HEADER: usize = 40;
@@ -96,9 +103,12 @@ pub(super) struct Sparse {
 
 impl Sparse {
     /// Adds `count` at counter `index`; false (and nothing added) when that would take it
-    /// past [`MAX_SPARSE`] counters.
+    /// past [`MAX_SPARSE`] counters or [`MAX_COUNTED`] values.
     #[inline]
     pub(super) fn record_n(&mut self, index: usize, count: u64) -> bool {
+        if self.total.saturating_add(count) > MAX_COUNTED {
+            return false;
+        }
         let index = index as u32;
         // Repeated durations (a no-op scenario, a steady sleep) hit the last counter.
         let at = match self.counts.last() {
