@@ -14,8 +14,17 @@
 //! milliseconds to authenticate, so an unpaced burst of thousands would be evicted (and
 //! retried with back-off) rather than admitted. The caps themselves are left as they are.
 //!
+//! Several of these processes can share one controller (`--first`: the first agent's number,
+//! so that K processes of N/K agents each have distinct names `simFIRST`..): one process holds
+//! 4 descriptors per agent (2 sockets, its cache's lock and directory), and a usual hard limit
+//! of 20,000 open files per process stops one process short of 5,000 agents. Each process
+//! raises its soft limit to the hard limit, as the product's binary does.
+//!
 //!   sim_agents --connect tcp://127.0.0.1:PORT --token-file FILE --agents N --cache-dir DIR
-//!              [--pace PER_SECOND] [--give-up-after SECONDS] [--threads N]
+//!              [--first NUMBER] [--pace PER_SECOND] [--give-up-after SECONDS] [--threads N]
+//!
+//! `--threads 0` runs every agent on the calling thread (tokio's current-thread runtime: no
+//! hand-over between the thread that drives the timers and sockets and a worker).
 //!
 //! Exits when every agent has ended (the controller shut them down, or they gave up).
 
@@ -32,6 +41,7 @@ struct Args {
     connect: String,
     token_file: PathBuf,
     agents: usize,
+    first: usize,
     cache_dir: PathBuf,
     pace: f64,
     give_up_after: f64,
@@ -42,6 +52,7 @@ fn parse() -> Result<Args, String> {
     let mut connect = None;
     let mut token_file = None;
     let mut agents = None;
+    let mut first = 1;
     let mut cache_dir = None;
     let mut pace = 200.0;
     let mut give_up_after = 10.0;
@@ -58,10 +69,11 @@ fn parse() -> Result<Args, String> {
             "--connect" => connect = Some(value),
             "--token-file" => token_file = Some(PathBuf::from(value)),
             "--agents" => agents = Some(number(&value)? as usize),
+            "--first" => first = number(&value)? as usize,
             "--cache-dir" => cache_dir = Some(PathBuf::from(value)),
             "--pace" => pace = number(&value)?.max(1.0),
             "--give-up-after" => give_up_after = number(&value)?,
-            "--threads" => threads = (number(&value)? as usize).max(1),
+            "--threads" => threads = number(&value)? as usize,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -69,6 +81,7 @@ fn parse() -> Result<Args, String> {
         connect: connect.ok_or("--connect is required")?,
         token_file: token_file.ok_or("--token-file is required")?,
         agents: agents.ok_or("--agents is required")?,
+        first,
         cache_dir: cache_dir.ok_or("--cache-dir is required")?,
         pace,
         give_up_after,
@@ -91,11 +104,18 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
-        .enable_all()
-        .build()
-    {
+    raise_open_files_limit();
+    let runtime = if args.threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sim_agents: cannot start the runtime: {e}");
@@ -107,6 +127,19 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Raises the open-files soft limit to the hard limit (4 descriptors per simulated agent);
+/// when that is not allowed the limit stays and the agents past it fail with EMFILE.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            eprintln!("sim_agents: cannot raise the open-files limit: {e}");
+        }
     }
 }
 
@@ -122,7 +155,7 @@ async fn run(args: Args, token: Token) -> usize {
     let mut tasks = tokio::task::JoinSet::new();
     let gap = Duration::from_secs_f64(1.0 / args.pace);
     let mut next = tokio::time::Instant::now();
-    for i in 1..=args.agents {
+    for i in args.first..args.first + args.agents {
         let options = AgentOptions {
             connect: args.connect.clone(),
             name: format!("sim{i}"),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::hook::HookResult;
 use crate::runner::InstanceStatus;
 use crate::sla::CriterionStatus;
+use crate::sla::histogram::DurationHistogram;
 use crate::stats::{ErrorCount, StatsTable};
 
 /// How one runner instance (an agent) is doing.
@@ -219,12 +220,12 @@ impl DurationBuckets {
             .map(|b| crate::stats::micros(*b))
             .collect();
         let mut counts = vec![0u64; tops.len()];
-        for v in m.hist.iter_recorded() {
-            let at = m.hist.lowest_equivalent(v.value_iterated_to());
+        for (value, count) in m.hist.recorded() {
+            let at = DurationHistogram::lowest_equivalent(value);
             // The first bound this value fits under; every later bound counts it too
             // (cumulated below).
             if let Some(i) = tops.iter().position(|&t| at <= t) {
-                counts[i] += v.count_at_value();
+                counts[i] += count;
             }
         }
         let mut running = 0;
@@ -395,7 +396,7 @@ impl Figures {
     /// All agents together: counts and rates add up, percentiles come from the merged
     /// histograms (of the last reports: `p95_total` is left to the engine's stored results).
     pub fn merged(instances: &[InstanceStatus]) -> Figures {
-        let mut all = crate::sla::histogram::DurationHistogram::new();
+        let mut all = DurationHistogram::new();
         let mut f = Figures::default();
         for i in instances {
             if i.state != InstanceState::Lost {

@@ -5,33 +5,24 @@
 //! 0.1%) instead of Rally's sorted list of every value: memory stays constant however many
 //! iterations run, and histograms merge exactly across agents.
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{ActionSpan, Chunk, Dials, IterationRecord};
-
-/// Longest duration a histogram holds exactly: one hour, in microseconds.
-const MAX_MICROS: u64 = 3_600_000_000;
-
-/// A new histogram of durations in microseconds, sized for what it holds: it grows (HDR's
-/// auto-resize) to the largest value recorded or merged into it, up to [`MAX_MICROS`]. The
-/// full hour is 23,552 counters (188 KB); a controller keeps one per agent, and 10 ms
-/// iterations need about 5,000. Bucket boundaries do not depend on the size.
-pub fn duration_histogram() -> Histogram<u64> {
-    // Bounds are constants that hdrhistogram accepts; failure here is a programming error.
-    let mut h = Histogram::new_with_bounds(1, 2, 3).expect("valid histogram bounds");
-    h.auto(true);
-    h
-}
+use crate::sla::histogram::DurationHistogram;
 
 pub fn micros(seconds: f64) -> u64 {
     (seconds * 1e6).round().clamp(0.0, u64::MAX as f64) as u64
 }
 
 /// Distribution of one measured quantity.
+///
+/// The histogram is sized for what it holds: its non-zero counters while there are few,
+/// then HDR's counters up to the largest value (one hour at most; 23,552 counters, 188 KB,
+/// where 1 s iterations need 11,264). A controller keeps one per agent, each of a handful of
+/// distinct durations for a steady load. Bucket boundaries do not depend on the size.
 #[derive(Debug, Clone)]
 pub struct Metric {
-    pub hist: Histogram<u64>,
+    pub hist: DurationHistogram,
     pub count: u64,
     pub success: u64,
     pub sum: f64,
@@ -42,7 +33,7 @@ pub struct Metric {
 impl Default for Metric {
     fn default() -> Metric {
         Metric {
-            hist: duration_histogram(),
+            hist: DurationHistogram::new(),
             count: 0,
             success: 0,
             sum: 0.0,
@@ -55,11 +46,8 @@ impl Default for Metric {
 impl Metric {
     #[inline]
     pub fn add(&mut self, seconds: f64, success: bool) {
-        // Not `saturating_record`: it clamps to the current size instead of growing.
-        let v = micros(seconds).min(MAX_MICROS);
-        if self.hist.record(v).is_err() {
-            self.hist.saturating_record(v);
-        }
+        // Clamped to one hour.
+        self.hist.record_micros(micros(seconds));
         self.count += 1;
         self.success += u64::from(success);
         self.sum += seconds;
@@ -68,7 +56,8 @@ impl Metric {
     }
 
     pub fn merge(&mut self, other: &Metric) {
-        // Same precision on both sides, and `self` grows to hold `other`: cannot fail.
+        // Same precision on both sides, and `self` grows to hold `other`: fails only if
+        // growing cannot allocate.
         let _ = self.hist.add(&other.hist);
         self.count += other.count;
         self.success += other.success;

@@ -8,6 +8,7 @@
 use hdrhistogram::Histogram;
 
 use super::{BUCKETS, DurationPoint, FINE_PER_COARSE, HistogramBin};
+use crate::sla::histogram::DurationHistogram;
 use crate::stats::{Metric, StatsRow};
 
 /// The time axis, in fine buckets.
@@ -206,14 +207,14 @@ pub(super) fn histogram(m: &Metric) -> Vec<HistogramBin> {
             count: 0,
         })
         .collect();
-    for v in m.hist.iter_recorded() {
-        let s = (m.hist.median_equivalent(v.value_iterated_to()) as f64 / 1e6).clamp(lo, hi);
+    for (value, count) in m.hist.recorded() {
+        let s = (DurationHistogram::median_equivalent(value) as f64 / 1e6).clamp(lo, hi);
         let i = if width > 0.0 {
             (((s - lo) / width) as usize).min(bins - 1)
         } else {
             0
         };
-        out[i].count += v.count_at_value();
+        out[i].count += count;
     }
     out
 }
