@@ -11,9 +11,9 @@ use crate::chunk::{Chunk, ChunkLimits};
 use crate::clock::Clock;
 use crate::distributed::controller::{Assignment, Controller, DistributedRunner, WorkloadOutcome};
 use crate::events::{
-    AgentRow, AgentsSnapshot, DistributedSummary, DurationBuckets, Event, Figures, LiveStatistics,
-    Progress, SlaSnapshot, SourceDetail, SourceFigures, StatisticsDetail, StopCause, TaskStatus,
-    WorkloadInfo, WorkloadReport,
+    AgentRow, AgentsSnapshot, DistributedSummary, DurationBuckets, Event, Figures, Level,
+    LiveStatistics, Progress, SlaSnapshot, SourceDetail, SourceFigures, StatisticsDetail,
+    StopCause, TaskStatus, WorkloadInfo, WorkloadReport,
 };
 use crate::hook::HookExecutor;
 use crate::runner::{InstanceStatus, LocalRunner, RunJob, Runner, RunnerSpec};
@@ -312,7 +312,7 @@ impl TaskEngine {
                 // Rally's SLA row carries the exception's message alone; which context
                 // failed goes to the log.
                 self.publish(Event::Log {
-                    level: "error".into(),
+                    level: Level::Error,
                     message: format!("setup of context '{}' failed: {e}", c.name),
                 });
                 failure = Some(e.to_string());
@@ -407,7 +407,7 @@ impl TaskEngine {
         for c in set_up.iter().rev() {
             if let Some(e) = c.cleanup().error {
                 self.publish(Event::Log {
-                    level: "warning".into(),
+                    level: Level::Warning,
                     message: format!("cleanup of context '{}' failed: {e}", c.name),
                 });
             }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::events::Event;
+use crate::events::{Event, Level};
 
 /// The schema's version, the `v` of every line.
 pub const VERSION: u64 = 1;
@@ -108,7 +108,7 @@ impl Warnings {
             .unwrap_or_else(|p| p.into_inner())
             .push(message.clone());
         let _ = events.send(Event::Log {
-            level: crate::events::Level::Warning,
+            level: Level::Warning,
             message,
         });
     }
@@ -377,7 +377,7 @@ mod tests {
         let events = 6000;
         for i in 0..events {
             tx.send(Event::Log {
-                level: "info".into(),
+                level: Level::Info,
                 message: format!("event {i}"),
             })
             .unwrap();
@@ -423,7 +423,7 @@ mod tests {
         let (tx, rx) = broadcast::channel(64);
         for i in 0..20 {
             tx.send(Event::Log {
-                level: "info".into(),
+                level: Level::Info,
                 message: format!("event {i}"),
             })
             .unwrap();
@@ -452,7 +452,7 @@ mod tests {
         let Ok(Event::Log { level, message }) = said.try_recv() else {
             panic!("no warning");
         };
-        assert_eq!(level, crate::events::Level::Warning);
+        assert_eq!(level, Level::Warning);
         let lost: usize = message
             .split_whitespace()
             .find_map(|w| w.parse().ok())
@@ -471,7 +471,7 @@ mod tests {
         let (tx, rx) = broadcast::channel(64);
         for i in 0..3 {
             tx.send(Event::Log {
-                level: "info".into(),
+                level: Level::Info,
                 message: format!("event {i}"),
             })
             .unwrap();
@@ -503,7 +503,7 @@ mod tests {
         let events = 100;
         for i in 0..events {
             tx.send(Event::Log {
-                level: "info".into(),
+                level: Level::Info,
                 message: format!("{i:04} {}", "x".repeat(1000)),
             })
             .unwrap();
@@ -571,7 +571,7 @@ mod tests {
         );
         let l = line(
             &Event::Log {
-                level: "warn".into(),
+                level: Level::Warning,
                 message: "agent x lost".into(),
             },
             1.0,

@@ -60,18 +60,6 @@ impl fmt::Display for Level {
     }
 }
 
-/// The spellings a level is written in (`warn` and `warning`, `err` and `error`); anything
-/// else is information.
-impl From<&str> for Level {
-    fn from(level: &str) -> Level {
-        match level.to_ascii_lowercase().as_str() {
-            "warning" | "warn" => Level::Warning,
-            "error" | "err" => Level::Error,
-            _ => Level::Info,
-        }
-    }
-}
-
 /// A log line for the front ends from the distributed side (agent joined, lost, refused
 /// frames, ssh sessions...), before it becomes an [`Event::Log`].
 #[derive(Debug, Clone)]

@@ -162,7 +162,7 @@ impl Script {
                 && i == at
             {
                 s.apply(&Event::Log {
-                    level: "warning".into(),
+                    level: crate::events::Level::Warning,
                     message: format!(
                         "agent {} lost: nothing heard for 3.2 s; 260 unfinished iterations \
                          handed to the other agents",
@@ -172,7 +172,11 @@ impl Script {
             }
             if i % 10 == 0 {
                 s.apply(&Event::Log {
-                    level: if i % 20 == 0 { "warn" } else { "info" }.into(),
+                    level: if i % 20 == 0 {
+                        crate::events::Level::Warning
+                    } else {
+                        crate::events::Level::Info
+                    },
                     message: format!("{i} progress events in"),
                 });
             }
@@ -399,7 +403,7 @@ fn never_panics() {
         s.selected = 99;
         for _ in 0..300 {
             s.apply(&Event::Log {
-                level: "error".into(),
+                level: crate::events::Level::Error,
                 message: "y".repeat(400),
             });
         }

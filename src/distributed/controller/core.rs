@@ -330,12 +330,13 @@ impl Core {
             return;
         };
         if active.live {
-            let statuses = active
-                .members
-                .iter()
-                .map(|&i| self.agents[i].status())
-                .collect();
+            let statuses = self.statuses(&active.members);
             self.out.push(Action::Live(statuses));
         }
+    }
+
+    /// The live statuses of `members`, in their order.
+    pub(super) fn statuses(&self, members: &[usize]) -> Vec<InstanceStatus> {
+        members.iter().map(|&i| self.agents[i].status()).collect()
     }
 }

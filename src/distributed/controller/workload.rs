@@ -369,11 +369,7 @@ impl Core {
             }
         }
         if active.live {
-            let statuses = active
-                .members
-                .iter()
-                .map(|&i| self.agents[i].status())
-                .collect();
+            let statuses = self.statuses(&active.members);
             self.out.push(Action::Live(statuses));
         }
         self.out.push(Action::Finish(active.outcome));

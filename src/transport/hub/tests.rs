@@ -41,6 +41,25 @@ fn frames(parts: Vec<Vec<u8>>) -> ZmqMessage {
     ZmqMessage::try_from(parts.into_iter().map(Bytes::from).collect::<Vec<_>>()).unwrap()
 }
 
+/// The clear handshake by hand (hello, challenge), as an agent does it: the sealer for what
+/// the agent sends next.
+async fn handshake(d: &mut DealerSocket, secret: &Token, agent_nonce: [u8; 16]) -> Sealer {
+    d.send(frames(
+        Hello {
+            version: Test::VERSION,
+            nonce: agent_nonce,
+        }
+        .frames(),
+    ))
+    .await
+    .unwrap();
+    let challenge = d.recv().await.unwrap().into_vec();
+    assert_eq!(challenge[0].as_ref(), CHALLENGE);
+    let controller_nonce: [u8; 16] = challenge[1].as_ref().try_into().unwrap();
+    let keys = seal::derive(secret.as_bytes(), &controller_nonce, &agent_nonce).unwrap();
+    Sealer::new(&keys.to_controller, Direction::ToController)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_right_token_registers_and_a_wrong_one_is_refused() {
     let (hub, mut events) = Hub::bind("tcp://127.0.0.1:0", token("0123456789abcdef-good"))
@@ -100,21 +119,7 @@ async fn replayed_forged_and_garbage_frames_are_dropped_and_logged_once_per_wind
     assert!(String::from_utf8_lossy(&refusal[1]).contains("version 99"));
 
     // A real handshake by hand, so that we hold a sealed frame to replay.
-    let agent_nonce = [7u8; 16];
-    d.send(frames(
-        Hello {
-            version: Test::VERSION,
-            nonce: agent_nonce,
-        }
-        .frames(),
-    ))
-    .await
-    .unwrap();
-    let challenge = d.recv().await.unwrap().into_vec();
-    assert_eq!(challenge[0].as_ref(), CHALLENGE);
-    let controller_nonce: [u8; 16] = challenge[1].as_ref().try_into().unwrap();
-    let keys = seal::derive(secret.as_bytes(), &controller_nonce, &agent_nonce).unwrap();
-    let mut sealer = Sealer::new(&keys.to_controller, Direction::ToController);
+    let mut sealer = handshake(&mut d, &secret, [7u8; 16]).await;
     let reg = sealer
         .seal(&Up::Register(Box::new(register("hand"))).to_plain())
         .unwrap();
@@ -265,21 +270,7 @@ async fn a_first_sealed_message_that_is_not_a_registration_is_refused() {
         .await
         .unwrap();
     let mut d = dealer(hub.control_port, "rude/1/1").await;
-    let agent_nonce = [9u8; 16];
-    d.send(frames(
-        Hello {
-            version: Test::VERSION,
-            nonce: agent_nonce,
-        }
-        .frames(),
-    ))
-    .await
-    .unwrap();
-    let challenge = d.recv().await.unwrap().into_vec();
-    assert_eq!(challenge[0].as_ref(), CHALLENGE);
-    let controller_nonce: [u8; 16] = challenge[1].as_ref().try_into().unwrap();
-    let keys = seal::derive(secret.as_bytes(), &controller_nonce, &agent_nonce).unwrap();
-    let mut sealer = Sealer::new(&keys.to_controller, Direction::ToController);
+    let mut sealer = handshake(&mut d, &secret, [9u8; 16]).await;
     let ping = sealer.seal(&Up::Ping { sent: 1.0 }.to_plain()).unwrap();
     d.send(ZmqMessage::from(ping)).await.unwrap();
     let refusal = d.recv().await.unwrap().into_vec();

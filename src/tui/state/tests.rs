@@ -111,7 +111,7 @@ fn memory_is_bounded() {
             ],
         ));
         s.apply(&Event::Log {
-            level: "info".into(),
+            level: crate::events::Level::Info,
             message: "x".repeat(2 * LOG_MESSAGE_CHARS),
         });
     }
