@@ -166,6 +166,22 @@ impl Dials {
 }
 
 impl IterationRecord {
+    /// A passed iteration with no actions, output or connections: test data.
+    #[cfg(test)]
+    pub(crate) fn passed(iteration: u64, timestamp: f64, duration: f64) -> IterationRecord {
+        IterationRecord {
+            iteration,
+            timestamp,
+            duration,
+            idle_duration: 0.0,
+            lateness: 0.0,
+            error: None,
+            output: None,
+            actions: 0..0,
+            dials: Dials::default(),
+        }
+    }
+
     pub fn failed(&self) -> bool {
         self.error.is_some()
     }

@@ -67,17 +67,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = ChunkCache::open(dir.path()).unwrap();
         let mut chunk = Chunk::new(Arc::from("agent"));
-        chunk.records.push(IterationRecord {
-            iteration: 7,
-            timestamp: 10.0,
-            duration: 0.5,
-            idle_duration: 0.0,
-            lateness: 0.0,
-            error: None,
-            output: None,
-            actions: 0..0,
-            dials: Default::default(),
-        });
+        chunk.records.push(IterationRecord::passed(7, 10.0, 0.5));
         let key = ChunkKey::new("6f1c2d3e-0000-4abc-8def-0123456789ab", 0).unwrap();
         let meta = cache.put(&key, &chunk).unwrap();
         let cached = cache.read(meta.id).unwrap();
