@@ -91,6 +91,7 @@ fn interval(agents: u64, i: u64) -> Vec<Event> {
             all,
             sources: per.clone(),
             in_flight: None,
+            stored: None,
         }),
         Event::Sla(SlaSnapshot {
             workload: 0,

@@ -882,6 +882,7 @@ impl Consumer {
                     .in_flight
                     .as_ref()
                     .map(|n| n.load(std::sync::atomic::Ordering::Relaxed)),
+                stored: None,
             }));
             let rows = self.sla_rows();
             publish(Event::Sla(SlaSnapshot {
@@ -919,6 +920,7 @@ impl Consumer {
                 .in_flight
                 .as_ref()
                 .map(|_| self.instances.iter().map(|i| i.in_flight).sum()),
+            stored: Some(self.stats.iterations),
         }));
         let total = match self.merged_sla() {
             Some(Ok(merged)) => merged.results(),

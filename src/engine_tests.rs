@@ -65,3 +65,19 @@ fn distributed_progress_has_the_stored_p95() {
     // No stored result yet for agent-2: no total, rather than its interval's.
     assert_eq!(p.sources[1].1.p95_total, None);
 }
+
+/// A finished or lost agent's last report is history: it adds nothing to the rate now.
+#[test]
+fn done_and_lost_agents_have_no_rate_now() {
+    let mut a = agent("agent-1");
+    let mut hist = crate::sla::histogram::DurationHistogram::new();
+    for _ in 0..50 {
+        hist.record_micros(10_000);
+    }
+    a.recent = Arc::new(hist);
+    assert_eq!(Figures::from_instance(&a).rate, 50.0);
+    a.state = InstanceState::Done;
+    assert_eq!(Figures::from_instance(&a).rate, 0.0);
+    a.state = InstanceState::Lost;
+    assert_eq!(Figures::from_instance(&a).rate, 0.0);
+}

@@ -159,6 +159,19 @@ pub struct Progress {
     /// Iterations running now, where known (a local `rps` runner).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<u64>,
+    /// Iterations stored so far, in a distributed run: the agents' counts run ahead of it
+    /// while their results are fetched, and after their load ends it says how far the
+    /// fetching has got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<u64>,
+}
+
+impl Progress {
+    /// Results still being fetched after every agent's load ended: (stored, run).
+    pub fn storing(&self, agents_running: bool) -> Option<(u64, u64)> {
+        let stored = self.stored?;
+        (!agents_running && stored < self.all.iterations).then_some((stored, self.all.iterations))
+    }
 }
 
 /// What `Event::Statistics` carries.
@@ -363,8 +376,8 @@ impl Figures {
         Figures {
             iterations: i.iterations,
             failures: i.failures,
-            // A lost agent's last report is history, not its current rate.
-            rate: if i.state == InstanceState::Lost {
+            // A lost or finished agent's last report is history, not its current rate.
+            rate: if matches!(i.state, InstanceState::Lost | InstanceState::Done) {
                 0.0
             } else if i.recent_seconds > 0.0 {
                 n as f64 / i.recent_seconds

@@ -15,6 +15,8 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
     let mut task = String::new();
     // (alive, all) of the current distributed workload's agents.
     let mut agents: Option<(usize, usize)> = None;
+    // Whether any agent is still running its load (set by the agents snapshots).
+    let mut agents_running = true;
     loop {
         let event = match events.recv().await {
             Ok(e) => e,
@@ -40,6 +42,7 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
             Event::WorkloadStarted(info) => {
                 sla_ok = None;
                 agents = None;
+                agents_running = true;
                 format!(
                     "\n=== Workload {}/{}: {} [{}] {} — {}\n",
                     info.index + 1,
@@ -50,7 +53,16 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
                     info.runner
                 )
             }
-            Event::Progress(p) => progress_line(p, sla_ok, agents),
+            Event::Progress(p) => {
+                let line = progress_line(p, sla_ok, agents);
+                match p.storing(agents_running) {
+                    // The load is over; what remains is fetching its results.
+                    Some((stored, run)) => {
+                        format!("{} | storing results {stored}/{run}\n", line.trim_end())
+                    }
+                    None => line,
+                }
+            }
             Event::Agents(a) => {
                 let alive = a
                     .agents
@@ -58,6 +70,12 @@ pub async fn print_events(mut events: broadcast::Receiver<Event>, mut out: impl 
                     .filter(|r| r.state != crate::events::InstanceState::Lost)
                     .count();
                 agents = Some((alive, a.agents.len()));
+                agents_running = a.agents.iter().any(|r| {
+                    !matches!(
+                        r.state,
+                        crate::events::InstanceState::Done | crate::events::InstanceState::Lost
+                    )
+                });
                 continue;
             }
             Event::Sla(s) => {
@@ -408,6 +426,7 @@ mod tests {
             },
             sources: Vec::new(),
             in_flight: None,
+            stored: None,
         };
         let line = progress_line(&p, None, None);
         assert!(line.contains("| p95 0.500s"), "{line}");
@@ -427,5 +446,27 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| xxx | y  |"));
+    }
+
+    #[test]
+    fn storing_is_said_only_when_no_agent_runs_and_results_are_behind() {
+        let mut p = Progress {
+            workload: 0,
+            elapsed: 9.0,
+            total: None,
+            all: crate::events::Figures {
+                iterations: 2000,
+                ..Default::default()
+            },
+            sources: Vec::new(),
+            in_flight: None,
+            stored: Some(1500),
+        };
+        assert_eq!(p.storing(true), None);
+        assert_eq!(p.storing(false), Some((1500, 2000)));
+        p.stored = Some(2000);
+        assert_eq!(p.storing(false), None);
+        p.stored = None;
+        assert_eq!(p.storing(false), None, "a local run never waits on agents");
     }
 }

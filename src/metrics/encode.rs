@@ -510,6 +510,7 @@ mod tests {
             all: f.clone(),
             sources: vec![("local".into(), f)],
             in_flight: None,
+            stored: None,
         }));
         Arc::new(Mutex::new(run))
     }

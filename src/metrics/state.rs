@@ -580,6 +580,7 @@ mod tests {
             all: figures(5, 1, 3.5),
             sources: vec![("local".into(), figures(5, 1, 3.5))],
             in_flight: Some(3),
+            stored: None,
         }));
         let w = &m.workloads[1];
         assert_eq!((w.finished, w.failed, w.started), (7, 2, 10));

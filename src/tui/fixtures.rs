@@ -68,6 +68,7 @@ pub fn progress(t: f64, total: u64, sources: &[(&str, Figures)]) -> Event {
             .map(|(n, f)| ((*n).to_owned(), f.clone()))
             .collect(),
         in_flight: None,
+        stored: None,
     })
 }
 

@@ -766,3 +766,17 @@ fn errors_and_statistics_scroll() {
     s.on_key(KeyCode::Char('v'));
     assert_eq!(s.overlay_scroll, 0);
 }
+
+#[test]
+fn the_header_says_results_are_being_stored_once_the_load_is_over() {
+    let mut s = TuiState::new();
+    s.apply(&started());
+    s.apply(&Event::WorkloadStarted(info(0, 2, None)));
+    s.storing = Some((1500, 2000));
+    let terminal = render(&s, &Theme::default(), 160, 48);
+    let text = format!("{}", terminal.backend());
+    assert!(
+        text.contains("load done, storing results 1500/2000"),
+        "{text}"
+    );
+}

@@ -208,6 +208,9 @@ pub(super) fn draw_gauge(frame: &mut Frame, area: Rect, s: &TuiState, c: &Palett
     let avg = s.average_rate().map_or_else(|| "-".to_owned(), num);
     let label = if s.final_rate.is_some() || s.phase.is_over() {
         format!("{time} · {iterations} · avg {avg} it/s")
+    } else if let Some((stored, run)) = s.storing {
+        // The load is over; a run that made results faster than they travel waits for them.
+        format!("{time} · {iterations} · load done, storing results {stored}/{run}")
     } else {
         format!(
             "{time} · {iterations} · avg {avg} it/s · now {} it/s",

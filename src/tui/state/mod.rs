@@ -14,7 +14,8 @@
 use std::collections::VecDeque;
 
 use crate::events::{
-    Event, Figures, Level, LiveStatistics, Progress, StopCause, WorkloadInfo, WorkloadReport,
+    Event, Figures, InstanceState, Level, LiveStatistics, Progress, StopCause, WorkloadInfo,
+    WorkloadReport,
 };
 use crate::sla::{ABORTED_MANUALLY, ABORTED_ON_SLA, CriterionStatus, SOMETHING_WENT_WRONG};
 
@@ -199,6 +200,8 @@ pub struct TuiState {
     pub(super) agent_counts: (usize, usize),
     /// Set once an `Agents` event arrived: the table then shows the agent columns.
     pub distributed: bool,
+    /// Every agent's load is over and its results are still being fetched: (stored, run).
+    pub storing: Option<(u64, u64)>,
     /// Workloads finished so far, and how many of them failed their SLA: the task's
     /// verdict so far, which the header carries (the SLA panel is the current workload's).
     pub workloads_done: usize,
@@ -261,6 +264,7 @@ impl TuiState {
             dropped_sources: 0,
             agent_counts: (0, 0),
             distributed: false,
+            storing: None,
             workloads_done: 0,
             workloads_failed: 0,
             final_rate: None,
@@ -354,6 +358,7 @@ impl TuiState {
         self.all = Figures::default();
         self.final_rate = None;
         self.in_flight = None;
+        self.storing = None;
         self.live = None;
         self.workload_cursor = info.index;
         // No agent works in it until its first agents snapshot.
@@ -387,6 +392,11 @@ impl TuiState {
             }
         }
         self.dropped_sources = untracked;
+        let running = self
+            .sources
+            .iter()
+            .any(|src| !matches!(src.state, Some(InstanceState::Done | InstanceState::Lost)));
+        self.storing = p.storing(running);
     }
 
     /// Logs each aggregate criterion that starts or stops failing, with Rally's detail, so

@@ -628,3 +628,33 @@ fn agent_p95_is_never_an_interval_one() {
     )]));
     assert_eq!(s.sources[0].p95, Some(0.9));
 }
+
+/// Once every agent's load is over, results still on their way are said as such (not as a
+/// stale "now" rate): the agents' last reports count for nothing per second any more.
+#[test]
+fn finished_agents_waiting_on_their_results_are_storing_not_running() {
+    let mut s = TuiState::new();
+    s.apply(&started());
+    s.apply(&Event::WorkloadStarted(info(0, 1, None)));
+    let f = figures(1000, 0, 500.0, 0.1);
+    let step = |s: &mut TuiState, state: InstanceState, stored: u64| {
+        s.apply(&agents(vec![
+            agent_row("local-1", state, &f, 0.2),
+            agent_row("local-2", state, &f, 0.2),
+        ]));
+        let Event::Progress(mut p) =
+            progress(5.0, 2000, &[("local-1", f.clone()), ("local-2", f.clone())])
+        else {
+            unreachable!("a progress event");
+        };
+        p.stored = Some(stored);
+        s.apply(&Event::Progress(p));
+    };
+    // Running: the stored count trails the agents' by a fetch; that is not "storing".
+    step(&mut s, InstanceState::Running, 1500);
+    assert_eq!(s.storing, None);
+    step(&mut s, InstanceState::Done, 1500);
+    assert_eq!(s.storing, Some((1500, 2000)));
+    step(&mut s, InstanceState::Done, 2000);
+    assert_eq!(s.storing, None);
+}
