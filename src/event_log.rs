@@ -371,23 +371,37 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stalled_reader_blocks_no_worker_and_misses_are_counted() {
-        let (tx, rx) = broadcast::channel(8192);
-        let events = 6000;
-        for i in 0..events {
+    /// A stream of `n` log events (`message(i)`), then the task's end when `end`; the sender
+    /// is returned so the stream stays open (or is dropped by the caller to close it).
+    fn logged(
+        capacity: usize,
+        n: u64,
+        message: impl Fn(u64) -> String,
+        end: bool,
+    ) -> (broadcast::Sender<Event>, broadcast::Receiver<Event>) {
+        let (tx, rx) = broadcast::channel(capacity);
+        for i in 0..n {
             tx.send(Event::Log {
                 level: Level::Info,
-                message: format!("event {i}"),
+                message: message(i),
             })
             .unwrap();
         }
-        tx.send(Event::TaskFinished {
-            uuid: "u".into(),
-            status: TaskStatus::Finished,
-            pass_sla: true,
-        })
-        .unwrap();
+        if end {
+            tx.send(Event::TaskFinished {
+                uuid: "u".into(),
+                status: TaskStatus::Finished,
+                pass_sla: true,
+            })
+            .unwrap();
+        }
+        (tx, rx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_reader_blocks_no_worker_and_misses_are_counted() {
+        let events = 6000;
+        let (_tx, rx) = logged(8192, events, |i| format!("event {i}"), true);
         let (open, gate) = std::sync::mpsc::channel();
         let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer = Stalled {
@@ -420,20 +434,7 @@ mod tests {
     /// warning (here on the event stream, as in TUI mode).
     #[tokio::test(start_paused = true)]
     async fn a_reader_that_never_drains_delays_the_end_by_the_final_wait_only() {
-        let (tx, rx) = broadcast::channel(64);
-        for i in 0..20 {
-            tx.send(Event::Log {
-                level: Level::Info,
-                message: format!("event {i}"),
-            })
-            .unwrap();
-        }
-        tx.send(Event::TaskFinished {
-            uuid: "u".into(),
-            status: TaskStatus::Finished,
-            pass_sla: true,
-        })
-        .unwrap();
+        let (_tx, rx) = logged(64, 20, |i| format!("event {i}"), true);
         let (open, gate) = std::sync::mpsc::channel();
         let writer = Stalled {
             gate: Some(gate),
@@ -468,14 +469,7 @@ mod tests {
     /// longer than the end does.
     #[tokio::test(start_paused = true)]
     async fn a_closed_stream_waits_for_a_stuck_reader_no_longer() {
-        let (tx, rx) = broadcast::channel(64);
-        for i in 0..3 {
-            tx.send(Event::Log {
-                level: Level::Info,
-                message: format!("event {i}"),
-            })
-            .unwrap();
-        }
+        let (tx, rx) = logged(64, 3, |i| format!("event {i}"), false);
         drop(tx);
         let (open, gate) = std::sync::mpsc::channel();
         let writer = Stalled {
@@ -499,21 +493,13 @@ mod tests {
     /// missed (and counted) rather than held in memory.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_queue_is_bounded_by_bytes() {
-        let (tx, rx) = broadcast::channel(256);
         let events = 100;
-        for i in 0..events {
-            tx.send(Event::Log {
-                level: Level::Info,
-                message: format!("{i:04} {}", "x".repeat(1000)),
-            })
-            .unwrap();
-        }
-        tx.send(Event::TaskFinished {
-            uuid: "u".into(),
-            status: TaskStatus::Finished,
-            pass_sla: true,
-        })
-        .unwrap();
+        let (tx, rx) = logged(
+            256,
+            events,
+            |i| format!("{i:04} {}", "x".repeat(1000)),
+            true,
+        );
         let (open, gate) = std::sync::mpsc::channel();
         let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer = Stalled {

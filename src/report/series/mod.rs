@@ -440,17 +440,9 @@ mod tests {
         duration: f64,
         fail: bool,
     ) -> IterationRecord {
-        IterationRecord {
-            iteration,
-            timestamp,
-            duration,
-            idle_duration: 0.0,
-            lateness: 0.0,
-            error: fail.then(|| Box::new(IterationError::new("E", format!("m{iteration}")))),
-            output: None,
-            actions: 0..0,
-            dials: Default::default(),
-        }
+        let mut r = IterationRecord::passed(iteration, timestamp, duration);
+        r.error = fail.then(|| Box::new(IterationError::new("E", format!("m{iteration}"))));
+        r
     }
 
     #[test]
